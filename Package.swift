@@ -1,0 +1,72 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layers, bottom up: C bindings (CBPF, CYang, CSystemd, CShims) -> wrappers (IPC, BPFKit,
+// YangKit, DaemonKit) -> the daemons and pcnctl. Nothing below imports anything above it.
+let package = Package(
+    name: "polycube-swift",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "pcn-core", targets: ["pcn-core"]),
+        .executable(name: "pcn-api", targets: ["pcn-api"]),
+        .executable(name: "pcn-logd", targets: ["pcn-logd"]),
+        .executable(name: "cube-host", targets: ["cube-host"]),
+        .executable(name: "pcnctl", targets: ["pcnctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+    ],
+    targets: [
+        // C bindings
+        .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev"])]),
+        .systemLibrary(name: "CYang", pkgConfig: "libyang", providers: [.apt(["libyang2-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .target(name: "CShims"),
+
+        // Wrappers shared by the daemons
+        .target(name: "IPC", dependencies: [
+            "CShims",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "BPFKit", dependencies: ["CBPF"]),
+        .target(name: "YangKit", dependencies: ["CYang"]),
+        .target(name: "DaemonKit", dependencies: [
+            "CSystemd", "CShims", "IPC",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // The processes
+        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "BPFKit"]),
+        .executableTarget(name: "pcn-api", dependencies: [
+            "DaemonKit", "IPC", "YangKit",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ]),
+        .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC"]),
+        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "BPFKit"]),
+        .executableTarget(name: "pcnctl", dependencies: [
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // A scriptable bus client the tests run as separate processes (registration, echo, fd passing).
+        .executableTarget(name: "pcn-bus-peer", dependencies: [
+            "IPC", "BPFKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/Support/pcn-bus-peer"),
+
+        .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
+            .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
+
+        .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "pcn-bus-peer", "pcn-core",
+            .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
+        .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
+        .testTarget(name: "DaemonTests", dependencies: ["DaemonKit", "IPC",
+            "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
+    ]
+)

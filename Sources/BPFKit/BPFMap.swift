@@ -1,0 +1,121 @@
+import CBPF
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed libbpf or bpf(2) operation: what was attempted, on what, and the kernel's answer.
+public struct BPFError: Error, CustomStringConvertible, Equatable {
+    public let operation: String
+    public let errno: Int32
+
+    public init(_ operation: String, errno: Int32) {
+        self.operation = operation
+        self.errno = errno
+    }
+
+    /// libbpf returns -errno; bpf(2) wrappers return -1 and set errno.
+    static func check(_ result: Int32, _ operation: @autoclosure () -> String) throws(BPFError) {
+        if result < 0 { throw BPFError(operation(), errno: result == -1 ? Glibc.errno : -result) }
+    }
+
+    public var description: String { "\(operation): \(String(cString: strerror(errno)))" }
+}
+
+/// An owned BPF map file descriptor with typed access. The fd is closed when the object goes away;
+/// the map itself lives on while pinned or referenced by a program.
+public final class BPFMap: @unchecked Sendable {
+    public let fd: Int32
+    public let name: String
+    public let type: bpf_map_type
+    public let keySize: Int
+    public let valueSize: Int
+    public let maxEntries: Int
+    public let id: UInt32
+
+    /// Creates a new map.
+    public static func create(type: bpf_map_type, name: String, keySize: Int, valueSize: Int, maxEntries: Int) throws(BPFError) -> BPFMap {
+        let fd = bpf_map_create(type, name, UInt32(keySize), UInt32(valueSize), UInt32(maxEntries), nil)
+        try BPFError.check(fd, "create map '\(name)'")
+        return try BPFMap(adopting: fd)
+    }
+
+    /// Opens a pinned map.
+    public static func openPinned(_ path: String) throws(BPFError) -> BPFMap {
+        let fd = bpf_obj_get(path)
+        try BPFError.check(fd, "open pinned map \(path)")
+        return try BPFMap(adopting: fd)
+    }
+
+    /// Takes ownership of `fd` (for example one passed over the bus) after checking it is a map.
+    public init(adopting fd: Int32) throws(BPFError) {
+        var info = bpf_map_info()
+        var length = UInt32(MemoryLayout<bpf_map_info>.size)
+        let result = bpf_obj_get_info_by_fd(fd, &info, &length)
+        if result < 0 {
+            close(fd)
+            throw BPFError("read map info of fd \(fd) (not a BPF map?)", errno: result == -1 ? Glibc.errno : -result)
+        }
+        self.fd = fd
+        self.type = bpf_map_type(rawValue: info.type)
+        self.keySize = Int(info.key_size)
+        self.valueSize = Int(info.value_size)
+        self.maxEntries = Int(info.max_entries)
+        self.id = info.id
+        self.name = withUnsafeBytes(of: info.name) { raw in
+            String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+
+    deinit { close(fd) }
+
+    public func pin(at path: String) throws(BPFError) {
+        try BPFError.check(bpf_obj_pin(fd, path), "pin map '\(name)' at \(path)")
+    }
+
+    /// Updates one entry. Keys and values must be exactly the map's sizes.
+    public func update(key: [UInt8], value: [UInt8], flags: UInt64 = UInt64(BPF_ANY)) throws(BPFError) {
+        guard key.count == keySize, value.count == valueSize else {
+            throw BPFError("update map '\(name)': key \(key.count)/\(keySize) or value \(value.count)/\(valueSize) bytes", errno: EINVAL)
+        }
+        let result = key.withUnsafeBytes { k in value.withUnsafeBytes { v in bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, flags) } }
+        try BPFError.check(result, "update map '\(name)'")
+    }
+
+    /// The value under `key`, or nil if absent.
+    public func lookup(key: [UInt8]) throws(BPFError) -> [UInt8]? {
+        guard key.count == keySize else {
+            throw BPFError("lookup in map '\(name)': key is \(key.count) bytes, map wants \(keySize)", errno: EINVAL)
+        }
+        var value = [UInt8](repeating: 0, count: valueSize)
+        let result = key.withUnsafeBytes { k in value.withUnsafeMutableBytes { v in bpf_map_lookup_elem(fd, k.baseAddress, v.baseAddress) } }
+        if result < 0 {
+            let err = result == -1 ? Glibc.errno : -result
+            if err == ENOENT { return nil }
+            throw BPFError("lookup in map '\(name)'", errno: err)
+        }
+        return value
+    }
+
+    public func delete(key: [UInt8]) throws(BPFError) {
+        let result = key.withUnsafeBytes { k in bpf_map_delete_elem(fd, k.baseAddress) }
+        try BPFError.check(result, "delete from map '\(name)'")
+    }
+
+    /// Typed helpers for plain-old-data keys and values (C structs imported from a shared header).
+    public func update<K: BitwiseCopyable, V: BitwiseCopyable>(_ key: K, _ value: V, flags: UInt64 = UInt64(BPF_ANY)) throws(BPFError) {
+        try update(key: bytes(of: key), value: bytes(of: value), flags: flags)
+    }
+
+    public func lookup<K: BitwiseCopyable, V: BitwiseCopyable>(_ key: K, as: V.Type) throws(BPFError) -> V? {
+        guard MemoryLayout<V>.size == valueSize else {
+            throw BPFError("lookup in map '\(name)': \(V.self) is \(MemoryLayout<V>.size) bytes, value is \(valueSize)", errno: EINVAL)
+        }
+        guard let raw = try lookup(key: bytes(of: key)) else { return nil }
+        return raw.withUnsafeBytes { $0.loadUnaligned(as: V.self) }
+    }
+}
+
+@inline(__always)
+func bytes<T: BitwiseCopyable>(of value: T) -> [UInt8] {
+    withUnsafeBytes(of: value) { Array($0) }
+}

@@ -1,0 +1,38 @@
+#ifndef PCN_SHIMS_H
+#define PCN_SHIMS_H
+// System calls whose C API is macros or variadic (CMSG_*, sockaddr_un sizing): a few lines of C
+// are clearer than re-deriving the layouts in Swift.
+#include <stddef.h>
+#include <sys/types.h>
+
+// Most fds one bus frame may carry.
+#define PCN_MAX_FRAME_FDS 16
+
+// sendmsg() one datagram plus up to PCN_MAX_FRAME_FDS fds (SCM_RIGHTS). Returns bytes sent or -1 (errno).
+ssize_t pcn_send_frame(int sock, const void *buf, size_t len, const int *fds, int nfds, int flags);
+
+// recvmsg() one datagram. Fills fds[0..*nfds) (received fds get O_CLOEXEC). *truncated is set when the
+// datagram or its control data did not fit (the fds that did arrive are still returned so the caller
+// can close them). Returns bytes received (0 = orderly shutdown) or -1 (errno).
+ssize_t pcn_recv_frame(int sock, void *buf, size_t cap, int *fds, int *nfds, int *truncated, int flags);
+
+// socket(AF_UNIX, SOCK_SEQPACKET|SOCK_CLOEXEC) + bind + listen on path. -1 with errno on failure;
+// -2 when the path is too long for sockaddr_un.
+int pcn_seqpacket_listen(const char *path, int backlog);
+
+// socket + connect to path. Same error convention as pcn_seqpacket_listen.
+int pcn_seqpacket_connect(const char *path);
+
+// A connected SOCK_SEQPACKET pair (for benchmarks and unit tests). 0 or -1.
+int pcn_seqpacket_pair(int sv[2]);
+
+// Credentials of the peer of a connected Unix socket. 0 or -1.
+int pcn_peer_pid(int sock, int *pid);
+
+// A non-blocking, close-on-exec pipe used to wake a poll loop. 0 or -1.
+int pcn_wake_pipe(int fds[2]);
+
+// 1 if path is on a bpf filesystem, 0 if not, -1 with errno if it cannot be checked.
+int pcn_is_bpffs(const char *path);
+
+#endif

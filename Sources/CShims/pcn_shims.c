@@ -1,0 +1,130 @@
+#define _GNU_SOURCE
+#include "pcn_shims.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <sys/un.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+ssize_t pcn_send_frame(int sock, const void *buf, size_t len, const int *fds, int nfds, int flags) {
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+    union {
+        char raw[CMSG_SPACE(sizeof(int) * PCN_MAX_FRAME_FDS)];
+        struct cmsghdr align;
+    } control;
+    if (nfds < 0 || nfds > PCN_MAX_FRAME_FDS) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (nfds > 0) {
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.raw;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+    }
+    return sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+}
+
+ssize_t pcn_recv_frame(int sock, void *buf, size_t cap, int *fds, int *nfds, int *truncated, int flags) {
+    struct iovec iov = { .iov_base = buf, .iov_len = cap };
+    union {
+        char raw[CMSG_SPACE(sizeof(int) * PCN_MAX_FRAME_FDS)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                          .msg_control = control.raw, .msg_controllen = sizeof(control.raw) };
+    *nfds = 0;
+    *truncated = 0;
+    ssize_t n = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+            continue;
+        int count = (int)((cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+            if (*nfds < PCN_MAX_FRAME_FDS)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+        *truncated = 1;
+    return n;
+}
+
+static int fill_address(struct sockaddr_un *addr, const char *path) {
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(addr->sun_path))
+        return -1;
+    strcpy(addr->sun_path, path);
+    return 0;
+}
+
+int pcn_seqpacket_listen(const char *path, int backlog) {
+    struct sockaddr_un addr;
+    if (fill_address(&addr, path) < 0)
+        return -2;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int pcn_seqpacket_connect(const char *path) {
+    struct sockaddr_un addr;
+    if (fill_address(&addr, path) < 0)
+        return -2;
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int pcn_seqpacket_pair(int sv[2]) {
+    return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
+}
+
+int pcn_peer_pid(int sock, int *pid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -1;
+    *pid = cred.pid;
+    return 0;
+}
+
+int pcn_wake_pipe(int fds[2]) {
+    return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
+}
+
+int pcn_is_bpffs(const char *path) {
+    struct statfs fs;
+    if (statfs(path, &fs) < 0)
+        return -1;
+    return fs.f_type == 0xcafe4a11 ? 1 : 0;
+}

@@ -1,0 +1,1 @@
+#include <libyang/libyang.h>

@@ -1,0 +1,3 @@
+import IPC
+
+public typealias IPCBusClient = IPC.BusClient

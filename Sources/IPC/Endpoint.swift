@@ -1,0 +1,145 @@
+import Foundation
+
+/// What every participant of the bus can do: the in-process endpoints of the hub and the socket
+/// clients of the other daemons offer the same calls.
+public protocol BusEndpoint: AnyObject, Sendable {
+    var name: String { get }
+    /// Requests and events addressed to this endpoint, in arrival order. Answer each request with
+    /// `reply` or `fail`; a request left unanswered times out at its sender.
+    var messages: AsyncStream<BusMessage> { get }
+    /// Hands one frame to the transport. Throws when it cannot be sent at all.
+    func send(_ frame: Frame, fds: [Int32]) throws(BusError)
+    var pending: PendingRequests { get }
+}
+
+extension BusEndpoint {
+    /// Sends a request and waits for its reply. Throws `BusError` (`noRoute`, `queueFull`, `timeout`,
+    /// `disconnected`, or the receiver's own failure).
+    public func request(_ destination: String, method: String, payload: [UInt8] = [], fds: [Int32] = [],
+                        timeout: Duration = .seconds(5)) async throws -> BusMessage {
+        let id = pending.nextID()
+        let frame = Frame(kind: .request, id: id, destination: destination, method: method, payload: payload)
+        return try await pending.wait(id: id, timeout: timeout, what: "'\(method)' to \(destination)") {
+            try self.send(frame, fds: fds)
+        }
+    }
+
+    /// Request with JSON bodies both ways.
+    public func request<Body: Encodable, Answer: Decodable>(
+        _ destination: String, method: String, body: Body, fds: [Int32] = [],
+        expecting: Answer.Type, timeout: Duration = .seconds(5)
+    ) async throws -> Answer {
+        let payload = try Array(JSONEncoder().encode(body))
+        return try await request(destination, method: method, payload: payload, fds: fds, timeout: timeout)
+            .decode(Answer.self)
+    }
+
+    /// A one-way message. If it cannot be delivered the hub answers with an `error` frame carrying the
+    /// event's id, which `undeliveredEvents` counts.
+    @discardableResult
+    public func event(_ destination: String, method: String, payload: [UInt8] = [], fds: [Int32] = []) throws(BusError) -> UInt64 {
+        let id = pending.nextID()
+        try send(Frame(kind: .event, id: id, destination: destination, method: method, payload: payload), fds: fds)
+        return id
+    }
+
+    public func reply(to message: BusMessage, _ reply: BusReply = BusReply()) {
+        guard message.kind == .request else { return }
+        let frame = Frame(kind: .reply, id: message.id, destination: message.source, method: message.method,
+                          payload: reply.payload)
+        do {
+            try send(frame, fds: reply.fds)
+        } catch {
+            // The requester will see its own timeout or disconnect; nothing else to tell it.
+        }
+    }
+
+    public func fail(_ message: BusMessage, _ error: BusError) {
+        guard message.kind == .request else { return }
+        let frame = Frame(kind: .error, id: message.id, destination: message.source, method: message.method,
+                          payload: error.encoded)
+        try? send(frame, fds: [])
+    }
+
+    /// Events of ours that the hub reported undeliverable (no route, full queue), by error code.
+    public var undeliveredEvents: [BusError.Code: UInt64] { pending.undelivered }
+}
+
+/// The table of requests in flight and their deadlines; shared by every endpoint kind.
+public final class PendingRequests: @unchecked Sendable {
+    private struct Entry {
+        var continuation: CheckedContinuation<BusMessage, Error>
+        var timer: Task<Void, Never>?
+    }
+
+    private let lock = PosixLock()
+    private var entries: [UInt64: Entry] = [:]
+    private var lastID: UInt64 = 0
+    private var undeliveredCounts: [BusError.Code: UInt64] = [:]
+
+    public init() {}
+
+    func nextID() -> UInt64 {
+        lock.withLock {
+            lastID &+= 1
+            return lastID
+        }
+    }
+
+    var undelivered: [BusError.Code: UInt64] { lock.withLock { undeliveredCounts } }
+
+    func wait(id: UInt64, timeout: Duration, what: String, send: @escaping () throws -> Void) async throws -> BusMessage {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<BusMessage, Error>) in
+            lock.withLock { entries[id] = Entry(continuation: continuation, timer: nil) }
+            do {
+                try send()
+            } catch {
+                finish(id, .failure(error))
+                return
+            }
+            let timer = Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                guard !Task.isCancelled else { return }
+                self?.finish(id, .failure(BusError(code: .timeout, message: "\(what): no answer within \(timeout)")))
+            }
+            let stillPending = lock.withLock { () -> Bool in
+                guard entries[id] != nil else { return false }
+                entries[id]?.timer = timer
+                return true
+            }
+            if !stillPending { timer.cancel() }
+        }
+    }
+
+    /// Delivers a reply or error frame. Returns false if nothing waited for it (late or unknown).
+    @discardableResult
+    func complete(_ message: BusMessage) -> Bool {
+        if message.kind == .error {
+            let error = BusError.decodeBody(message.payload)
+            if finish(message.id, .failure(error)) { return true }
+            lock.withLock { undeliveredCounts[error.code, default: 0] += 1 }
+            return false
+        }
+        return finish(message.id, .success(message))
+    }
+
+    @discardableResult
+    private func finish(_ id: UInt64, _ result: Result<BusMessage, Error>) -> Bool {
+        guard let entry = lock.withLock({ entries.removeValue(forKey: id) }) else { return false }
+        entry.timer?.cancel()
+        entry.continuation.resume(with: result)
+        return true
+    }
+
+    /// Fails every request in flight (the connection is gone).
+    func failAll(_ error: BusError) {
+        let all = lock.withLock { () -> [Entry] in
+            defer { entries.removeAll() }
+            return Array(entries.values)
+        }
+        for entry in all {
+            entry.timer?.cancel()
+            entry.continuation.resume(throwing: error)
+        }
+    }
+}

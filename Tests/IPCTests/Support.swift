@@ -1,0 +1,129 @@
+import Foundation
+import IPC
+import Logging
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where SwiftPM put the executables this test bundle was built with.
+let productsDirectory: URL = {
+    let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent(),
+                      Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL]
+    for dir in candidates where FileManager.default.fileExists(atPath: dir.appendingPathComponent("pcn-core").path) {
+        return dir
+    }
+    fatalError("cannot find the built executables near \(candidates)")
+}()
+
+/// A private directory with a short path (Unix socket paths are limited to 107 bytes).
+func makeTemporaryDirectory() -> String {
+    var template = Array("/tmp/pcnipc.XXXXXX".utf8CString)
+    return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+}
+
+/// A child process whose stdout lines the test can wait for.
+final class Child: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var partial = ""
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        process.executableURL = productsDirectory.appendingPathComponent(executable)
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        process.environment = env
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.partial += String(decoding: data, as: UTF8.self)
+            while let newline = self.partial.firstIndex(of: "\n") {
+                self.lines.append(String(self.partial[..<newline]))
+                self.partial = String(self.partial[self.partial.index(after: newline)...])
+            }
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+    var output: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+
+    /// Waits until some stdout line satisfies `match`; returns it.
+    @discardableResult
+    func waitForLine(timeout: TimeInterval = 10, _ match: (String) -> Bool) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = output.first(where: match) { return line }
+            usleep(5_000)
+        }
+        throw TestFailure("no matching line from \(process.executableURL!.lastPathComponent) within \(timeout)s; got \(output)")
+    }
+
+    func signal(_ number: Int32) { kill(pid, number) }
+
+    func killAndWait(_ number: Int32 = SIGKILL) {
+        if process.isRunning { kill(pid, number) }
+        process.waitUntilExit()
+    }
+
+    deinit { killAndWait() }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` until true or the timeout passes.
+func eventually(timeout: TimeInterval = 10, _ condition: () async throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestFailure("condition not met within \(timeout)s")
+}
+
+/// Log records kept in memory so a test can assert what the hub said.
+final class LogCapture: @unchecked Sendable {
+    private let lock = NSLock()
+    private var records: [String] = []
+
+    func append(_ line: String) { lock.lock(); records.append(line); lock.unlock() }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return records }
+
+    func logger(_ label: String) -> Logger {
+        Logger(label: label) { _ in CapturingHandler(capture: self) }
+    }
+
+    struct CapturingHandler: LogHandler {
+        let capture: LogCapture
+        var logLevel: Logger.Level = .debug
+        var metadata: Logger.Metadata = [:]
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+                 file: String, function: String, line: UInt) {
+            capture.append("\(level): \(message)")
+        }
+    }
+}
+
+let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+
+/// Resident memory of a process in KiB.
+func residentKiB(pid: Int32) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
+    }
+    return -1
+}

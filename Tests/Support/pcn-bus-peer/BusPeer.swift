@@ -1,0 +1,116 @@
+import ArgumentParser
+import BPFKit
+import Foundation
+import IPC
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A bus participant the tests run as a separate process. It prints `REGISTERED <n>` on stdout each
+/// time it (re-)registers, so a test can wait for it.
+@main
+struct BusPeer: AsyncParsableCommand {
+    enum Mode: String, ExpressibleByArgument {
+        /// Answers `echo`, `relay`, `map-update`, `notify`; ignores `ignore`.
+        case serve
+        /// Registers with a raw socket and reads nothing until the file `--resume-when` appears, then
+        /// drains and prints `DRAINED <n>`.
+        case stall
+    }
+
+    @Option var socket: String
+    @Option var name: String
+    @Option var mode: Mode = .serve
+    @Option(help: "stall mode: start draining once this path exists") var resumeWhen: String?
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        switch mode {
+        case .serve: await serve()
+        case .stall: try stall()
+        }
+    }
+
+    struct MapUpdate: Codable { var key: UInt32; var value: UInt64 }
+    struct Relay: Codable { var to: String; var text: String }
+
+    private func serve() async {
+        let client = BusClient(socketPath: socket, name: name, logger: Logger(label: "peer.\(name)"))
+        client.start()
+        Task {
+            for await count in client.registrations { emit("REGISTERED \(count)") }
+        }
+        for await message in client.messages {
+            let reply = Task { await answer(message, client) }
+            if message.method == "relay" { _ = reply } else { await reply.value }
+        }
+    }
+
+    private func answer(_ message: BusMessage, _ client: BusClient) async {
+        switch message.method {
+        case "echo":
+            client.reply(to: message, BusReply(payload: message.payload))
+        case "ignore":
+            break
+        case "notify":
+            // An event answered by an event back to its sender.
+            try? client.event(message.source, method: "notified", payload: message.payload)
+        case "relay":
+            do {
+                let relay = try message.decode(Relay.self)
+                let answer = try await client.request(relay.to, method: "echo", payload: Array(relay.text.utf8))
+                client.reply(to: message, BusReply(payload: Array("\(answer.source):".utf8) + answer.payload))
+            } catch let error as BusError {
+                client.fail(message, error)
+            } catch {
+                client.fail(message, BusError(code: .failed, message: "\(error)"))
+            }
+        case "map-update":
+            do {
+                let update = try message.decode(MapUpdate.self)
+                guard let passed = message.fds.first else {
+                    throw BusError(code: .badRequest, message: "map-update needs a map fd")
+                }
+                let map = try BPFMap(adopting: passed.take())
+                try map.update(update.key, update.value)
+                client.reply(to: message, BusReply(payload: Array("updated map id \(map.id)".utf8)))
+            } catch {
+                client.fail(message, BusError(code: .failed, message: "\(error)"))
+            }
+        case HubMethod.registered, HubMethod.unregistered:
+            break
+        default:
+            client.fail(message, BusError(code: .unknownMethod, message: "peer offers no '\(message.method)'"))
+        }
+    }
+
+    private func stall() throws {
+        guard let resumeWhen else { throw ValidationError("--mode stall needs --resume-when PATH") }
+        let sock = try SeqPacketSocket.connect(path: socket)
+        _ = try sock.send(Frame(kind: .register, id: 1, destination: HubMethod.hubName, payload: Array(name.utf8)).encode())
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameHeader.maxFrameSize, alignment: 8)
+        guard case .datagram = try sock.receive(into: buffer) else { throw BusError(code: .closed, message: "hub closed") }
+        emit("REGISTERED 1")
+        while access(resumeWhen, F_OK) != 0 { usleep(10_000) }
+        var tv = timeval(tv_sec: 0, tv_usec: 500_000)
+        setsockopt(sock.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var count = 0
+        while case .datagram(let n, _, _) = try sock.receive(into: buffer) {
+            if let frame = try? Frame.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<n])), frame.kind == .event,
+               frame.source != HubMethod.hubName {
+                count += 1
+            }
+        }
+        emit("DRAINED \(count)")
+    }
+}
+
+/// Unbuffered line on stdout: the test reads it while we run.
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
