@@ -45,9 +45,10 @@ public struct DaemonLifecycle {
         self.logger = logger
     }
 
-    public func run(services: [any Service], status: String) async throws {
+    /// Runs `services`; READY is reported once `gate` opens (at once if none is given).
+    public func run(services: [any Service], status: String, gate: ReadyGate = .open) async throws {
         var all = services
-        all.append(ReadyService(readiness: readiness, status: status, logger: logger))
+        all.append(ReadyService(readiness: readiness, status: status, gate: gate, logger: logger))
         let group = ServiceGroup(configuration: .init(
             services: all.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -61,9 +62,11 @@ public struct DaemonLifecycle {
 private struct ReadyService: Service {
     let readiness: Readiness
     let status: String
+    let gate: ReadyGate
     let logger: Logger
 
     func run() async throws {
+        guard await gate.wait() else { return }
         readiness.ready(status: status)
         logger.info("ready: \(status)")
         let interval = readiness.watchdogInterval
@@ -96,5 +99,31 @@ public struct BusClientService: Service {
         client.start()
         try? await gracefulShutdown()
         client.stop()
+    }
+}
+
+/// Opened by a daemon once it actually serves (for pcn-api: once the HTTP socket listens).
+public final class ReadyGate: Sendable {
+    private let stream: AsyncStream<Void>
+    private let continuation: AsyncStream<Void>.Continuation
+
+    public init() {
+        (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public static var open: ReadyGate {
+        let gate = ReadyGate()
+        gate.open()
+        return gate
+    }
+
+    public func open() { continuation.yield() }
+
+    /// True once opened; false if shutdown came first.
+    func wait() async -> Bool {
+        await cancelWhenGracefulShutdown {
+            for await _ in self.stream { return true }
+            return false
+        } ?? false
     }
 }
