@@ -62,11 +62,13 @@ let package = Package(
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
 
-        .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "pcn-bus-peer", "pcn-core",
-            .product(name: "Logging", package: "swift-log")]),
+        .target(name: "TestSupport", dependencies: [.product(name: "Logging", package: "swift-log")],
+                path: "Tests/TestSupport"),
+        .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
+            "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
-        .testTarget(name: "DaemonTests", dependencies: ["DaemonKit", "IPC",
+        .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
     ]
 )

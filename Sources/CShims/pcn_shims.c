@@ -105,6 +105,22 @@ int pcn_seqpacket_connect(const char *path) {
     return fd;
 }
 
+int pcn_dgram_bind(const char *path) {
+    struct sockaddr_un addr;
+    if (fill_address(&addr, path) < 0)
+        return -2;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
 int pcn_seqpacket_pair(int sv[2]) {
     return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
 }

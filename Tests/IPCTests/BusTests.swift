@@ -4,6 +4,7 @@ import CShims
 import Foundation
 import IPC
 import Logging
+import TestSupport
 import XCTest
 #if canImport(Glibc)
 import Glibc

@@ -23,6 +23,9 @@ int pcn_seqpacket_listen(const char *path, int backlog);
 // socket + connect to path. Same error convention as pcn_seqpacket_listen.
 int pcn_seqpacket_connect(const char *path);
 
+// A bound AF_UNIX SOCK_DGRAM socket (a NOTIFY_SOCKET listener, as systemd has). Same errors as above.
+int pcn_dgram_bind(const char *path);
+
 // A connected SOCK_SEQPACKET pair (for benchmarks and unit tests). 0 or -1.
 int pcn_seqpacket_pair(int sv[2]);
 

@@ -1,5 +1,4 @@
 import Foundation
-import IPC
 import Logging
 import XCTest
 #if canImport(Glibc)
@@ -7,7 +6,7 @@ import Glibc
 #endif
 
 /// Where SwiftPM put the executables this test bundle was built with.
-let productsDirectory: URL = {
+public let productsDirectory: URL = {
     let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent(),
                       Bundle.main.bundleURL.deletingLastPathComponent(), Bundle.main.bundleURL]
     for dir in candidates where FileManager.default.fileExists(atPath: dir.appendingPathComponent("pcn-core").path) {
@@ -17,19 +16,19 @@ let productsDirectory: URL = {
 }()
 
 /// A private directory with a short path (Unix socket paths are limited to 107 bytes).
-func makeTemporaryDirectory() -> String {
-    var template = Array("/tmp/pcnipc.XXXXXX".utf8CString)
+public func makeTemporaryDirectory() -> String {
+    var template = Array("/tmp/pcntest.XXXXXX".utf8CString)
     return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
 }
 
 /// A child process whose stdout lines the test can wait for.
-final class Child: @unchecked Sendable {
-    let process = Process()
+public final class Child: @unchecked Sendable {
+    public let process = Process()
     private let lock = NSLock()
     private var lines: [String] = []
     private var partial = ""
 
-    init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = productsDirectory.appendingPathComponent(executable)
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
@@ -51,12 +50,12 @@ final class Child: @unchecked Sendable {
         try process.run()
     }
 
-    var pid: Int32 { process.processIdentifier }
-    var output: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+    public var pid: Int32 { process.processIdentifier }
+    public var output: [String] { lock.lock(); defer { lock.unlock() }; return lines }
 
     /// Waits until some stdout line satisfies `match`; returns it.
     @discardableResult
-    func waitForLine(timeout: TimeInterval = 10, _ match: (String) -> Bool) throws -> String {
+    public func waitForLine(timeout: TimeInterval = 10, _ match: (String) -> Bool) throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let line = output.first(where: match) { return line }
@@ -65,9 +64,9 @@ final class Child: @unchecked Sendable {
         throw TestFailure("no matching line from \(process.executableURL!.lastPathComponent) within \(timeout)s; got \(output)")
     }
 
-    func signal(_ number: Int32) { kill(pid, number) }
+    public func signal(_ number: Int32) { kill(pid, number) }
 
-    func killAndWait(_ number: Int32 = SIGKILL) {
+    public func killAndWait(_ number: Int32 = SIGKILL) {
         if process.isRunning { kill(pid, number) }
         process.waitUntilExit()
     }
@@ -75,13 +74,13 @@ final class Child: @unchecked Sendable {
     deinit { killAndWait() }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Polls `condition` until true or the timeout passes.
-func eventually(timeout: TimeInterval = 10, _ condition: () async throws -> Bool) async throws {
+public func eventually(timeout: TimeInterval = 10, _ condition: () async throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try await condition() { return }
@@ -91,14 +90,15 @@ func eventually(timeout: TimeInterval = 10, _ condition: () async throws -> Bool
 }
 
 /// Log records kept in memory so a test can assert what the hub said.
-final class LogCapture: @unchecked Sendable {
+public final class LogCapture: @unchecked Sendable {
+    public init() {}
     private let lock = NSLock()
     private var records: [String] = []
 
-    func append(_ line: String) { lock.lock(); records.append(line); lock.unlock() }
-    var lines: [String] { lock.lock(); defer { lock.unlock() }; return records }
+    public func append(_ line: String) { lock.lock(); records.append(line); lock.unlock() }
+    public var lines: [String] { lock.lock(); defer { lock.unlock() }; return records }
 
-    func logger(_ label: String) -> Logger {
+    public func logger(_ label: String) -> Logger {
         Logger(label: label) { _ in CapturingHandler(capture: self) }
     }
 
@@ -117,13 +117,49 @@ final class LogCapture: @unchecked Sendable {
     }
 }
 
-let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+public let quietLogger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
 
 /// Resident memory of a process in KiB.
-func residentKiB(pid: Int32) -> Int {
+public func residentKiB(pid: Int32) -> Int {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return -1 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
         return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
     }
     return -1
+}
+
+/// The checkout this test bundle was built from (for scripts/).
+public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs a command to completion and returns its exit status, stdout and stderr. Output goes through
+/// files, not pipes, so a daemon the command leaves running cannot hold the call open.
+@discardableResult
+public func runCommand(_ path: String, _ arguments: [String], environment: [String: String] = [:],
+                       timeout: TimeInterval = 120) throws -> (status: Int32, stdout: String, stderr: String) {
+    let scratch = makeTemporaryDirectory()
+    defer { try? FileManager.default.removeItem(atPath: scratch) }
+    FileManager.default.createFile(atPath: scratch + "/out", contents: nil)
+    FileManager.default.createFile(atPath: scratch + "/err", contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env.merge(environment) { $1 }
+    process.environment = env
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch + "/out"))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch + "/err"))
+    process.standardInput = FileHandle.nullDevice
+    try process.run()
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning {
+        if Date() > deadline {
+            process.terminate()
+            throw TestFailure("\(path) \(arguments) did not finish within \(timeout)s")
+        }
+        usleep(10_000)
+    }
+    let out = (try? String(contentsOfFile: scratch + "/out", encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: scratch + "/err", encoding: .utf8)) ?? ""
+    return (process.terminationStatus, out, err)
 }

@@ -1,0 +1,151 @@
+import CShims
+import Foundation
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Each daemon as a user or systemd meets it: flags, paths, readiness, SIGTERM.
+final class DaemonTests: XCTestCase {
+    var directory = ""
+    var bpffsRoot = ""
+
+    override func setUp() {
+        directory = makeTemporaryDirectory()
+        bpffsRoot = "/sys/fs/bpf/pcntest-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: directory)
+        rmdir(bpffsRoot)
+    }
+
+    var isolatedEnvironment: [String: String] {
+        ["PCN_RUNTIME_DIR": directory + "/run", "PCN_BPFFS_ROOT": bpffsRoot, "PCN_STATE_DIR": directory + "/state",
+         "PCN_CONFIG_DIR": directory + "/etc", "PCN_LOG_DIR": directory + "/log", "PCN_API_ADDR": "127.0.0.1:\(freePort())"]
+    }
+
+    private func binary(_ name: String) -> String { productsDirectory.appendingPathComponent(name).path }
+
+    func testBadFlagIsOneLineAndExit64() throws {
+        for daemon in ["pcn-core", "pcn-api", "pcn-logd", "cube-host"] {
+            let result = try runCommand(binary(daemon), ["--list-services", "--no-such-flag"].suffix(daemon == "cube-host" ? 2 : 1),
+                                        environment: isolatedEnvironment)
+            XCTAssertEqual(result.status, 64, daemon)
+            let lines = result.stderr.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, "\(daemon): \(result.stderr)")
+            XCTAssertTrue(lines.first?.hasPrefix("\(daemon): ") == true && result.stderr.contains("--no-such-flag"), result.stderr)
+        }
+        let level = try runCommand(binary("pcn-logd"), ["--log-level", "loud"], environment: isolatedEnvironment)
+        XCTAssertEqual(level.status, 64)
+        XCTAssertTrue(level.stderr.contains("log level 'loud'"), level.stderr)
+    }
+
+    func testUnusablePathsAreOneLineAndExit1() throws {
+        let cases: [(String, [String], String)] = [
+            ("pcn-core", ["--runtime-dir", "/proc/pcn-nope"], "runtime directory /proc/pcn-nope"),
+            ("pcn-core", ["--bpffs-root", directory + "/not-bpffs"], "is not on a bpf filesystem"),
+            ("pcn-logd", ["--log-dir", "/proc/version/x"], "log directory /proc/version/x"),
+            ("pcn-api", ["--state-dir", "/proc/pcn-nope"], "state directory /proc/pcn-nope"),
+            ("pcn-api", ["--api-addr", "0.0.0.0:9000"], "only loopback"),
+            ("pcn-api", ["--api-addr", "localhost:99999"], "is not HOST:PORT"),
+            ("cube-host", ["--service", "no-such-service"], "unknown service 'no-such-service'"),
+        ]
+        for (daemon, arguments, expected) in cases {
+            let result = try runCommand(binary(daemon), arguments, environment: isolatedEnvironment)
+            XCTAssertNotEqual(result.status, 0, "\(daemon) \(arguments)")
+            let lines = result.stderr.split(separator: "\n").filter { !$0.contains("] [") }
+            XCTAssertEqual(lines.count, 1, "\(daemon) \(arguments): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(expected), "\(daemon) \(arguments): \(result.stderr)")
+        }
+    }
+
+    func testNotifiesSystemdReadyWatchdogAndStopping() throws {
+        let notifyPath = directory + "/notify.sock"
+        let fd = pcn_dgram_bind(notifyPath)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var environment = isolatedEnvironment
+        environment["NOTIFY_SOCKET"] = notifyPath
+        environment["WATCHDOG_USEC"] = "200000"
+        // pcn-logd needs nobody else: it must become ready with no hub running.
+        let logd = try Child("pcn-logd", [], environment: environment)
+        var messages: [String] = []
+        func receive() -> String? {
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let n = recv(fd, &buffer, buffer.count, 0)
+            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : nil
+        }
+        while messages.filter({ $0.contains("WATCHDOG=1") }).count < 3, let message = receive() {
+            messages.append(message)
+        }
+        XCTAssertTrue(messages.first?.contains("READY=1") == true, "\(messages)")
+        XCTAssertTrue(messages.first?.contains("MAINPID=\(logd.pid)") == true, "\(messages)")
+        XCTAssertEqual(messages.filter { $0.contains("WATCHDOG=1") }.count, 3, "\(messages)")
+        let marker = directory + "/run/ready/pcn-logd"
+        XCTAssertEqual(try String(contentsOfFile: marker, encoding: .utf8), "\(logd.pid)\n")
+
+        logd.killAndWait(SIGTERM)
+        XCTAssertEqual(logd.process.terminationStatus, 0)
+        while let message = receive(), !message.contains("STOPPING=1") { messages.append(message) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "ready marker left behind")
+    }
+
+    func testNoDaemonNeedsAnotherToStart() throws {
+        let environment = isolatedEnvironment
+        let api = try Child("pcn-api", [], environment: environment)
+        let logd = try Child("pcn-logd", [], environment: environment)
+        try waitForMarker("pcn-api", pid: api.pid)
+        try waitForMarker("pcn-logd", pid: logd.pid)
+        let url = "http://" + environment["PCN_API_ADDR"]!
+        // With no hub the API still answers, and says what is missing.
+        let down = try runCommand(binary("pcnctl"), ["--url", url, "bus"])
+        XCTAssertEqual(down.status, 1)
+        XCTAssertTrue(down.stderr.contains("the bus hub (pcn-core) is not reachable"), down.stderr)
+
+        let core = try Child("pcn-core", [], environment: environment)
+        try waitForMarker("pcn-core", pid: core.pid)
+        try eventuallySync {
+            let up = try runCommand(binary("pcnctl"), ["--url", url, "bus"])
+            return up.status == 0 && up.stdout.contains("\"api\"") && up.stdout.contains("\"logd\"")
+        }
+        for child in [api, logd, core] {
+            child.killAndWait(SIGTERM)
+            XCTAssertEqual(child.process.terminationStatus, 0)
+        }
+    }
+
+    private func waitForMarker(_ name: String, pid: Int32) throws {
+        let path = directory + "/run/ready/" + name
+        try eventuallySync { (try? String(contentsOfFile: path, encoding: .utf8)) == "\(pid)\n" }
+    }
+}
+
+func eventuallySync(timeout: TimeInterval = 20, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        usleep(50_000)
+    }
+    throw TestFailure("condition not met within \(timeout)s")
+}
+
+/// A TCP port that nothing listens on right now (bind to port 0, read it back).
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+    }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

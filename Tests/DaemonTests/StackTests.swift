@@ -1,0 +1,102 @@
+import Foundation
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// scripts/pcn-stack: two isolated stacks side by side, supervision, status and stop.
+final class StackTests: XCTestCase {
+    struct Stack {
+        let directory: String
+        let bpffsRoot: String
+        let port: Int
+
+        var options: [String] {
+            ["--runtime-dir", directory + "/run", "--bpffs-root", bpffsRoot, "--state-dir", directory + "/state",
+             "--config-dir", directory + "/etc", "--log-dir", directory + "/log",
+             "--api-addr", "127.0.0.1:\(port)", "--bin", productsDirectory.path]
+        }
+
+        func run(_ command: String) throws -> (status: Int32, stdout: String, stderr: String) {
+            try runCommand(repositoryRoot.appendingPathComponent("scripts/pcn-stack").path, [command] + options)
+        }
+
+        /// NAME -> (pid, state) from `status`.
+        func status() throws -> (Int32, [String: (pid: Int32?, state: String)]) {
+            let result = try run("status")
+            var table: [String: (pid: Int32?, state: String)] = [:]
+            for line in result.stdout.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                XCTAssertEqual(fields.count, 3, "status line '\(line)' is not NAME PID STATE")
+                guard fields.count == 3 else { continue }
+                table[String(fields[0])] = (Int32(fields[1]), String(fields[2]))
+            }
+            return (result.status, table)
+        }
+    }
+
+    private var stacks: [Stack] = []
+
+    override func tearDown() {
+        for stack in stacks {
+            _ = try? stack.run("stop")
+            try? FileManager.default.removeItem(atPath: stack.directory)
+            rmdir(stack.bpffsRoot)
+        }
+    }
+
+    private func makeStack() -> Stack {
+        let stack = Stack(directory: makeTemporaryDirectory(),
+                          bpffsRoot: "/sys/fs/bpf/pcntest-stack-\(getpid())-\(stacks.count)", port: freePort())
+        stacks.append(stack)
+        return stack
+    }
+
+    func testTwoStacksSideBySideWithRestartAndStop() throws {
+        let first = makeStack(), second = makeStack()
+        for stack in [first, second] {
+            let started = try stack.run("start")
+            XCTAssertEqual(started.status, 0, started.stderr)
+        }
+        let (status, table) = try first.status()
+        XCTAssertEqual(status, 0)
+        XCTAssertEqual(Set(table.keys), ["pcn-core", "pcn-logd", "pcn-api"])
+        XCTAssertTrue(table.values.allSatisfy { $0.state == "ready" && $0.pid != nil }, "\(table)")
+        let (_, otherTable) = try second.status()
+        XCTAssertTrue(Set(table.values.compactMap(\.pid)).isDisjoint(with: otherTable.values.compactMap(\.pid)))
+
+        // A component killed with -9 comes back under a new pid, as Restart=on-failure would.
+        let oldCore = table["pcn-core"]!.pid!
+        kill(oldCore, SIGKILL)
+        try eventuallySync {
+            let (code, now) = try first.status()
+            return code == 0 && now["pcn-core"]?.pid != oldCore && now["pcn-core"]?.state == "ready"
+        }
+        // The other stack did not notice.
+        let (_, untouched) = try second.status()
+        XCTAssertEqual(untouched["pcn-core"]?.pid, otherTable["pcn-core"]?.pid)
+
+        let stopped = try first.run("stop")
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        let (afterCode, after) = try first.status()
+        XCTAssertNotEqual(afterCode, 0, "status must fail when components are down")
+        XCTAssertTrue(after.values.allSatisfy { $0.state == "down" }, "\(after)")
+        for pid in table.values.compactMap(\.pid) where pid != oldCore {
+            XCTAssertNotEqual(kill(pid, 0), 0, "pid \(pid) still alive after stop")
+        }
+        let (secondCode, _) = try second.status()
+        XCTAssertEqual(secondCode, 0, "stopping one stack touched the other")
+    }
+
+    func testStartRefusesASecondStackOnTheSameRuntimeDir() throws {
+        let stack = makeStack()
+        XCTAssertEqual(try stack.run("start").status, 0)
+        let again = try stack.run("start")
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("already runs"), again.stderr)
+        let bad = try runCommand(repositoryRoot.appendingPathComponent("scripts/pcn-stack").path, ["start", "--bogus", "x"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("unknown option '--bogus'"), bad.stderr)
+    }
+}
