@@ -30,6 +30,7 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
     private var socket: SeqPacketSocket?
     private var stopping = false
     private var registrationCount = 0
+    private var droppedIncomingCount: UInt64 = 0
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -43,6 +44,9 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
     }
 
     public var isRegistered: Bool { lock.withLock { socket != nil } }
+
+    /// Requests and events that arrived while `messages` was full (requests were answered `queue-full`).
+    public var droppedIncoming: UInt64 { lock.withLock { droppedIncomingCount } }
 
     /// Starts the connection thread. Returns at once: the hub need not be up.
     public func start() {
@@ -207,6 +211,13 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
                 pending.complete(message)
             case .request, .event:
                 if case .dropped = messageSink.yield(message) {
+                    let total = lock.withLock { () -> UInt64 in
+                        droppedIncomingCount += 1
+                        return droppedIncomingCount
+                    }
+                    if total == 1 || total.isMultiple(of: 1000) {
+                        logger.warning("incoming queue full: \(total) messages dropped so far")
+                    }
                     fail(message, BusError(code: .queueFull, message: "'\(name)' is overloaded; '\(frame.method)' dropped"))
                 }
             case .register:

@@ -65,49 +65,57 @@ extension BusEndpoint {
     public var undeliveredEvents: [BusError.Code: UInt64] { pending.undelivered }
 }
 
-/// The table of requests in flight and their deadlines; shared by every endpoint kind.
+/// The table of requests in flight and their deadlines; shared by every endpoint kind. One sweeper
+/// thread per table expires overdue requests, so a request costs no timer of its own.
 public final class PendingRequests: @unchecked Sendable {
     private struct Entry {
         var continuation: CheckedContinuation<BusMessage, Error>
-        var timer: Task<Void, Never>?
+        var deadline: ContinuousClock.Instant
+        var what: String
+        var timeout: Duration
     }
 
-    private let lock = PosixLock()
+    private let condition = NSCondition()
     private var entries: [UInt64: Entry] = [:]
     private var lastID: UInt64 = 0
     private var undeliveredCounts: [BusError.Code: UInt64] = [:]
+    /// The deadline the sweeper sleeps towards; a new request wakes it only if it is due earlier.
+    private var sweeperTarget: ContinuousClock.Instant?
+    private var sweeperStarted = false
 
     public init() {}
 
     func nextID() -> UInt64 {
-        lock.withLock {
-            lastID &+= 1
-            return lastID
-        }
+        condition.lock()
+        defer { condition.unlock() }
+        lastID &+= 1
+        return lastID
     }
 
-    var undelivered: [BusError.Code: UInt64] { lock.withLock { undeliveredCounts } }
+    var undelivered: [BusError.Code: UInt64] {
+        condition.lock()
+        defer { condition.unlock() }
+        return undeliveredCounts
+    }
 
     func wait(id: UInt64, timeout: Duration, what: String, send: @escaping () throws -> Void) async throws -> BusMessage {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<BusMessage, Error>) in
-            lock.withLock { entries[id] = Entry(continuation: continuation, timer: nil) }
+            let deadline = ContinuousClock.now + timeout
+            condition.lock()
+            entries[id] = Entry(continuation: continuation, deadline: deadline, what: what, timeout: timeout)
+            if !sweeperStarted {
+                sweeperStarted = true
+                let thread = Thread { [weak self] in self?.sweep() }
+                thread.name = "bus-deadlines"
+                thread.start()
+            }
+            if sweeperTarget.map({ deadline < $0 }) ?? true { condition.signal() }
+            condition.unlock()
             do {
                 try send()
             } catch {
                 finish(id, .failure(error))
-                return
             }
-            let timer = Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                guard !Task.isCancelled else { return }
-                self?.finish(id, .failure(BusError(code: .timeout, message: "\(what): no answer within \(timeout)")))
-            }
-            let stillPending = lock.withLock { () -> Bool in
-                guard entries[id] != nil else { return false }
-                entries[id]?.timer = timer
-                return true
-            }
-            if !stillPending { timer.cancel() }
         }
     }
 
@@ -117,7 +125,9 @@ public final class PendingRequests: @unchecked Sendable {
         if message.kind == .error {
             let error = BusError.decodeBody(message.payload)
             if finish(message.id, .failure(error)) { return true }
-            lock.withLock { undeliveredCounts[error.code, default: 0] += 1 }
+            condition.lock()
+            undeliveredCounts[error.code, default: 0] += 1
+            condition.unlock()
             return false
         }
         return finish(message.id, .success(message))
@@ -125,21 +135,45 @@ public final class PendingRequests: @unchecked Sendable {
 
     @discardableResult
     private func finish(_ id: UInt64, _ result: Result<BusMessage, Error>) -> Bool {
-        guard let entry = lock.withLock({ entries.removeValue(forKey: id) }) else { return false }
-        entry.timer?.cancel()
+        condition.lock()
+        let entry = entries.removeValue(forKey: id)
+        condition.unlock()
+        guard let entry else { return false }
         entry.continuation.resume(with: result)
         return true
     }
 
     /// Fails every request in flight (the connection is gone).
     func failAll(_ error: BusError) {
-        let all = lock.withLock { () -> [Entry] in
-            defer { entries.removeAll() }
-            return Array(entries.values)
-        }
-        for entry in all {
-            entry.timer?.cancel()
-            entry.continuation.resume(throwing: error)
+        condition.lock()
+        let all = Array(entries.values)
+        entries.removeAll()
+        condition.unlock()
+        for entry in all { entry.continuation.resume(throwing: error) }
+    }
+
+    private func sweep() {
+        condition.lock()
+        while true {
+            guard let earliest = entries.values.lazy.map(\.deadline).min() else {
+                sweeperTarget = nil
+                condition.wait()
+                continue
+            }
+            let now = ContinuousClock.now
+            if earliest > now {
+                sweeperTarget = earliest
+                let (seconds, attoseconds) = (earliest - now).components
+                condition.wait(until: Date(timeIntervalSinceNow: Double(seconds) + Double(attoseconds) / 1e18))
+                continue
+            }
+            let expired = entries.filter { $0.value.deadline <= now }
+            for id in expired.keys { entries.removeValue(forKey: id) }
+            condition.unlock()
+            for entry in expired.values {
+                entry.continuation.resume(throwing: BusError(code: .timeout, message: "\(entry.what): no answer within \(entry.timeout)"))
+            }
+            condition.lock()
         }
     }
 }

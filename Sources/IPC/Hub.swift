@@ -44,6 +44,8 @@ public final class BusHub: @unchecked Sendable {
     private var nextConnectionID = 1
     private var counters = Counters()
     private var statsSnapshot: HubStats
+    private var lastPublished = ContinuousClock.now - .seconds(1)
+    private var statsStale = false
     private let statsLock = PosixLock()
     private let receiveBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: FrameHeader.maxFrameSize, alignment: 8)
 
@@ -106,7 +108,8 @@ public final class BusHub: @unchecked Sendable {
         return endpoint
     }
 
-    /// The latest counters (refreshed by the hub thread after each batch of work).
+    /// The counters as of at most 20 ms ago (the hub thread refreshes them while it works; ask the
+    /// `hub` endpoint's `stats` method over the bus for an exact, ordered answer).
     public var stats: HubStats { statsLock.withLock { statsSnapshot } }
 
     // MARK: - Entry points for other threads
@@ -139,7 +142,8 @@ public final class BusHub: @unchecked Sendable {
                 pollSet.append(pollfd(fd: socket.fd, events: events, revents: 0))
                 order.append(id)
             }
-            let ready = poll(&pollSet, nfds_t(pollSet.count), -1)
+            // While the published counters lag behind, wake up in time to refresh them.
+            let ready = poll(&pollSet, nfds_t(pollSet.count), statsStale ? 20 : -1)
             if ready < 0 {
                 if errno == EINTR { continue }
                 logger.critical("bus hub poll failed: \(SystemError("poll"))")
@@ -306,6 +310,8 @@ public final class BusHub: @unchecked Sendable {
     private func deliver(_ frame: Frame, fds: [PassedFD], to target: Connection, sender: Connection) {
         if enqueue(frame, fds: fds, to: target, isNotice: false) {
             if frame.kind == .request { target.inFlight.insert(InFlight(requester: sender.id, id: frame.id)) }
+        } else if target.broken != nil {
+            notifyError(frame, BusError(code: .disconnected, message: "'\(frame.destination)' disconnected"), to: sender)
         } else {
             notifyError(frame, BusError(code: .queueFull,
                 message: "'\(frame.destination)' is not keeping up: its queue of \(limits.maxQueuedFrames) frames is full; '\(frame.method)' dropped"),
@@ -320,7 +326,8 @@ public final class BusHub: @unchecked Sendable {
         if !enqueue(notice, fds: [], to: connection, isNotice: true) { counters.undeliverableErrors += 1 }
     }
 
-    /// Sends now if the socket has room, else queues within the limits. False when dropped.
+    /// Sends now if the socket has room, else queues within the limits. False when dropped (counted)
+    /// or when the socket is broken (`broken` set; the connection is closed after this batch).
     @discardableResult
     private func enqueue(_ frame: Frame, fds: [PassedFD], to target: Connection, isNotice: Bool) -> Bool {
         guard let bytes = try? frame.encode() else { return false }
@@ -334,6 +341,7 @@ public final class BusHub: @unchecked Sendable {
             counters.dropped += 1
             return false
         case .socket(let socket):
+            if target.broken != nil { return false }
             if !target.hasQueued {
                 do {
                     if try socket.send(bytes, fds: fds.map(\.rawValue)) == .sent {
@@ -447,6 +455,14 @@ public final class BusHub: @unchecked Sendable {
         for connection in Array(connections.values) {
             if let broken = connection.broken { close(connection, reason: broken) }
         }
+        // Building the snapshot costs more than routing a frame: refresh it at most every 20 ms.
+        let now = ContinuousClock.now
+        guard now - lastPublished >= .milliseconds(20) else {
+            statsStale = true
+            return
+        }
+        lastPublished = now
+        statsStale = false
         let snapshot = currentStats()
         statsLock.withLock { statsSnapshot = snapshot }
     }
