@@ -25,13 +25,16 @@ let package = Package(
         .systemLibrary(name: "CYang", pkgConfig: "libyang", providers: [.apt(["libyang2-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(name: "CShims"),
+        .target(name: "CLibbpfShims", dependencies: ["CBPF"]),
+        // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
+        .target(name: "PCNDatapathABI"),
 
         // Wrappers shared by the daemons
         .target(name: "IPC", dependencies: [
             "CShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .target(name: "BPFKit", dependencies: ["CBPF"]),
+        .target(name: "BPFKit", dependencies: ["CBPF", "CLibbpfShims"]),
         .target(name: "YangKit", dependencies: ["CYang"]),
         .target(name: "DaemonKit", dependencies: [
             "CSystemd", "CShims", "IPC",
@@ -41,7 +44,7 @@ let package = Package(
         ]),
 
         // The processes
-        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "BPFKit"]),
+        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "BPFKit", "PCNDatapathABI", "CBPF"]),
         .executableTarget(name: "pcn-api", dependencies: [
             "DaemonKit", "IPC", "YangKit",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
+        .testTarget(name: "DatapathTests", dependencies: ["IPC", "TestSupport", "pcn-core"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),

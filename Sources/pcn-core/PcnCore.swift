@@ -18,11 +18,40 @@ struct PcnCore: AsyncParsableCommand {
 
     @OptionGroup var paths: PathOptions
 
+    @Option(name: .customLong("bpf-dir"), help: "The datapath sources: framework headers and services (env PCN_BPF_DIR, default: the bpf/ of the checkout or /usr/share/pcn/bpf).")
+    var bpfDirectoryFlag: String?
+
+    /// The bpf/ tree: flag, environment, else found next to the executable, else the installed copy.
+    var bpfDirectory: String? {
+        if let flag = bpfDirectoryFlag { return flag }
+        if let env = ProcessInfo.processInfo.environment["PCN_BPF_DIR"], !env.isEmpty { return env }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = directory.appendingPathComponent("bpf")
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("include/pcn/shared.h").path) {
+                return candidate.path
+            }
+            directory.deleteLastPathComponent()
+        }
+        return FileManager.default.fileExists(atPath: "/usr/share/pcn/bpf/include/pcn/shared.h") ? "/usr/share/pcn/bpf" : nil
+    }
+
     func run() async throws {
         LogSetup.bootstrap(component: "pcn-core", level: LogSetup.level(named: paths.logLevelName)!)
         let logger = Logger(label: "pcn.core")
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         try DirectoryCheck.bpffs(paths.bpffsRoot)
+        try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
+        guard let bpfDirectory else {
+            throw DaemonError("cannot find the datapath sources (bpf/include/pcn/shared.h): give --bpf-dir")
+        }
+        guard let clang = BPFCompiler.locateClang() else {
+            throw DaemonError("no clang on PATH (needed to build the datapath; set PCN_CLANG)")
+        }
+        let compiler = BPFCompiler(clang: clang, includeDirectory: bpfDirectory + "/include",
+                                   cacheDirectory: paths.stateDir + "/bpf-cache", logger: Logger(label: "pcn.core.bpf"))
+        let datapath = Datapath(compiler: compiler, bpfDirectory: bpfDirectory, bpffsRoot: paths.bpffsRoot,
+                                logger: Logger(label: "pcn.core.datapath"))
 
         let hub = BusHub(socketPath: paths.busSocket, logger: Logger(label: "pcn.core.bus"))
         do {
@@ -31,7 +60,7 @@ struct PcnCore: AsyncParsableCommand {
             throw DaemonError("cannot start the bus hub: \(error)")
         }
         defer { hub.stop() }
-        let core = CoreEndpoint(endpoint: hub.localEndpoint(name: "core"), logger: logger)
+        let core = CoreEndpoint(endpoint: hub.localEndpoint(name: "core"), datapath: datapath, logger: logger)
         try await DaemonLifecycle(component: "pcn-core", paths: paths, logger: logger)
             .run(services: [core], status: "bus hub on \(paths.busSocket)")
     }
@@ -40,28 +69,66 @@ struct PcnCore: AsyncParsableCommand {
 /// Serves the requests addressed to `core`.
 struct CoreEndpoint: Service {
     let endpoint: LocalEndpoint
+    let datapath: Datapath
     let logger: Logger
 
     struct Pong: Codable { var component: String; var pid: Int32 }
+    struct CubeCreate: Codable { var name: String; var service: String; var type: String? }
+    struct CubeName: Codable { var name: String }
+    struct PortRef: Codable { var cube: String; var port: String }
+    struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
+    struct Node: Codable { var node: UInt32 }
+    struct PortIndex: Codable { var index: Int }
+    struct Done: Codable { var ok = true }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
-            for await message in endpoint.messages {
-                handle(message)
+            await withDiscardingTaskGroup { group in
+                for await message in endpoint.messages {
+                    group.addTask { await handle(message) }
+                }
             }
         }
     }
 
-    private func handle(_ message: BusMessage) {
-        switch message.method {
-        case "ping":
-            if let reply = try? BusReply.json(Pong(component: "pcn-core", pid: getpid())) {
-                endpoint.reply(to: message, reply)
+    private func handle(_ message: BusMessage) async {
+        do {
+            let reply: BusReply
+            switch message.method {
+            case "ping":
+                reply = try .json(Pong(component: "pcn-core", pid: getpid()))
+            case "cube.create":
+                let body = try message.decode(CubeCreate.self)
+                reply = try .json(Node(node: try await datapath.createCube(name: body.name, service: body.service, type: body.type ?? "TC")))
+            case "cube.destroy":
+                try await datapath.destroyCube(name: try message.decode(CubeName.self).name)
+                reply = try .json(Done())
+            case "cube.list":
+                reply = try .json(await datapath.describe())
+            case "cube.stats":
+                reply = try .json(try await datapath.stats(cube: try message.decode(CubeName.self).name))
+            case "port.add":
+                let body = try message.decode(PortRef.self)
+                reply = try .json(PortIndex(index: try await datapath.addPort(cube: body.cube, port: body.port)))
+            case "port.remove":
+                let body = try message.decode(PortRef.self)
+                try await datapath.removePort(cube: body.cube, port: body.port)
+                reply = try .json(Done())
+            case "port.set-peer":
+                let body = try message.decode(PeerSet.self)
+                try await datapath.setPeer(cube: body.cube, port: body.port, peer: .init(parsing: body.peer))
+                reply = try .json(Done())
+            case HubMethod.registered, HubMethod.unregistered:
+                return
+            default:
+                throw BusError(code: .unknownMethod, message: "pcn-core offers no method '\(message.method)'")
             }
-        case HubMethod.registered, HubMethod.unregistered:
-            break
-        default:
-            endpoint.fail(message, BusError(code: .unknownMethod, message: "pcn-core offers no method '\(message.method)'"))
+            endpoint.reply(to: message, reply)
+        } catch let error as BusError {
+            endpoint.fail(message, error)
+        } catch {
+            logger.info("\(message.method) from \(message.source) refused: \(error)")
+            endpoint.fail(message, BusError(code: .failed, message: "\(error)"))
         }
     }
 }

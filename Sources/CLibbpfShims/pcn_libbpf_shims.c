@@ -1,0 +1,138 @@
+#include "pcn_libbpf_shims.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <bpf/bpf.h>
+
+/* libbpf reports through one process-wide callback; capture into the calling thread's buffer. */
+static __thread char *capture_buffer;
+static __thread size_t capture_size;
+static __thread size_t capture_used;
+
+static int capture_print(enum libbpf_print_level level, const char *format, va_list args) {
+    if (level == LIBBPF_DEBUG || !capture_buffer || capture_used + 1 >= capture_size)
+        return 0;
+    int n = vsnprintf(capture_buffer + capture_used, capture_size - capture_used, format, args);
+    if (n > 0)
+        capture_used += (size_t)n < capture_size - capture_used ? (size_t)n : capture_size - capture_used - 1;
+    return n;
+}
+
+static void capture_begin(char *log, size_t size) {
+    libbpf_set_print(capture_print);
+    capture_buffer = log;
+    capture_size = size;
+    capture_used = 0;
+    if (log && size)
+        log[0] = 0;
+}
+
+static void capture_end(void) {
+    capture_buffer = NULL;
+    capture_size = 0;
+}
+
+struct bpf_object *pcn_object_open(const char *path, const char *pin_root, char *log, size_t log_size) {
+    struct bpf_object_open_opts opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.sz = sizeof(opts);
+    opts.pin_root_path = pin_root;
+    capture_begin(log, log_size);
+    struct bpf_object *obj = bpf_object__open_file(path, &opts);
+    capture_end();
+    if (libbpf_get_error(obj))
+        return NULL;
+    return obj;
+}
+
+int pcn_object_set_section(struct bpf_object *obj, const char *section, const void *data, size_t size) {
+    struct bpf_map *map;
+    size_t section_len = strlen(section);
+    bpf_object__for_each_map(map, obj) {
+        const char *name = bpf_map__name(map);
+        size_t len = strlen(name);
+        /* libbpf names the map of a custom data section (".rodata.pcn") after the section. */
+        if (len >= section_len && strcmp(name + len - section_len, section) == 0) {
+            size_t current = 0;
+            bpf_map__initial_value(map, &current);
+            if (current != size)
+                return -EINVAL;
+            return bpf_map__set_initial_value(map, data, size);
+        }
+    }
+    return -ENOENT;
+}
+
+int pcn_object_reuse_maps(struct bpf_object *obj, struct bpf_object *previous) {
+    struct bpf_map *map;
+    int reused = 0;
+    bpf_object__for_each_map(map, obj) {
+        const char *name = bpf_map__name(map);
+        if (name[0] == '.' || bpf_map__pin_path(map))
+            continue;
+        struct bpf_map *old = bpf_object__find_map_by_name(previous, name);
+        if (!old || bpf_map__fd(old) < 0)
+            continue;
+        int err = bpf_map__reuse_fd(map, bpf_map__fd(old));
+        if (err)
+            return err;
+        reused++;
+    }
+    return reused;
+}
+
+int pcn_object_load(struct bpf_object *obj, char *log, size_t log_size) {
+    capture_begin(log, log_size);
+    int err = bpf_object__load(obj);
+    capture_end();
+    return err;
+}
+
+static void make_hook(struct bpf_tc_hook *hook, int ifindex, int egress) {
+    memset(hook, 0, sizeof(*hook));
+    hook->sz = sizeof(*hook);
+    hook->ifindex = ifindex;
+    hook->attach_point = egress ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+}
+
+static void make_opts(struct bpf_tc_opts *opts, int prog_fd, unsigned int handle, unsigned int priority) {
+    memset(opts, 0, sizeof(*opts));
+    opts->sz = sizeof(*opts);
+    opts->prog_fd = prog_fd;
+    opts->handle = handle;
+    opts->priority = priority;
+}
+
+int pcn_tc_attach(int ifindex, int egress, int prog_fd, unsigned int handle, unsigned int priority) {
+    struct bpf_tc_hook hook;
+    struct bpf_tc_opts opts;
+    make_hook(&hook, ifindex, egress);
+    int err = bpf_tc_hook_create(&hook);
+    if (err && err != -EEXIST)
+        return err;
+    make_opts(&opts, prog_fd, handle, priority);
+    opts.flags = BPF_TC_F_REPLACE;
+    return bpf_tc_attach(&hook, &opts);
+}
+
+int pcn_tc_detach(int ifindex, int egress, unsigned int handle, unsigned int priority) {
+    struct bpf_tc_hook hook;
+    struct bpf_tc_opts opts;
+    make_hook(&hook, ifindex, egress);
+    make_opts(&opts, 0, handle, priority);
+    return bpf_tc_detach(&hook, &opts);
+}
+
+int pcn_tc_query(int ifindex, int egress, unsigned int handle, unsigned int priority, unsigned int *prog_id) {
+    struct bpf_tc_hook hook;
+    struct bpf_tc_opts opts;
+    make_hook(&hook, ifindex, egress);
+    make_opts(&opts, 0, handle, priority);
+    int err = bpf_tc_query(&hook, &opts);
+    if (err)
+        return err;
+    *prog_id = opts.prog_id;
+    return 0;
+}

@@ -1,0 +1,1 @@
+/* Header-only target: see include/pcn_datapath_abi.h. */

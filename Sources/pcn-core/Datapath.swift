@@ -1,0 +1,376 @@
+import BPFKit
+import CBPF
+import Foundation
+import Logging
+import PCNDatapathABI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A datapath request that cannot be carried out; the message names what was wrong.
+struct DatapathError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Every cube, port and netdev attachment of the TC datapath, and the patch panel that chains them.
+/// All changes are made as: build the new programs (compile, load, verify), then swap them in with
+/// one prog-array update or one filter replacement; a failure before the swap changes nothing.
+actor Datapath {
+    enum Peer: Equatable, CustomStringConvertible {
+        case none
+        case netdev(String)
+        case cube(String, String)
+
+        init(parsing text: String) {
+            if text.isEmpty { self = .none; return }
+            if let colon = text.firstIndex(of: ":") {
+                self = .cube(String(text[..<colon]), String(text[text.index(after: colon)...]))
+            } else {
+                self = .netdev(text)
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .none: ""
+            case .netdev(let name): name
+            case .cube(let cube, let port): "\(cube):\(port)"
+            }
+        }
+    }
+
+    struct Port {
+        var name: String
+        var index: Int
+        var peer: Peer = .none
+    }
+
+    final class Cube {
+        let name: String
+        let service: String
+        let node: UInt32
+        var ports: [Port] = []
+        var object: BPFObject?
+        var stats: BPFMap?
+
+        init(name: String, service: String, node: UInt32) {
+            self.name = name
+            self.service = service
+            self.node = node
+        }
+
+        func port(_ name: String) -> Port? { ports.first { $0.name == name } }
+    }
+
+    /// The entry program of a netdev that is the peer of a cube port.
+    struct NetdevEntry {
+        let ifindex: Int32
+        let cube: String
+        let port: String
+        let object: BPFObject
+    }
+
+    private let compiler: BPFCompiler
+    private let bpfDirectory: String
+    private let bpffsRoot: String
+    private let logger: Logger
+    private var cubes: [String: Cube] = [:]
+    private var netdevs: [String: NetdevEntry] = [:]
+    private var nodes: BPFMap?
+
+    init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, logger: Logger) {
+        self.compiler = compiler
+        self.bpfDirectory = bpfDirectory
+        self.bpffsRoot = bpffsRoot
+        self.logger = logger
+    }
+
+    // MARK: - Requests
+
+    func createCube(name: String, service: String, type: String) throws -> UInt32 {
+        guard cubes[name] == nil else { throw DatapathError("cube '\(name)' already exists") }
+        guard isValidName(name) else { throw DatapathError("cube name '\(name)' is not valid (letters, digits, - and _, at most 32)") }
+        guard type.uppercased() == "TC" else {
+            throw DatapathError("cube '\(name)': type \(type) is not supported yet (TC only)")
+        }
+        let source = "\(bpfDirectory)/services/\(service)/\(service).c"
+        guard FileManager.default.fileExists(atPath: source) else {
+            throw DatapathError("unknown service '\(service)': no datapath at \(source)")
+        }
+        guard let node = freeNode() else { throw DatapathError("no free patch-panel slot (\(PCN_MAX_NODES - 1) cubes)") }
+        let cube = Cube(name: name, service: service, node: node)
+        try install(cube)
+        cubes[name] = cube
+        logger.info("created cube", metadata: ["cube": "\(name)", "service": "\(service)", "node": "\(node)"])
+        return node
+    }
+
+    func destroyCube(name: String) throws {
+        let cube = try existing(name)
+        for port in cube.ports where port.peer != .none {
+            throw DatapathError("cube '\(name)' port '\(port.name)' is connected to '\(port.peer)': remove its peer first")
+        }
+        try nodesMap().delete(key: bytes(cube.node))
+        cubes.removeValue(forKey: name)
+        removePins(of: cube)
+        logger.info("destroyed cube", metadata: ["cube": "\(name)"])
+    }
+
+    func addPort(cube name: String, port: String) throws -> Int {
+        let cube = try existing(name)
+        guard cube.port(port) == nil else { throw DatapathError("cube '\(name)' already has a port '\(port)'") }
+        guard isValidName(port) else { throw DatapathError("port name '\(port)' is not valid") }
+        let used = Set(cube.ports.map(\.index))
+        guard let index = (0..<Int(PCN_MAX_PORTS)).first(where: { !used.contains($0) }) else {
+            throw DatapathError("cube '\(name)' has the maximum of \(PCN_MAX_PORTS) ports")
+        }
+        cube.ports.append(Port(name: port, index: index))
+        do {
+            try install(cube)
+        } catch {
+            cube.ports.removeLast()
+            throw error
+        }
+        return index
+    }
+
+    func removePort(cube name: String, port: String) throws {
+        let cube = try existing(name)
+        guard let existingPort = cube.port(port) else { throw DatapathError("cube '\(name)' has no port '\(port)'") }
+        if existingPort.peer != .none { try setPeer(cube: name, port: port, peer: .none) }
+        cube.ports.removeAll { $0.name == port }
+        try install(cube)
+    }
+
+    /// Sets a port's peer. A cube peer is linked both ways; a netdev gets an entry program.
+    func setPeer(cube name: String, port portName: String, peer: Peer) throws {
+        let cube = try existing(name)
+        guard let port = cube.port(portName) else { throw DatapathError("cube '\(name)' has no port '\(portName)'") }
+        if port.peer == peer { return }
+        // Validate everything before changing anything.
+        var ifindex: Int32 = 0
+        switch peer {
+        case .none:
+            break
+        case .netdev(let device):
+            ifindex = Int32(if_nametoindex(device))
+            guard ifindex > 0 else { throw DatapathError("netdev '\(device)' does not exist") }
+            if let user = netdevs[device], !(user.cube == name && user.port == portName) {
+                throw DatapathError("netdev '\(device)' is already in use by \(user.cube):\(user.port)")
+            }
+        case .cube(let otherName, let otherPort):
+            guard let other = cubes[otherName] else { throw DatapathError("peer cube '\(otherName)' does not exist") }
+            guard let otherEnd = other.port(otherPort) else { throw DatapathError("peer cube '\(otherName)' has no port '\(otherPort)'") }
+            guard otherEnd.peer == .none || otherEnd.peer == .cube(name, portName) else {
+                throw DatapathError("port \(otherName):\(otherPort) is already connected to '\(otherEnd.peer)'")
+            }
+            guard !(otherName == name && otherPort == portName) else { throw DatapathError("a port cannot be its own peer") }
+        }
+        // Unlink the old peer.
+        let old = port.peer
+        try apply(cube, port: portName, peer: peer)
+        switch old {
+        case .netdev(let device):
+            if let entry = netdevs.removeValue(forKey: device) {
+                try? TrafficControl.detach(ifindex: entry.ifindex, direction: .ingress)
+                unlink("\(bpffsRoot)/netdevs/\(device)/ingress")
+                rmdir("\(bpffsRoot)/netdevs/\(device)")
+            }
+        case .cube(let otherName, let otherPort):
+            if let other = cubes[otherName], other.port(otherPort)?.peer == .cube(name, portName) {
+                try apply(other, port: otherPort, peer: .none)
+            }
+        case .none:
+            break
+        }
+        // Link the new one.
+        switch peer {
+        case .netdev(let device):
+            try attachNetdev(device, ifindex: ifindex, cube: cube, port: port.index, portName: portName)
+        case .cube(let otherName, let otherPort):
+            if let other = cubes[otherName], other.port(otherPort)?.peer != .cube(name, portName) {
+                try apply(other, port: otherPort, peer: .cube(name, portName))
+            }
+        case .none:
+            break
+        }
+        logger.info("port peer set", metadata: ["port": "\(name):\(portName)", "peer": "\(peer)"])
+    }
+
+    func stats(cube name: String) throws -> CubeStats {
+        let cube = try existing(name)
+        guard let map = cube.stats else { throw DatapathError("cube '\(name)' has no counters") }
+        return try CubeStats(reading: map)
+    }
+
+    func describe() -> [CubeDescription] {
+        cubes.values.sorted { $0.name < $1.name }.map { cube in
+            CubeDescription(name: cube.name, service: cube.service, node: cube.node,
+                            ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description) })
+        }
+    }
+
+    // MARK: - Programs
+
+    private func apply(_ cube: Cube, port: String, peer: Peer) throws {
+        guard let index = cube.ports.firstIndex(where: { $0.name == port }) else { return }
+        let previous = cube.ports[index].peer
+        cube.ports[index].peer = peer
+        do {
+            try install(cube)
+        } catch {
+            cube.ports[index].peer = previous
+            throw error
+        }
+    }
+
+    /// Builds the cube's program for its current ports and peers and swaps it into the patch panel.
+    private func install(_ cube: Cube) throws {
+        var config = pcn_cube_config()
+        config.cube_id = cube.node
+        config.port_count = UInt32(PCN_MAX_PORTS)
+        withUnsafeMutableBytes(of: &config.peers) { raw in
+            let peers = raw.bindMemory(to: pcn_port_peer.self)
+            for port in cube.ports {
+                peers[port.index] = peerEntry(port.peer)
+            }
+        }
+        let objectPath = try compiler.compile(file: "\(bpfDirectory)/services/\(cube.service)/\(cube.service).c", name: cube.service)
+        let object = try BPFObject(path: objectPath, pinRoot: bpffsRoot)
+        try object.setSection(".rodata.pcn", to: config)
+        if let previous = cube.object { try object.reuseMaps(of: previous) }
+        do {
+            try object.load()
+        } catch {
+            throw DatapathError("cube '\(cube.name)': the \(cube.service) datapath was rejected: \(error.summary)")
+        }
+        let program = try object.programFD("pcn_cube_ingress")
+        try nodesMap().update(key: bytes(cube.node), value: bytes(UInt32(bitPattern: program)))
+        let directory = "\(bpffsRoot)/cubes/\(cube.name)"
+        mkdir("\(bpffsRoot)/cubes", 0o700)
+        mkdir(directory, 0o700)
+        try object.pinProgram("pcn_cube_ingress", at: "\(directory)/ingress")
+        cube.object = object
+        if cube.stats == nil { cube.stats = try object.map("pcn_stats") }
+    }
+
+    private func peerEntry(_ peer: Peer) -> pcn_port_peer {
+        var entry = pcn_port_peer()
+        switch peer {
+        case .none:
+            entry.kind = UInt32(PCN_PEER_NONE.rawValue)
+        case .netdev(let device):
+            entry.kind = UInt32(PCN_PEER_NETDEV.rawValue)
+            entry.target = if_nametoindex(device)
+        case .cube(let other, let port):
+            entry.kind = UInt32(PCN_PEER_CUBE.rawValue)
+            entry.target = cubes[other]?.node ?? 0
+            entry.peer_port = UInt32(cubes[other]?.port(port)?.index ?? Int(PCN_NO_PORT))
+        }
+        return entry
+    }
+
+    private func attachNetdev(_ device: String, ifindex: Int32, cube: Cube, port: Int, portName: String) throws {
+        let objectPath = try compiler.compile(file: "\(bpfDirectory)/core/netdev_tc.c", name: "netdev_tc")
+        let object = try BPFObject(path: objectPath, pinRoot: bpffsRoot)
+        try object.setSection(".rodata.pcn", to: pcn_netdev_config(target_node: cube.node, target_port: UInt32(port)))
+        do {
+            try object.load()
+        } catch {
+            throw DatapathError("netdev '\(device)': entry program rejected: \(error.summary)")
+        }
+        try TrafficControl.attach(ifindex: ifindex, direction: .ingress, programFD: try object.programFD("pcn_netdev_ingress"))
+        mkdir("\(bpffsRoot)/netdevs", 0o700)
+        mkdir("\(bpffsRoot)/netdevs/\(device)", 0o700)
+        try object.pinProgram("pcn_netdev_ingress", at: "\(bpffsRoot)/netdevs/\(device)/ingress")
+        netdevs[device] = NetdevEntry(ifindex: ifindex, cube: cube.name, port: portName, object: object)
+    }
+
+    private func nodesMap() throws -> BPFMap {
+        if let nodes { return nodes }
+        let map = try BPFMap.openPinned("\(bpffsRoot)/pcn_nodes_tc")
+        nodes = map
+        return map
+    }
+
+    private func removePins(of cube: Cube) {
+        let directory = "\(bpffsRoot)/cubes/\(cube.name)"
+        unlink("\(directory)/ingress")
+        rmdir(directory)
+    }
+
+    private func existing(_ name: String) throws -> Cube {
+        guard let cube = cubes[name] else { throw DatapathError("cube '\(name)' does not exist") }
+        return cube
+    }
+
+    private func freeNode() -> UInt32? {
+        let used = Set(cubes.values.map(\.node))
+        return (1..<UInt32(PCN_MAX_NODES)).first { !used.contains($0) }
+    }
+
+    private func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 32 && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+    }
+
+    /// Removes every pin and TC filter this datapath made (used on tear-down of a test stack).
+    func removeEverything() {
+        for (device, entry) in netdevs {
+            try? TrafficControl.detach(ifindex: entry.ifindex, direction: .ingress)
+            unlink("\(bpffsRoot)/netdevs/\(device)/ingress")
+            rmdir("\(bpffsRoot)/netdevs/\(device)")
+        }
+        netdevs.removeAll()
+        for cube in cubes.values { removePins(of: cube) }
+        cubes.removeAll()
+    }
+}
+
+private func bytes<T: BitwiseCopyable>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
+
+struct CubeDescription: Codable, Sendable {
+    struct PortDescription: Codable, Sendable {
+        var name: String
+        var index: Int
+        var peer: String
+    }
+    var name: String
+    var service: String
+    var node: UInt32
+    var ports: [PortDescription]
+}
+
+/// A cube's counters summed over CPUs.
+struct CubeStats: Codable, Sendable {
+    var rxPackets: UInt64 = 0
+    var rxBytes: UInt64 = 0
+    var redirected: UInt64 = 0
+    var passed: UInt64 = 0
+    var drops: [String: UInt64] = [:]
+
+    static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict"]
+
+    init(reading map: BPFMap) throws {
+        let cpus = Int(libbpf_num_possible_cpus())
+        let stride = (MemoryLayout<pcn_cube_stats>.size + 7) & ~7
+        var raw = [UInt8](repeating: 0, count: stride * cpus)
+        var key: UInt32 = 0
+        let result = raw.withUnsafeMutableBytes { bpf_map_lookup_elem(map.fd, &key, $0.baseAddress) }
+        guard result == 0 else { throw DatapathError("cannot read counters: \(String(cString: strerror(errno)))") }
+        var drops = [UInt64](repeating: 0, count: Int(PCN_DROP_REASONS.rawValue))
+        raw.withUnsafeBytes { buffer in
+            for cpu in 0..<cpus {
+                let stats = buffer.loadUnaligned(fromByteOffset: cpu * stride, as: pcn_cube_stats.self)
+                rxPackets += stats.rx_packets
+                rxBytes += stats.rx_bytes
+                redirected += stats.redirected
+                passed += stats.passed
+                withUnsafeBytes(of: stats.drops) { d in
+                    for i in 0..<drops.count { drops[i] += d.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
+                }
+            }
+        }
+        for (i, reason) in Self.reasons.enumerated() where i < drops.count { self.drops[reason] = drops[i] }
+    }
+}

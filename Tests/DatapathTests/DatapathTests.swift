@@ -1,0 +1,129 @@
+import Foundation
+import IPC
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// pcn-core's datapath with real packets between network namespaces.
+final class DatapathTests: XCTestCase {
+    var directory = ""
+    var bpffsRoot = ""
+    var core: Child?
+    var bus: BusClient?
+    let network = TestNetwork()
+
+    override func setUp() async throws {
+        directory = makeTemporaryDirectory()
+        bpffsRoot = "/sys/fs/bpf/pcntest-dp-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
+                                      "--bpffs-root", bpffsRoot, "--log-level", "warning",
+                                      "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
+        client.start()
+        let registered = await client.waitUntilRegistered(timeout: .seconds(15))
+        XCTAssertTrue(registered)
+        bus = client
+    }
+
+    override func tearDown() {
+        bus?.stop()
+        core?.killAndWait(SIGTERM)
+        network.tearDown()
+        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @discardableResult
+    private func core(_ method: String, _ body: [String: String]) async throws -> BusMessage {
+        let payload = try Array(JSONSerialization.data(withJSONObject: body))
+        return try await bus!.request("core", method: method, payload: payload, timeout: .seconds(60))
+    }
+
+    private func expectFailure(_ method: String, _ body: [String: String], containing text: String,
+                               file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await core(method, body)
+            XCTFail("\(method) \(body) succeeded", file: file, line: line)
+        } catch {
+            XCTAssertTrue("\(error)".contains(text), "\(method): '\(error)' does not mention '\(text)'", file: file, line: line)
+        }
+    }
+
+    private func stats(_ cube: String) async throws -> [String: Any] {
+        let answer = try await core("cube.stats", ["name": cube])
+        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [String: Any]
+    }
+
+    func testNetdevCubeNetdev() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.0.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.0.2/24")
+        try await core("cube.create", ["name": "w1", "service": "testfwd"])
+        try await core("port.add", ["cube": "w1", "port": "p0"])
+        try await core("port.add", ["cube": "w1", "port": "p1"])
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.0.2", count: 1), "no path yet, ping must fail")
+        try await core("port.set-peer", ["cube": "w1", "port": "p0", "peer": veth1])
+        try await core("port.set-peer", ["cube": "w1", "port": "p1", "peer": veth2])
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.0.2"))
+        let counters = try await stats("w1")
+        XCTAssertGreaterThanOrEqual(counters["rxPackets"] as? Int ?? 0, 6)
+        XCTAssertEqual(counters["redirected"] as? Int, counters["rxPackets"] as? Int)
+
+        // Removing a peer cuts the path again, and the drop is counted with its reason.
+        try await core("port.set-peer", ["cube": "w1", "port": "p1", "peer": ""])
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.0.2", count: 1))
+        let after = try await stats("w1")
+        XCTAssertGreaterThan((after["drops"] as? [String: Int])?["no-peer"] ?? 0, 0)
+    }
+
+    func testCubeToCubeChain() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.1.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.1.2/24")
+        for cube in ["c1", "c2", "c3"] {
+            try await core("cube.create", ["name": cube, "service": "testfwd"])
+            try await core("port.add", ["cube": cube, "port": "p0"])
+            try await core("port.add", ["cube": cube, "port": "p1"])
+        }
+        try await core("port.set-peer", ["cube": "c1", "port": "p0", "peer": veth1])
+        try await core("port.set-peer", ["cube": "c1", "port": "p1", "peer": "c2:p0"])
+        try await core("port.set-peer", ["cube": "c2", "port": "p1", "peer": "c3:p0"])
+        try await core("port.set-peer", ["cube": "c3", "port": "p1", "peer": veth2])
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.1.2"))
+        for cube in ["c1", "c2", "c3"] {
+            let counters = try await stats(cube)
+            XCTAssertGreaterThanOrEqual(counters["rxPackets"] as? Int ?? 0, 6, "\(cube) saw no traffic")
+        }
+        // The link is symmetric: c2 sees c1 as its p0 peer.
+        let list = try await core("cube.list", [:])
+        let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+        let c2 = cubes.first { $0["name"] as? String == "c2" }
+        let ports = c2?["ports"] as? [[String: Any]]
+        XCTAssertEqual(ports?.first { $0["name"] as? String == "p0" }?["peer"] as? String, "c1:p1")
+    }
+
+    func testBadRequestsChangeNothing() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.2.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.2.2/24")
+        try await core("cube.create", ["name": "w1", "service": "testfwd"])
+        try await core("port.add", ["cube": "w1", "port": "p0"])
+        try await core("port.add", ["cube": "w1", "port": "p1"])
+        try await core("port.set-peer", ["cube": "w1", "port": "p0", "peer": veth1])
+        try await core("port.set-peer", ["cube": "w1", "port": "p1", "peer": veth2])
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.2.2", count: 1))
+
+        await expectFailure("cube.create", ["name": "w1", "service": "testfwd"], containing: "already exists")
+        await expectFailure("cube.create", ["name": "x", "service": "nosuch"], containing: "unknown service 'nosuch'")
+        await expectFailure("cube.create", ["name": "x", "service": "testfwd", "type": "XDP_SKB"], containing: "not supported")
+        await expectFailure("port.add", ["cube": "ghost", "port": "p0"], containing: "cube 'ghost' does not exist")
+        await expectFailure("port.set-peer", ["cube": "w1", "port": "p9", "peer": veth1], containing: "has no port 'p9'")
+        await expectFailure("port.set-peer", ["cube": "w1", "port": "p1", "peer": "nosuchdev0"], containing: "netdev 'nosuchdev0' does not exist")
+        try await core("cube.create", ["name": "w2", "service": "testfwd"])
+        try await core("port.add", ["cube": "w2", "port": "p0"])
+        await expectFailure("port.set-peer", ["cube": "w2", "port": "p0", "peer": veth1], containing: "already in use by w1:p0")
+        await expectFailure("port.set-peer", ["cube": "w2", "port": "p0", "peer": "w1:p0"], containing: "already connected")
+        await expectFailure("cube.destroy", ["name": "w1"], containing: "remove its peer first")
+        // Nothing of the above disturbed the path.
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.2.2", count: 2))
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+
+/// Network namespaces and veth pairs for one test, all named with a unique prefix and removed by
+/// `tearDown()` (call it from a `defer` or `tearDown`, so it runs when the test fails too).
+public final class TestNetwork: @unchecked Sendable {
+    public let prefix: String
+    private var namespaces: [String] = []
+    private var links: [String] = []
+
+    public init() {
+        prefix = "pt" + String(UInt32.random(in: 0...0xFFFFF), radix: 16)
+    }
+
+    /// Creates namespace `<prefix><name>` with a veth pair: `<prefix><name>` stays in the root
+    /// namespace (up, no address), `<prefix><name>n` moves into the namespace with `address` (CIDR).
+    /// Returns (namespace, root-side interface).
+    @discardableResult
+    public func host(_ name: String, address: String, gateway: String? = nil) throws -> (namespace: String, interface: String) {
+        let namespace = prefix + name
+        let outside = prefix + name
+        let inside = prefix + name + "n"
+        try ip(["netns", "add", namespace])
+        namespaces.append(namespace)
+        try ip(["link", "add", outside, "type", "veth", "peer", "name", inside])
+        links.append(outside)
+        try ip(["link", "set", inside, "netns", namespace])
+        try ip(["-n", namespace, "link", "set", "lo", "up"])
+        try ip(["-n", namespace, "addr", "add", address, "dev", inside])
+        try ip(["-n", namespace, "link", "set", inside, "up"])
+        try ip(["link", "set", outside, "up"])
+        if let gateway { try ip(["-n", namespace, "route", "add", "default", "via", gateway]) }
+        return (namespace, outside)
+    }
+
+    /// Runs a command inside a namespace; returns its status and output.
+    public func exec(_ namespace: String, _ command: [String], timeout: TimeInterval = 60) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runCommand("/usr/bin/ip", ["netns", "exec", namespace] + command, timeout: timeout)
+    }
+
+    /// True if `count` pings from `namespace` to `address` all get an answer.
+    public func ping(from namespace: String, to address: String, count: Int = 3) throws -> Bool {
+        let result = try exec(namespace, ["ping", "-c", "\(count)", "-i", "0.2", "-W", "2", address])
+        return result.status == 0
+    }
+
+    public func tearDown() {
+        for namespace in namespaces { _ = try? runCommand("/usr/bin/ip", ["netns", "del", namespace]) }
+        for link in links { _ = try? runCommand("/usr/bin/ip", ["link", "del", link]) }
+        namespaces.removeAll()
+        links.removeAll()
+    }
+
+    private func ip(_ arguments: [String]) throws {
+        let result = try runCommand("/usr/bin/ip", arguments)
+        guard result.status == 0 else { throw TestFailure("ip \(arguments.joined(separator: " ")): \(result.stderr)") }
+    }
+
+    deinit { tearDown() }
+}

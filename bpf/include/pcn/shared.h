@@ -1,0 +1,79 @@
+/* Structs and constants read by both the datapath and Swift (imported through the PCNDatapathABI
+ * target). Defined once, here. Plain C types so that both BPF and host compilers agree on layout. */
+#ifndef PCN_SHARED_H
+#define PCN_SHARED_H
+
+#include <linux/types.h>
+
+#define PCN_MAX_PORTS 16
+#define PCN_MAX_NODES 1024
+/* Port index meaning "no port". */
+#define PCN_NO_PORT 0xffff
+
+/* What a service's handle_rx returns. Chosen far from TC_ACT_* (0..8), XDP_* (0..4) and helper
+ * return codes (0, negative errno) so a verdict is never mistaken for one of them. */
+enum pcn_verdict {
+    RX_OK = 0x7c00,
+    RX_DROP = 0x7c01,
+    RX_REDIRECT = 0x7c02,
+};
+
+/* Per-packet metadata given to handle_rx. */
+struct pkt_metadata {
+    __u16 in_port;       /* port the packet arrived on */
+    __u16 reason;        /* slow-path reason; for RX_REDIRECT, the output port */
+    __u32 packet_len;
+    __u32 traffic_class;
+    __u32 md[3];         /* free for the service; travels with the packet to the next cube */
+};
+
+/* Where a port leads. */
+enum pcn_peer_kind {
+    PCN_PEER_NONE = 0,
+    PCN_PEER_NETDEV = 1,
+    PCN_PEER_CUBE = 2,
+};
+
+struct pcn_port_peer {
+    __u32 kind;          /* enum pcn_peer_kind */
+    __u32 target;        /* netdev ifindex, or the peer cube's node index */
+    __u32 peer_port;     /* the peer cube's port index (PCN_PEER_CUBE) */
+    __u32 reserved;
+};
+
+/* Load-time constants of one cube's programs (section .rodata.pcn: the verifier sees them as
+ * known values, so jumps use constant keys and dead branches disappear). */
+struct pcn_cube_config {
+    __u32 cube_id;       /* node index in the patch panel */
+    __u32 log_level;
+    __u32 port_count;
+    __u32 reserved;
+    struct pcn_port_peer peers[PCN_MAX_PORTS];
+};
+
+/* Load-time constants of a netdev's entry program. */
+struct pcn_netdev_config {
+    __u32 target_node;   /* cube node to enter */
+    __u32 target_port;   /* the cube's port the netdev is the peer of */
+};
+
+/* Why a packet was dropped or lost; counted per cube (one drop path: pcn_drop). */
+enum pcn_drop_reason {
+    PCN_DROP_SERVICE = 0,       /* handle_rx returned RX_DROP */
+    PCN_DROP_UNKNOWN_PORT = 1,  /* redirect to a port index the cube does not have */
+    PCN_DROP_NO_PEER = 2,       /* redirect to a port with no peer */
+    PCN_DROP_MISSED_TAIL_CALL = 3, /* the next cube's program was not there */
+    PCN_DROP_BAD_VERDICT = 4,   /* handle_rx returned something that is not a verdict */
+    PCN_DROP_REASONS = 5,
+};
+
+/* Per-cube counters (per-CPU array value, index 0). */
+struct pcn_cube_stats {
+    __u64 rx_packets;
+    __u64 rx_bytes;
+    __u64 redirected;
+    __u64 passed;
+    __u64 drops[PCN_DROP_REASONS];
+};
+
+#endif
