@@ -34,13 +34,18 @@ public final class BPFObject: @unchecked Sendable {
         try BPFError.check(result, "set section \(section) of \(path)")
     }
 
-    /// Makes this (not yet loaded) object share the maps of `previous` that have the same names, so a
-    /// reloaded program keeps its tables and counters. Data sections are not shared.
+    /// Before `load()`: maps of this instance that are pinned in `directory` (by map name) are reused,
+    /// so a reloaded or re-adopted program keeps its tables and counters.
     @discardableResult
-    public func reuseMaps(of previous: BPFObject) throws(BPFError) -> Int {
-        let result = pcn_object_reuse_maps(object, previous.object)
-        try BPFError.check(result, "reuse the maps of \(previous.path)")
+    public func reusePinnedMaps(in directory: String) throws(BPFError) -> Int {
+        let result = pcn_object_reuse_pinned_maps(object, directory)
+        try BPFError.check(result, "reuse the maps pinned in \(directory)")
         return Int(result)
+    }
+
+    /// After `load()`: pins this instance's maps in `directory` (those not pinned there yet).
+    public func pinMaps(in directory: String) throws(BPFError) {
+        try BPFError.check(pcn_object_pin_maps(object, directory), "pin maps in \(directory)")
     }
 
     /// Loads and verifies every program. A verifier rejection carries the verifier's log.

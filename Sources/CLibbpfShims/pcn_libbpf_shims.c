@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <bpf/bpf.h>
+#include <limits.h>
+#include <unistd.h>
 
 /* libbpf reports through one process-wide callback; capture into the calling thread's buffer. */
 static __thread char *capture_buffer;
@@ -65,22 +67,48 @@ int pcn_object_set_section(struct bpf_object *obj, const char *section, const vo
     return -ENOENT;
 }
 
-int pcn_object_reuse_maps(struct bpf_object *obj, struct bpf_object *previous) {
+/* Maps that belong to one cube instance: not data sections, not shared pin-by-name maps. */
+static int is_instance_map(struct bpf_map *map) {
+    return bpf_map__name(map)[0] != '.' && !bpf_map__pin_path(map);
+}
+
+int pcn_object_reuse_pinned_maps(struct bpf_object *obj, const char *directory) {
     struct bpf_map *map;
+    char path[PATH_MAX];
     int reused = 0;
     bpf_object__for_each_map(map, obj) {
-        const char *name = bpf_map__name(map);
-        if (name[0] == '.' || bpf_map__pin_path(map))
+        if (!is_instance_map(map))
             continue;
-        struct bpf_map *old = bpf_object__find_map_by_name(previous, name);
-        if (!old || bpf_map__fd(old) < 0)
-            continue;
-        int err = bpf_map__reuse_fd(map, bpf_map__fd(old));
+        snprintf(path, sizeof(path), "%s/%s", directory, bpf_map__name(map));
+        int fd = bpf_obj_get(path);
+        if (fd < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        int err = bpf_map__reuse_fd(map, fd);
+        close(fd);
         if (err)
             return err;
         reused++;
     }
     return reused;
+}
+
+int pcn_object_pin_maps(struct bpf_object *obj, const char *directory) {
+    struct bpf_map *map;
+    char path[PATH_MAX];
+    bpf_object__for_each_map(map, obj) {
+        if (!is_instance_map(map))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", directory, bpf_map__name(map));
+        if (access(path, F_OK) == 0)
+            continue;
+        int err = bpf_obj_pin(bpf_map__fd(map), path);
+        if (err)
+            return -errno;
+    }
+    return 0;
 }
 
 int pcn_object_load(struct bpf_object *obj, char *log, size_t log_size) {

@@ -72,6 +72,7 @@ actor Datapath {
     }
 
     private let compiler: BPFCompiler
+    private let registryPath: String
     private let bpfDirectory: String
     private let bpffsRoot: String
     private let logger: Logger
@@ -79,11 +80,81 @@ actor Datapath {
     private var netdevs: [String: NetdevEntry] = [:]
     private var nodes: BPFMap?
 
-    init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, logger: Logger) {
+    init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, stateDirectory: String, logger: Logger) {
         self.compiler = compiler
+        self.registryPath = stateDirectory + "/datapath.json"
         self.bpfDirectory = bpfDirectory
         self.bpffsRoot = bpffsRoot
         self.logger = logger
+    }
+
+    // MARK: - Registry
+
+    /// What pcn-core knows of the datapath, saved after every change so that a restarted pcn-core
+    /// adopts the pinned programs and maps instead of starting over.
+    struct Registry: Codable {
+        struct CubeEntry: Codable {
+            var name: String
+            var service: String
+            var node: UInt32
+            var ports: [CubeDescription.PortDescription]
+        }
+        var cubes: [CubeEntry]
+    }
+
+    private func saveRegistry() throws {
+        let registry = Registry(cubes: cubes.values.sorted { $0.name < $1.name }.map { cube in
+            .init(name: cube.name, service: cube.service, node: cube.node,
+                  ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description) })
+        })
+        let data = try JSONEncoder().encode(registry)
+        let temporary = registryPath + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw DatapathError("cannot write \(temporary)")
+        }
+        let fd = open(temporary, O_RDONLY)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+        guard rename(temporary, registryPath) == 0 else {
+            throw DatapathError("cannot replace \(registryPath): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Rebuilds the registry from the saved one and re-installs each cube and netdev entry over its
+    /// pins (an atomic replacement: packets keep flowing through the old programs until the swap).
+    /// Returns the number of cubes adopted.
+    func adopt() throws -> Int {
+        guard let data = FileManager.default.contents(atPath: registryPath) else { return 0 }
+        let registry: Registry
+        do {
+            registry = try JSONDecoder().decode(Registry.self, from: data)
+        } catch {
+            throw DatapathError("\(registryPath) is corrupt (\(error)); move it away to start with an empty datapath")
+        }
+        for entry in registry.cubes {
+            let cube = Cube(name: entry.name, service: entry.service, node: entry.node)
+            cube.ports = entry.ports.map { Port(name: $0.name, index: $0.index, peer: Peer(parsing: $0.peer)) }
+            cubes[entry.name] = cube
+        }
+        for cube in cubes.values {
+            // A netdev that vanished while we were down: its port loses the peer.
+            for (index, port) in cube.ports.enumerated() {
+                if case .netdev(let device) = port.peer, if_nametoindex(device) == 0 {
+                    logger.warning("netdev '\(device)' of \(cube.name):\(port.name) is gone; peer reset")
+                    cube.ports[index].peer = .none
+                }
+            }
+            try install(cube)
+            for port in cube.ports {
+                if case .netdev(let device) = port.peer {
+                    try attachNetdev(device, ifindex: Int32(if_nametoindex(device)), cube: cube, port: port.index, portName: port.name)
+                }
+            }
+        }
+        try saveRegistry()
+        return cubes.count
     }
 
     // MARK: - Requests
@@ -102,6 +173,7 @@ actor Datapath {
         let cube = Cube(name: name, service: service, node: node)
         try install(cube)
         cubes[name] = cube
+        try saveRegistry()
         logger.info("created cube", metadata: ["cube": "\(name)", "service": "\(service)", "node": "\(node)"])
         return node
     }
@@ -114,6 +186,7 @@ actor Datapath {
         try nodesMap().delete(key: bytes(cube.node))
         cubes.removeValue(forKey: name)
         removePins(of: cube)
+        try saveRegistry()
         logger.info("destroyed cube", metadata: ["cube": "\(name)"])
     }
 
@@ -132,6 +205,7 @@ actor Datapath {
             cube.ports.removeLast()
             throw error
         }
+        try saveRegistry()
         return index
     }
 
@@ -141,6 +215,7 @@ actor Datapath {
         if existingPort.peer != .none { try setPeer(cube: name, port: port, peer: .none) }
         cube.ports.removeAll { $0.name == port }
         try install(cube)
+        try saveRegistry()
     }
 
     /// Sets a port's peer. A cube peer is linked both ways; a netdev gets an entry program.
@@ -195,6 +270,7 @@ actor Datapath {
         case .none:
             break
         }
+        try saveRegistry()
         logger.info("port peer set", metadata: ["port": "\(name):\(portName)", "peer": "\(peer)"])
     }
 
@@ -239,17 +315,18 @@ actor Datapath {
         let objectPath = try compiler.compile(file: "\(bpfDirectory)/services/\(cube.service)/\(cube.service).c", name: cube.service)
         let object = try BPFObject(path: objectPath, pinRoot: bpffsRoot)
         try object.setSection(".rodata.pcn", to: config)
-        if let previous = cube.object { try object.reuseMaps(of: previous) }
+        let directory = "\(bpffsRoot)/cubes/\(cube.name)"
+        // The cube's tables and counters are pinned: every reload, and a restarted pcn-core, keeps them.
+        try object.reusePinnedMaps(in: directory + "/maps")
         do {
             try object.load()
         } catch {
             throw DatapathError("cube '\(cube.name)': the \(cube.service) datapath was rejected: \(error.summary)")
         }
+        for path in ["\(bpffsRoot)/cubes", directory, directory + "/maps"] { mkdir(path, 0o700) }
+        try object.pinMaps(in: directory + "/maps")
         let program = try object.programFD("pcn_cube_ingress")
         try nodesMap().update(key: bytes(cube.node), value: bytes(UInt32(bitPattern: program)))
-        let directory = "\(bpffsRoot)/cubes/\(cube.name)"
-        mkdir("\(bpffsRoot)/cubes", 0o700)
-        mkdir(directory, 0o700)
         try object.pinProgram("pcn_cube_ingress", at: "\(directory)/ingress")
         cube.object = object
         if cube.stats == nil { cube.stats = try object.map("pcn_stats") }
@@ -296,6 +373,10 @@ actor Datapath {
 
     private func removePins(of cube: Cube) {
         let directory = "\(bpffsRoot)/cubes/\(cube.name)"
+        if let maps = try? FileManager.default.contentsOfDirectory(atPath: directory + "/maps") {
+            for map in maps { unlink("\(directory)/maps/\(map)") }
+        }
+        rmdir(directory + "/maps")
         unlink("\(directory)/ingress")
         rmdir(directory)
     }
@@ -312,18 +393,6 @@ actor Datapath {
 
     private func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 32 && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
-    }
-
-    /// Removes every pin and TC filter this datapath made (used on tear-down of a test stack).
-    func removeEverything() {
-        for (device, entry) in netdevs {
-            try? TrafficControl.detach(ifindex: entry.ifindex, direction: .ingress)
-            unlink("\(bpffsRoot)/netdevs/\(device)/ingress")
-            rmdir("\(bpffsRoot)/netdevs/\(device)")
-        }
-        netdevs.removeAll()
-        for cube in cubes.values { removePins(of: cube) }
-        cubes.removeAll()
     }
 }
 

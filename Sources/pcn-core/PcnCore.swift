@@ -51,7 +51,13 @@ struct PcnCore: AsyncParsableCommand {
         let compiler = BPFCompiler(clang: clang, includeDirectory: bpfDirectory + "/include",
                                    cacheDirectory: paths.stateDir + "/bpf-cache", logger: Logger(label: "pcn.core.bpf"))
         let datapath = Datapath(compiler: compiler, bpfDirectory: bpfDirectory, bpffsRoot: paths.bpffsRoot,
-                                logger: Logger(label: "pcn.core.datapath"))
+                                stateDirectory: paths.stateDir, logger: Logger(label: "pcn.core.datapath"))
+        do {
+            let adopted = try await datapath.adopt()
+            if adopted > 0 { logger.info("adopted \(adopted) cubes from the pinned datapath") }
+        } catch {
+            throw DaemonError("cannot adopt the pinned datapath: \(error)")
+        }
 
         let hub = BusHub(socketPath: paths.busSocket, logger: Logger(label: "pcn.core.bus"))
         do {

@@ -17,6 +17,11 @@ final class DatapathTests: XCTestCase {
     override func setUp() async throws {
         directory = makeTemporaryDirectory()
         bpffsRoot = "/sys/fs/bpf/pcntest-dp-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        try await setUpCoreOnly()
+    }
+
+    /// Starts pcn-core on this test's paths and connects the test's bus client.
+    private func setUpCoreOnly() async throws {
         core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
                                       "--bpffs-root", bpffsRoot, "--log-level", "warning",
                                       "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
@@ -100,6 +105,78 @@ final class DatapathTests: XCTestCase {
         let c2 = cubes.first { $0["name"] as? String == "c2" }
         let ports = c2?["ports"] as? [[String: Any]]
         XCTAssertEqual(ports?.first { $0["name"] as? String == "p0" }?["peer"] as? String, "c1:p1")
+    }
+
+    /// Cubes c1...cN in a line between two netdevs.
+    private func chain(_ count: Int, from veth1: String, to veth2: String) async throws {
+        for i in 1...count {
+            try await core("cube.create", ["name": "c\(i)", "service": "testfwd"])
+            try await core("port.add", ["cube": "c\(i)", "port": "p0"])
+            try await core("port.add", ["cube": "c\(i)", "port": "p1"])
+        }
+        for i in 1..<count {
+            try await core("port.set-peer", ["cube": "c\(i)", "port": "p1", "peer": "c\(i + 1):p0"])
+        }
+        try await core("port.set-peer", ["cube": "c1", "port": "p0", "peer": veth1])
+        try await core("port.set-peer", ["cube": "c\(count)", "port": "p1", "peer": veth2])
+    }
+
+    func testThirtyTwoCubeChainForwardsAndTheLimitIsCounted() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.3.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.3.2/24")
+        try await chain(32, from: veth1, to: veth2)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.3.2"))
+        let last = try await stats("c32")
+        XCTAssertGreaterThanOrEqual(last["rxPackets"] as? Int ?? 0, 6)
+
+        // Two more cubes exceed the kernel's 33 tail calls: the packet is lost, and counted as such.
+        for i in 33...34 {
+            try await core("cube.create", ["name": "c\(i)", "service": "testfwd"])
+            try await core("port.add", ["cube": "c\(i)", "port": "p0"])
+            try await core("port.add", ["cube": "c\(i)", "port": "p1"])
+        }
+        try await core("port.set-peer", ["cube": "c32", "port": "p1", "peer": ""])
+        try await core("port.set-peer", ["cube": "c32", "port": "p1", "peer": "c33:p0"])
+        try await core("port.set-peer", ["cube": "c33", "port": "p1", "peer": "c34:p0"])
+        try await core("port.set-peer", ["cube": "c34", "port": "p1", "peer": veth2])
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.3.2", count: 2))
+        var missed = 0
+        for i in 30...34 {
+            missed += ((try await stats("c\(i)"))["drops"] as? [String: Int])?["missed-tail-call"] ?? 0
+        }
+        XCTAssertGreaterThan(missed, 0, "a packet beyond the tail-call limit was dropped silently")
+    }
+
+    func testKilledCoreKeepsForwardingAndAdoptsItsDatapath() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.4.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.4.2/24")
+        try await chain(3, from: veth1, to: veth2)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.4.2", count: 1))
+        let before = try await stats("c2")["rxPackets"] as? Int ?? 0
+
+        // 300 pings 10 ms apart (3 s) while pcn-core is killed and restarted.
+        let flood = Task.detached { [network] in
+            try network.exec(a, ["ping", "-c", "300", "-i", "0.01", "-W", "1", "10.200.4.2"], timeout: 60)
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        bus?.stop()
+        core?.killAndWait(SIGKILL)
+        try await Task.sleep(for: .milliseconds(500))
+        try await setUpCoreOnly()
+        let result = try await flood.value
+        XCTAssertTrue(result.stdout.contains("300 packets transmitted, 300 received"), result.stdout)
+
+        // The restarted core knows the topology, and the counters went on from where they were.
+        let list = try await core("cube.list", [:])
+        let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+        XCTAssertEqual(cubes.compactMap { $0["name"] as? String }.sorted(), ["c1", "c2", "c3"])
+        let after = try await stats("c2")["rxPackets"] as? Int ?? 0
+        XCTAssertGreaterThanOrEqual(after, before + 600, "counters restarted instead of being adopted")
+        // And it can still change it.
+        try await core("port.set-peer", ["cube": "c3", "port": "p1", "peer": ""])
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.4.2", count: 1))
+        try await core("port.set-peer", ["cube": "c3", "port": "p1", "peer": veth2])
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.4.2", count: 1))
     }
 
     func testBadRequestsChangeNothing() async throws {

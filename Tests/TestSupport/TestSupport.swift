@@ -110,9 +110,8 @@ public final class LogCapture: @unchecked Sendable {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
-                 file: String, function: String, line: UInt) {
-            capture.append("\(level): \(message)")
+        func log(event: LogEvent) {
+            capture.append("\(event.level): \(event.message)")
         }
     }
 }
@@ -139,8 +138,11 @@ public func runCommand(_ path: String, _ arguments: [String], environment: [Stri
                        timeout: TimeInterval = 120) throws -> (status: Int32, stdout: String, stderr: String) {
     let scratch = makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: scratch) }
-    FileManager.default.createFile(atPath: scratch + "/out", contents: nil)
-    FileManager.default.createFile(atPath: scratch + "/err", contents: nil)
+    for name in ["out", "err"] {
+        guard FileManager.default.createFile(atPath: "\(scratch)/\(name)", contents: nil) else {
+            throw TestFailure("cannot create \(scratch)/\(name)")
+        }
+    }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments

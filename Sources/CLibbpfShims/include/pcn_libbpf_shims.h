@@ -13,10 +13,13 @@ struct bpf_object *pcn_object_open(const char *path, const char *pin_root, char 
  * Returns 0, -ENOENT if the object has no such section, -EINVAL on a size mismatch. */
 int pcn_object_set_section(struct bpf_object *obj, const char *section, const void *data, size_t size);
 
-/* Before load: every map of `obj` whose name matches a map of the loaded object `previous` (data
- * sections excepted) reuses that map, so state survives a program reload. Returns the number reused
- * or -errno. */
-int pcn_object_reuse_maps(struct bpf_object *obj, struct bpf_object *previous);
+/* Before load: each map of `obj` (data sections and pin-by-name maps excepted) that has a pin
+ * `<directory>/<map name>` reuses the pinned map, so tables and counters survive a program reload
+ * and a restart of the loader. Returns the number reused or -errno. */
+int pcn_object_reuse_pinned_maps(struct bpf_object *obj, const char *directory);
+
+/* After load: pins those maps that are not pinned yet at `<directory>/<map name>`. 0 or -errno. */
+int pcn_object_pin_maps(struct bpf_object *obj, const char *directory);
 
 /* Loads the object. On failure returns -errno and writes libbpf's messages, including the
  * verifier log, into log. */
