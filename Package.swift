@@ -36,6 +36,9 @@ let package = Package(
         ]),
         .target(name: "BPFKit", dependencies: ["CBPF", "CLibbpfShims"]),
         .target(name: "YangKit", dependencies: ["CYang"]),
+        // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
+        .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF",
+            .product(name: "Logging", package: "swift-log")]),
         .target(name: "DaemonKit", dependencies: [
             "CSystemd", "CShims", "IPC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -44,7 +47,7 @@ let package = Package(
         ]),
 
         // The processes
-        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "BPFKit", "PCNDatapathABI", "CBPF"]),
+        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit"]),
         .executableTarget(name: "pcn-api", dependencies: [
             "DaemonKit", "IPC", "YangKit",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -62,6 +65,8 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Support/pcn-bus-peer"),
 
+        .executableTarget(name: "bench-datapath", dependencies: ["DatapathKit", "BPFKit", "CLibbpfShims",
+            .product(name: "Logging", package: "swift-log")], path: "bench/datapath", exclude: ["bpf"]),
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
 

@@ -87,6 +87,15 @@ public final class BPFObject: @unchecked Sendable {
     }
 }
 
+extension BPFObject {
+    /// Opens a pinned program; the caller owns the returned fd.
+    public static func openPinnedProgram(_ path: String) throws(BPFError) -> Int32 {
+        let fd = bpf_obj_get(path)
+        try BPFError.check(fd, "open pinned program \(path)")
+        return fd
+    }
+}
+
 /// A load that failed: libbpf's message and, for a verifier rejection, the verifier's log.
 public struct BPFLoadError: Error, CustomStringConvertible {
     public let path: String

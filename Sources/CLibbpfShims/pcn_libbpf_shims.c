@@ -164,3 +164,19 @@ int pcn_tc_query(int ifindex, int egress, unsigned int handle, unsigned int prio
     *prog_id = opts.prog_id;
     return 0;
 }
+
+int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
+                      unsigned int *retval, unsigned int *duration) {
+    struct bpf_test_run_opts opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.sz = sizeof(opts);
+    opts.data_in = data;
+    opts.data_size_in = size;
+    opts.repeat = repeat;
+    int err = bpf_prog_test_run_opts(prog_fd, &opts);
+    if (err)
+        return -errno;
+    *retval = opts.retval;
+    *duration = opts.duration;
+    return 0;
+}

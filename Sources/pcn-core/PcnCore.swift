@@ -1,5 +1,6 @@
 import ArgumentParser
 import DaemonKit
+import DatapathKit
 import Foundation
 import IPC
 import Logging

@@ -37,8 +37,11 @@ public final class TestNetwork: @unchecked Sendable {
         try runCommand("/usr/bin/ip", ["netns", "exec", namespace] + command, timeout: timeout)
     }
 
-    /// True if `count` pings from `namespace` to `address` all get an answer.
+    /// True if `count` pings from `namespace` to `address` all get an answer. The namespace's neighbour
+    /// cache is flushed first: an earlier failed resolution would otherwise hold the address
+    /// unreachable for a while, whatever the path does now.
     public func ping(from namespace: String, to address: String, count: Int = 3) throws -> Bool {
+        _ = try runCommand("/usr/bin/ip", ["-n", namespace, "neigh", "flush", "all"])
         let result = try exec(namespace, ["ping", "-c", "\(count)", "-i", "0.2", "-W", "2", address])
         return result.status == 0
     }

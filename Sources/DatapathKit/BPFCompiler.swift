@@ -4,23 +4,30 @@ import Logging
 /// Compiles datapath C with `clang -target bpf`, caching objects by a hash of everything that goes
 /// into them (the source, every framework header, the flags and the compiler), so a cube reload or a
 /// restart reuses the object instead of compiling again.
-struct BPFCompiler: Sendable {
-    let clang: String
-    let includeDirectory: String
-    let cacheDirectory: String
+public struct BPFCompiler: Sendable {
+    public let clang: String
+    public let includeDirectory: String
+    public let cacheDirectory: String
     let logger: Logger
 
-    struct CompileError: Error, CustomStringConvertible {
+    public init(clang: String, includeDirectory: String, cacheDirectory: String, logger: Logger) {
+        self.clang = clang
+        self.includeDirectory = includeDirectory
+        self.cacheDirectory = cacheDirectory
+        self.logger = logger
+    }
+
+    public struct CompileError: Error, CustomStringConvertible {
         let source: String
         let output: String
-        var description: String { "compiling \(source) failed:\n\(output)" }
+        public var description: String { "compiling \(source) failed:\n\(output)" }
     }
 
     private static let flags = ["-O2", "-g", "-Wall", "-Werror=implicit-function-declaration", "-target", "bpf",
                                 "-I/usr/include/x86_64-linux-gnu"]
 
     /// Compiles C source text, returning the path of the object file.
-    func compile(sourceText: String, name: String, defines: [String] = []) throws -> String {
+    public func compile(sourceText: String, name: String, defines: [String] = []) throws -> String {
         var hasher = FNV1a()
         hasher.add(sourceText)
         hasher.add(clang)
@@ -54,7 +61,7 @@ struct BPFCompiler: Sendable {
         return objectPath
     }
 
-    func compile(file: String, name: String, defines: [String] = []) throws -> String {
+    public func compile(file: String, name: String, defines: [String] = []) throws -> String {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw CompileError(source: name, output: "cannot read \(file)")
         }
@@ -67,7 +74,7 @@ struct BPFCompiler: Sendable {
     }
 
     /// Finds clang: $PCN_CLANG, else `clang` on PATH.
-    static func locateClang() -> String? {
+    public static func locateClang() -> String? {
         if let explicit = ProcessInfo.processInfo.environment["PCN_CLANG"], !explicit.isEmpty { return explicit }
         for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
             let candidate = "\(directory)/clang"

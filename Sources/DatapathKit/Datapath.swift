@@ -8,21 +8,21 @@ import Glibc
 #endif
 
 /// A datapath request that cannot be carried out; the message names what was wrong.
-struct DatapathError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct DatapathError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Every cube, port and netdev attachment of the TC datapath, and the patch panel that chains them.
 /// All changes are made as: build the new programs (compile, load, verify), then swap them in with
 /// one prog-array update or one filter replacement; a failure before the swap changes nothing.
-actor Datapath {
-    enum Peer: Equatable, CustomStringConvertible {
+public actor Datapath {
+    public enum Peer: Equatable, CustomStringConvertible, Sendable {
         case none
         case netdev(String)
         case cube(String, String)
 
-        init(parsing text: String) {
+        public init(parsing text: String) {
             if text.isEmpty { self = .none; return }
             if let colon = text.firstIndex(of: ":") {
                 self = .cube(String(text[..<colon]), String(text[text.index(after: colon)...]))
@@ -31,7 +31,7 @@ actor Datapath {
             }
         }
 
-        var description: String {
+        public var description: String {
             switch self {
             case .none: ""
             case .netdev(let name): name
@@ -49,6 +49,8 @@ actor Datapath {
     final class Cube {
         let name: String
         let service: String
+        /// The service's datapath source file.
+        var source = ""
         let node: UInt32
         var ports: [Port] = []
         var object: BPFObject?
@@ -74,19 +76,26 @@ actor Datapath {
     private let compiler: BPFCompiler
     private let registryPath: String
     private let bpfDirectory: String
+    private let serviceDirectories: [String]
     private let bpffsRoot: String
     private let logger: Logger
     private var cubes: [String: Cube] = [:]
     private var netdevs: [String: NetdevEntry] = [:]
     private var nodes: BPFMap?
 
-    init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, stateDirectory: String, logger: Logger) {
+    /// `extraServiceDirectories` are searched after `<bpfDirectory>/services` for `<service>/<service>.c`.
+    public init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, stateDirectory: String,
+                extraServiceDirectories: [String] = [], logger: Logger) {
         self.compiler = compiler
+        self.serviceDirectories = [bpfDirectory + "/services"] + extraServiceDirectories
         self.registryPath = stateDirectory + "/datapath.json"
         self.bpfDirectory = bpfDirectory
         self.bpffsRoot = bpffsRoot
         self.logger = logger
     }
+
+    /// Where a netdev's entry program is pinned (what the kernel runs first for its packets).
+    public func netdevEntryPin(_ device: String) -> String { "\(bpffsRoot)/netdevs/\(device)/ingress" }
 
     // MARK: - Registry
 
@@ -125,7 +134,7 @@ actor Datapath {
     /// Rebuilds the registry from the saved one and re-installs each cube and netdev entry over its
     /// pins (an atomic replacement: packets keep flowing through the old programs until the swap).
     /// Returns the number of cubes adopted.
-    func adopt() throws -> Int {
+    public func adopt() throws -> Int {
         guard let data = FileManager.default.contents(atPath: registryPath) else { return 0 }
         let registry: Registry
         do {
@@ -135,6 +144,7 @@ actor Datapath {
         }
         for entry in registry.cubes {
             let cube = Cube(name: entry.name, service: entry.service, node: entry.node)
+            cube.source = try sourceOf(service: entry.service)
             cube.ports = entry.ports.map { Port(name: $0.name, index: $0.index, peer: Peer(parsing: $0.peer)) }
             cubes[entry.name] = cube
         }
@@ -159,18 +169,16 @@ actor Datapath {
 
     // MARK: - Requests
 
-    func createCube(name: String, service: String, type: String) throws -> UInt32 {
+    public func createCube(name: String, service: String, type: String) throws -> UInt32 {
         guard cubes[name] == nil else { throw DatapathError("cube '\(name)' already exists") }
         guard isValidName(name) else { throw DatapathError("cube name '\(name)' is not valid (letters, digits, - and _, at most 32)") }
         guard type.uppercased() == "TC" else {
             throw DatapathError("cube '\(name)': type \(type) is not supported yet (TC only)")
         }
-        let source = "\(bpfDirectory)/services/\(service)/\(service).c"
-        guard FileManager.default.fileExists(atPath: source) else {
-            throw DatapathError("unknown service '\(service)': no datapath at \(source)")
-        }
+        let source = try sourceOf(service: service)
         guard let node = freeNode() else { throw DatapathError("no free patch-panel slot (\(PCN_MAX_NODES - 1) cubes)") }
         let cube = Cube(name: name, service: service, node: node)
+        cube.source = source
         try install(cube)
         cubes[name] = cube
         try saveRegistry()
@@ -178,7 +186,7 @@ actor Datapath {
         return node
     }
 
-    func destroyCube(name: String) throws {
+    public func destroyCube(name: String) throws {
         let cube = try existing(name)
         for port in cube.ports where port.peer != .none {
             throw DatapathError("cube '\(name)' port '\(port.name)' is connected to '\(port.peer)': remove its peer first")
@@ -190,7 +198,7 @@ actor Datapath {
         logger.info("destroyed cube", metadata: ["cube": "\(name)"])
     }
 
-    func addPort(cube name: String, port: String) throws -> Int {
+    public func addPort(cube name: String, port: String) throws -> Int {
         let cube = try existing(name)
         guard cube.port(port) == nil else { throw DatapathError("cube '\(name)' already has a port '\(port)'") }
         guard isValidName(port) else { throw DatapathError("port name '\(port)' is not valid") }
@@ -209,7 +217,7 @@ actor Datapath {
         return index
     }
 
-    func removePort(cube name: String, port: String) throws {
+    public func removePort(cube name: String, port: String) throws {
         let cube = try existing(name)
         guard let existingPort = cube.port(port) else { throw DatapathError("cube '\(name)' has no port '\(port)'") }
         if existingPort.peer != .none { try setPeer(cube: name, port: port, peer: .none) }
@@ -219,7 +227,7 @@ actor Datapath {
     }
 
     /// Sets a port's peer. A cube peer is linked both ways; a netdev gets an entry program.
-    func setPeer(cube name: String, port portName: String, peer: Peer) throws {
+    public func setPeer(cube name: String, port portName: String, peer: Peer) throws {
         let cube = try existing(name)
         guard let port = cube.port(portName) else { throw DatapathError("cube '\(name)' has no port '\(portName)'") }
         if port.peer == peer { return }
@@ -274,13 +282,13 @@ actor Datapath {
         logger.info("port peer set", metadata: ["port": "\(name):\(portName)", "peer": "\(peer)"])
     }
 
-    func stats(cube name: String) throws -> CubeStats {
+    public func stats(cube name: String) throws -> CubeStats {
         let cube = try existing(name)
         guard let map = cube.stats else { throw DatapathError("cube '\(name)' has no counters") }
         return try CubeStats(reading: map)
     }
 
-    func describe() -> [CubeDescription] {
+    public func describe() -> [CubeDescription] {
         cubes.values.sorted { $0.name < $1.name }.map { cube in
             CubeDescription(name: cube.name, service: cube.service, node: cube.node,
                             ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description) })
@@ -305,14 +313,15 @@ actor Datapath {
     private func install(_ cube: Cube) throws {
         var config = pcn_cube_config()
         config.cube_id = cube.node
-        config.port_count = UInt32(PCN_MAX_PORTS)
+        // Only ports up to the highest index in use get forwarding code (the verifier drops the rest).
+        config.port_count = UInt32((cube.ports.map(\.index).max() ?? -1) + 1)
         withUnsafeMutableBytes(of: &config.peers) { raw in
             let peers = raw.bindMemory(to: pcn_port_peer.self)
             for port in cube.ports {
                 peers[port.index] = peerEntry(port.peer)
             }
         }
-        let objectPath = try compiler.compile(file: "\(bpfDirectory)/services/\(cube.service)/\(cube.service).c", name: cube.service)
+        let objectPath = try compiler.compile(file: cube.source, name: cube.service)
         let object = try BPFObject(path: objectPath, pinRoot: bpffsRoot)
         try object.setSection(".rodata.pcn", to: config)
         let directory = "\(bpffsRoot)/cubes/\(cube.name)"
@@ -381,6 +390,14 @@ actor Datapath {
         rmdir(directory)
     }
 
+    private func sourceOf(service: String) throws -> String {
+        let candidates = serviceDirectories.map { "\($0)/\(service)/\(service).c" }
+        guard isValidName(service), let source = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw DatapathError("unknown service '\(service)': no datapath at \(candidates.joined(separator: " or "))")
+        }
+        return source
+    }
+
     private func existing(_ name: String) throws -> Cube {
         guard let cube = cubes[name] else { throw DatapathError("cube '\(name)' does not exist") }
         return cube
@@ -398,25 +415,25 @@ actor Datapath {
 
 private func bytes<T: BitwiseCopyable>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
 
-struct CubeDescription: Codable, Sendable {
-    struct PortDescription: Codable, Sendable {
-        var name: String
-        var index: Int
-        var peer: String
+public struct CubeDescription: Codable, Sendable {
+    public struct PortDescription: Codable, Sendable {
+        public var name: String
+        public var index: Int
+        public var peer: String
     }
-    var name: String
-    var service: String
-    var node: UInt32
-    var ports: [PortDescription]
+    public var name: String
+    public var service: String
+    public var node: UInt32
+    public var ports: [PortDescription]
 }
 
 /// A cube's counters summed over CPUs.
-struct CubeStats: Codable, Sendable {
-    var rxPackets: UInt64 = 0
-    var rxBytes: UInt64 = 0
-    var redirected: UInt64 = 0
-    var passed: UInt64 = 0
-    var drops: [String: UInt64] = [:]
+public struct CubeStats: Codable, Sendable {
+    public var rxPackets: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var redirected: UInt64 = 0
+    public var passed: UInt64 = 0
+    public var drops: [String: UInt64] = [:]
 
     static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict"]
 

@@ -1,0 +1,129 @@
+// bench/datapath: what the framework costs per packet, measured against a program written without it
+// in the same run (BPF_PROG_TEST_RUN, 64-byte frame, repeat 1e6, median of 15 interleaved runs).
+//
+//   (a) vanilla_tc: swap MACs, bpf_redirect(ifindex) — the kernel's xdp_redirect sample, as TC.
+//   (b) the same work as a cube (bench/datapath/bpf/macswap) reached through the framework's full
+//       path: the netdev's entry program, a tail call into the cube, handle_rx, the redirect.
+//   chains of 1, 2, 4, 8, 16, 32 such cubes: the slope is the cost of one more hop.
+//
+// Last line: RESULT tc_extra_ns=<b - a> hop_ns=<slope> tc_vanilla_ns=<a> tc_framework_ns=<b>
+// (XDP cubes and the end-to-end veth runs join this benchmark when XDP cubes exist.)
+import BPFKit
+import CLibbpfShims
+import DatapathKit
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let repeatCount = Int32(ProcessInfo.processInfo.environment["BENCH_REPEAT"] ?? "") ?? 1_000_000
+let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 15
+let chainLengths = (ProcessInfo.processInfo.environment["BENCH_CHAINS"] ?? "1,2,4,8,16,32").split(separator: ",").compactMap { Int($0) }
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
+
+func shell(_ arguments: [String]) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw DatapathError("\(arguments.joined(separator: " ")) failed") }
+}
+
+/// The kernel's average ns per run of `fd` over `frame`, `repeatCount` runs.
+func testRun(_ fd: Int32, frame: [UInt8]) throws -> Double {
+    var retval: UInt32 = 0, duration: UInt32 = 0
+    let result = frame.withUnsafeBytes { pcn_prog_test_run(fd, $0.baseAddress, UInt32($0.count), repeatCount, &retval, &duration) }
+    guard result == 0 else { throw DatapathError("BPF_PROG_TEST_RUN failed: \(String(cString: strerror(-result)))") }
+    guard retval == UInt32(TC_ACT_REDIRECT) else { throw DatapathError("program returned \(retval), not TC_ACT_REDIRECT: the path is broken") }
+    return Double(duration)
+}
+
+let TC_ACT_REDIRECT: Int32 = 7
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+@main
+struct Bench {
+    static func main() async throws {
+        let tag = String(UInt32.random(in: 0...0xFFFF), radix: 16)
+        var template = Array("/tmp/pcnbench.XXXXXX".utf8CString)
+        let scratch = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let bpffsRoot = "/sys/fs/bpf/pcnbench-\(getpid())"
+        mkdir(bpffsRoot, 0o700)
+        var links: [String] = []
+        defer {
+            for link in links { try? shell(["ip", "link", "del", link]) }
+            try? shell(["rm", "-rf", bpffsRoot, scratch])
+        }
+        // One veth pair per chain: entry and exit. Both ends stay down, so they carry no traffic: the
+        // test runs only need their ifindexes (up, the stack's own frames would loop through the chain
+        // from one end to the other and load the machine).
+        var pairs: [Int: (entry: String, exit: String)] = [:]
+        for length in chainLengths {
+            let a = "pcnb\(tag)\(length)i", b = "pcnb\(tag)\(length)o"
+            try shell(["ip", "link", "add", a, "type", "veth", "peer", "name", b])
+            links.append(a)
+            pairs[length] = (a, b)
+        }
+
+        guard let clang = BPFCompiler.locateClang() else { throw DatapathError("no clang on PATH") }
+        let bpf = repository.appendingPathComponent("bpf").path
+        let compiler = BPFCompiler(clang: clang, includeDirectory: bpf + "/include", cacheDirectory: scratch + "/cache", logger: quiet)
+        let datapath = Datapath(compiler: compiler, bpfDirectory: bpf, bpffsRoot: bpffsRoot, stateDirectory: scratch,
+                                extraServiceDirectories: [repository.appendingPathComponent("bench/datapath/bpf").path], logger: quiet)
+
+        // (a) the vanilla program.
+        let vanillaPath = try compiler.compile(file: repository.appendingPathComponent("bench/datapath/bpf/vanilla_tc.c").path, name: "vanilla_tc")
+        let vanilla = try BPFObject(path: vanillaPath)
+        try vanilla.setSection(".rodata.pcn", to: UInt32(if_nametoindex(pairs[1]!.1)))
+        try vanilla.load()
+        let vanillaFD = try vanilla.programFD("vanilla_tc")
+
+        // (b) chains of macswap cubes.
+        var entries: [Int: Int32] = [:]
+        for length in chainLengths {
+            let (a, b) = pairs[length]!
+            for i in 1...length {
+                let cube = "n\(length)c\(i)"
+                _ = try await datapath.createCube(name: cube, service: "macswap", type: "TC")
+                _ = try await datapath.addPort(cube: cube, port: "p0")
+                _ = try await datapath.addPort(cube: cube, port: "p1")
+                if i > 1 { try await datapath.setPeer(cube: "n\(length)c\(i - 1)", port: "p1", peer: .cube(cube, "p0")) }
+            }
+            try await datapath.setPeer(cube: "n\(length)c1", port: "p0", peer: .netdev(a))
+            try await datapath.setPeer(cube: "n\(length)c\(length)", port: "p1", peer: .netdev(b))
+            let fd = try BPFObject.openPinnedProgram(await datapath.netdevEntryPin(a))
+            guard fd >= 0 else { throw DatapathError("cannot open the entry program of \(a)") }
+            entries[length] = fd
+        }
+
+        var frame = [UInt8](repeating: 0, count: 64)
+        frame.replaceSubrange(0..<14, with: [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00])
+        var vanillaRuns: [Double] = []
+        var chainRuns: [Int: [Double]] = [:]
+        for round in 1...rounds {
+            vanillaRuns.append(try testRun(vanillaFD, frame: frame))
+            for length in chainLengths {
+                chainRuns[length, default: []].append(try testRun(entries[length]!, frame: frame))
+            }
+            FileHandle.standardError.write(Data("round \(round)/\(rounds)\n".utf8))
+        }
+        let a = median(vanillaRuns)
+        let medians = chainLengths.map { (length: $0, ns: median(chainRuns[$0]!)) }
+        // Least-squares slope of ns against chain length.
+        let n = Double(medians.count)
+        let sx = medians.reduce(0) { $0 + Double($1.length) }, sy = medians.reduce(0) { $0 + $1.ns }
+        let sxx = medians.reduce(0) { $0 + Double($1.length * $1.length) }, sxy = medians.reduce(0) { $0 + Double($1.length) * $1.ns }
+        let slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+        print("TC, BPF_PROG_TEST_RUN, 64-byte frame, repeat \(repeatCount), median of \(rounds) interleaved runs")
+        print(String(format: "  vanilla (a)            %7.1f ns", a))
+        for (length, ns) in medians {
+            print(String(format: "  framework, %2d cube%@ %7.1f ns", length, length == 1 ? "s " as NSString : "s" as NSString, ns))
+        }
+        let b = medians[0].ns
+        print(String(format: "RESULT tc_extra_ns=%.1f hop_ns=%.1f tc_vanilla_ns=%.1f tc_framework_ns=%.1f", b - a, slope, a, b))
+    }
+}
