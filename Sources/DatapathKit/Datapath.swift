@@ -55,6 +55,10 @@ public actor Datapath {
         var ports: [Port] = []
         var object: BPFObject?
         var stats: BPFMap?
+        /// µCube code given with `reload`, by index (0 replaces the service's MASTER code).
+        var code: [Int: String] = [:]
+        /// Loaded SLAVE µCubes, by index.
+        var slaves: [Int: BPFObject] = [:]
 
         init(name: String, service: String, node: UInt32) {
             self.name = name
@@ -107,6 +111,8 @@ public actor Datapath {
             var service: String
             var node: UInt32
             var ports: [CubeDescription.PortDescription]
+            /// µCube code given with `reload`, by index.
+            var code: [String: String]?
         }
         var cubes: [CubeEntry]
     }
@@ -114,7 +120,8 @@ public actor Datapath {
     private func saveRegistry() throws {
         let registry = Registry(cubes: cubes.values.sorted { $0.name < $1.name }.map { cube in
             .init(name: cube.name, service: cube.service, node: cube.node,
-                  ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description) })
+                  ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description) },
+                  code: cube.code.isEmpty ? nil : Dictionary(uniqueKeysWithValues: cube.code.map { ("\($0.key)", $0.value) }))
         })
         let data = try JSONEncoder().encode(registry)
         let temporary = registryPath + ".tmp"
@@ -146,6 +153,9 @@ public actor Datapath {
             let cube = Cube(name: entry.name, service: entry.service, node: entry.node)
             cube.source = try sourceOf(service: entry.service)
             cube.ports = entry.ports.map { Port(name: $0.name, index: $0.index, peer: Peer(parsing: $0.peer)) }
+            for (index, code) in entry.code ?? [:] {
+                if let index = Int(index) { cube.code[index] = code }
+            }
             cubes[entry.name] = cube
         }
         for cube in cubes.values {
@@ -282,6 +292,27 @@ public actor Datapath {
         logger.info("port peer set", metadata: ["port": "\(name):\(portName)", "peer": "\(peer)"])
     }
 
+    /// Replaces µCube `index` of a cube with `code` (C with a handle_rx, like a service's datapath):
+    /// compiled, loaded and verified, then swapped in atomically. Index 0 is the MASTER; a SLAVE is
+    /// reached with call_ingress_program(ctx, index). On a compiler or verifier error nothing changes
+    /// and the error carries the compiler's or verifier's message.
+    public func reload(cube name: String, index: Int, code: String) throws {
+        let cube = try existing(name)
+        guard (0..<Int(PCN_MAX_UCUBES)).contains(index) else {
+            throw DatapathError("µCube index \(index) is out of range 0...\(PCN_MAX_UCUBES - 1)")
+        }
+        let previous = cube.code[index]
+        cube.code[index] = code
+        do {
+            if index == 0 { try install(cube) } else { try installSlave(cube, index: index) }
+        } catch {
+            cube.code[index] = previous
+            throw error
+        }
+        try saveRegistry()
+        logger.info("reloaded µCube", metadata: ["cube": "\(name)", "index": "\(index)"])
+    }
+
     public func stats(cube name: String) throws -> CubeStats {
         let cube = try existing(name)
         guard let map = cube.stats else { throw DatapathError("cube '\(name)' has no counters") }
@@ -311,19 +342,7 @@ public actor Datapath {
 
     /// Builds the cube's program for its current ports and peers and swaps it into the patch panel.
     private func install(_ cube: Cube) throws {
-        var config = pcn_cube_config()
-        config.cube_id = cube.node
-        // Only ports up to the highest index in use get forwarding code (the verifier drops the rest).
-        config.port_count = UInt32((cube.ports.map(\.index).max() ?? -1) + 1)
-        withUnsafeMutableBytes(of: &config.peers) { raw in
-            let peers = raw.bindMemory(to: pcn_port_peer.self)
-            for port in cube.ports {
-                peers[port.index] = peerEntry(port.peer)
-            }
-        }
-        let objectPath = try compiler.compile(file: cube.source, name: cube.service)
-        let object = try BPFObject(path: objectPath, pinRoot: bpffsRoot)
-        try object.setSection(".rodata.pcn", to: config)
+        let object = try build(cube, index: 0, config: cubeConfig(cube))
         let directory = "\(bpffsRoot)/cubes/\(cube.name)"
         // The cube's tables and counters are pinned: every reload, and a restarted pcn-core, keeps them.
         try object.reusePinnedMaps(in: directory + "/maps")
@@ -339,6 +358,49 @@ public actor Datapath {
         try object.pinProgram("pcn_cube_ingress", at: "\(directory)/ingress")
         cube.object = object
         if cube.stats == nil { cube.stats = try object.map("pcn_stats") }
+        // SLAVEs carry the same load-time constants (they forward too): rebuild them alongside.
+        for index in cube.code.keys.sorted() where index > 0 { try installSlave(cube, index: index) }
+    }
+
+    private func cubeConfig(_ cube: Cube) -> pcn_cube_config {
+        var config = pcn_cube_config()
+        config.cube_id = cube.node
+        // Only ports up to the highest index in use get forwarding code (the verifier drops the rest).
+        config.port_count = UInt32((cube.ports.map(\.index).max() ?? -1) + 1)
+        withUnsafeMutableBytes(of: &config.peers) { raw in
+            let peers = raw.bindMemory(to: pcn_port_peer.self)
+            for port in cube.ports { peers[port.index] = peerEntry(port.peer) }
+        }
+        return config
+    }
+
+    /// Compiles (through the cache) and opens µCube `index` of a cube with its constants set.
+    private func build(_ cube: Cube, index: Int, config: pcn_cube_config) throws -> BPFObject {
+        let objectPath: String
+        let defines = ["PCN_UCUBE_INDEX=\(index)"]
+        if let code = cube.code[index] {
+            objectPath = try compiler.compile(sourceText: code, name: "\(cube.name)-ucube\(index)", defines: defines)
+        } else {
+            objectPath = try compiler.compile(file: cube.source, name: cube.service, defines: defines)
+        }
+        let object = try BPFObject(path: objectPath, pinRoot: bpffsRoot)
+        try object.setSection(".rodata.pcn", to: config)
+        return object
+    }
+
+    /// Loads SLAVE `index` over the cube's pinned maps and puts it in the cube's µCube array.
+    private func installSlave(_ cube: Cube, index: Int) throws {
+        let directory = "\(bpffsRoot)/cubes/\(cube.name)"
+        let object = try build(cube, index: index, config: cubeConfig(cube))
+        try object.reusePinnedMaps(in: directory + "/maps")
+        do {
+            try object.load()
+        } catch {
+            throw DatapathError("cube '\(cube.name)' µCube \(index) was rejected: \(error.summary)")
+        }
+        let programs = try BPFMap.openPinned(directory + "/maps/pcn_ingress_programs")
+        try programs.update(key: bytes(UInt32(index)), value: bytes(UInt32(bitPattern: try object.programFD("pcn_cube_ingress"))))
+        cube.slaves[index] = object
     }
 
     private func peerEntry(_ peer: Peer) -> pcn_port_peer {

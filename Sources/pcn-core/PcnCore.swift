@@ -84,6 +84,7 @@ struct CoreEndpoint: Service {
     struct CubeName: Codable { var name: String }
     struct PortRef: Codable { var cube: String; var port: String }
     struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
+    struct Reload: Codable { var name: String; var index: Int; var code: String }
     struct Node: Codable { var node: UInt32 }
     struct PortIndex: Codable { var index: Int }
     struct Done: Codable { var ok = true }
@@ -114,6 +115,10 @@ struct CoreEndpoint: Service {
                 reply = try .json(await datapath.describe())
             case "cube.stats":
                 reply = try .json(try await datapath.stats(cube: try message.decode(CubeName.self).name))
+            case "cube.reload":
+                let body = try message.decode(Reload.self)
+                try await datapath.reload(cube: body.name, index: body.index, code: body.code)
+                reply = try .json(Done())
             case "port.add":
                 let body = try message.decode(PortRef.self)
                 reply = try .json(PortIndex(index: try await datapath.addPort(cube: body.cube, port: body.port)))

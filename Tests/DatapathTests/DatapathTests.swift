@@ -41,12 +41,12 @@ final class DatapathTests: XCTestCase {
     }
 
     @discardableResult
-    private func core(_ method: String, _ body: [String: String]) async throws -> BusMessage {
+    private func core(_ method: String, _ body: [String: Any]) async throws -> BusMessage {
         let payload = try Array(JSONSerialization.data(withJSONObject: body))
         return try await bus!.request("core", method: method, payload: payload, timeout: .seconds(60))
     }
 
-    private func expectFailure(_ method: String, _ body: [String: String], containing text: String,
+    private func expectFailure(_ method: String, _ body: [String: Any], containing text: String,
                                file: StaticString = #filePath, line: UInt = #line) async {
         do {
             try await core(method, body)
@@ -179,6 +179,76 @@ final class DatapathTests: XCTestCase {
         XCTAssertTrue(try network.ping(from: a, to: "10.200.4.2", count: 1))
     }
 
+    /// A wire whose MASTER hands every packet to SLAVE 1, which forwards it.
+    static let masterCallingSlave = """
+        #include <pcn/cube.h>
+        static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+            md->md[1] = 7;
+            return call_ingress_program_with_metadata(ctx, md, 1);
+        }
+        """
+    static let slaveForwarding = """
+        #include <pcn/cube.h>
+        static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+            if (md->md[1] != 7)
+                return RX_DROP;
+            return pcn_pkt_redirect(ctx, md, md->in_port == 0 ? 1 : 0);
+        }
+        """
+
+    func testMicroCubeReloadUnderFlowAndErrorsChangeNothing() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.5.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.5.2/24")
+        try await chain(1, from: veth1, to: veth2)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.5.2", count: 1))
+
+        // MASTER calls a SLAVE that is not there yet: dropped, and counted as a missed tail call.
+        try await core("cube.reload", ["name": "c1", "index": "0", "code": Self.masterCallingSlave].json)
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.5.2", count: 1))
+        let missed = (try await stats("c1")["drops"] as? [String: Int])?["missed-tail-call"] ?? 0
+        XCTAssertGreaterThan(missed, 0)
+        try await core("cube.reload", ["name": "c1", "index": "1", "code": Self.slaveForwarding].json)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.5.2"))
+
+        // Reloading both µCubes back and forth during a 3 s flow loses nothing.
+        let flood = Task.detached { [network] in
+            try network.exec(a, ["ping", "-c", "300", "-i", "0.01", "-W", "1", "10.200.5.2"], timeout: 60)
+        }
+        let wire = try String(contentsOf: repositoryRoot.appendingPathComponent("bpf/services/testfwd/testfwd.c"), encoding: .utf8)
+        for round in 0..<6 {
+            try await core("cube.reload", ["name": "c1", "index": "0", "code": round.isMultiple(of: 2) ? wire : Self.masterCallingSlave].json)
+            try await core("cube.reload", ["name": "c1", "index": "1", "code": Self.slaveForwarding + "\n// round \(round)\n"].json)
+        }
+        let result = try await flood.value
+        XCTAssertTrue(result.stdout.contains("300 packets transmitted, 300 received"), result.stdout)
+
+        // Code that does not compile: the compiler's message and line come back; nothing changes.
+        do {
+            try await core("cube.reload", ["name": "c1", "index": "0", "code": "#include <pcn/cube.h>\nstatic int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {\n  return nosuch;\n}\n"].json)
+            XCTFail("code that does not compile was accepted")
+        } catch {
+            XCTAssertTrue("\(error)".contains("c1-ucube0.c:3:"), "no file:line in: \(error)")
+            XCTAssertTrue("\(error)".contains("nosuch"), "\(error)")
+        }
+        // Code the verifier rejects (reads the packet without a bounds check): its message comes back.
+        do {
+            try await core("cube.reload", ["name": "c1", "index": "0", "code": """
+                #include <pcn/cube.h>
+                static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+                    unsigned char *data = pcn_data(ctx);
+                    return data[100] ? RX_DROP : pcn_pkt_redirect(ctx, md, md->in_port == 0 ? 1 : 0);
+                }
+                """].json)
+            XCTFail("code the verifier must reject was accepted")
+        } catch {
+            XCTAssertTrue("\(error)".contains("rejected"), "\(error)")
+            XCTAssertTrue("\(error)".contains("invalid access to packet") || "\(error)".contains("R1 invalid mem access")
+                          || "\(error)".contains("invalid"), "no verifier message in: \(error)")
+        }
+        await expectFailure("cube.reload", ["name": "c1", "index": "64", "code": "x"].json, containing: "out of range")
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.5.2", count: 2))
+    }
+
     func testBadRequestsChangeNothing() async throws {
         let (a, veth1) = try network.host("a", address: "10.200.2.1/24")
         let (_, veth2) = try network.host("b", address: "10.200.2.2/24")
@@ -202,5 +272,12 @@ final class DatapathTests: XCTestCase {
         await expectFailure("cube.destroy", ["name": "w1"], containing: "remove its peer first")
         // Nothing of the above disturbed the path.
         XCTAssertTrue(try network.ping(from: a, to: "10.200.2.2", count: 2))
+    }
+}
+
+extension Dictionary where Key == String, Value == String {
+    /// The body with numeric strings as JSON numbers (for fields such as a µCube index).
+    var json: [String: Any] {
+        mapValues { value -> Any in Int(value).map { $0 as Any } ?? value }
     }
 }

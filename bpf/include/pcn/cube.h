@@ -14,8 +14,22 @@
 #include "maps.h"
 #include "stats.h"
 
+/* Which µCube this object is: 0 is the MASTER (the cube's entry), 1.. are SLAVEs reached with
+ * call_ingress_program(). pcn-core compiles each with -DPCN_UCUBE_INDEX=i. */
+#ifndef PCN_UCUBE_INDEX
+#define PCN_UCUBE_INDEX 0
+#endif
+
 /* Filled by pcn-core at load time. */
 const volatile struct pcn_cube_config pcn_config SEC(".rodata.pcn") = {};
+
+/* This cube's µCubes (SHARED by all of them: pcn-core gives every µCube the cube's pinned maps). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+    __uint(max_entries, PCN_MAX_UCUBES);
+    __type(key, __u32);
+    __type(value, __u32);
+} pcn_ingress_programs SEC(".maps");
 
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md);
 
@@ -27,6 +41,23 @@ static __always_inline int pcn_pkt_redirect(struct CTXTYPE *ctx, struct pkt_meta
 
 static __always_inline int pcn_pkt_drop(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     return RX_DROP;
+}
+
+/* Continues in µCube `index` of this cube; its handle_rx sees the metadata as it is in `md` now.
+ * Use as `return call_ingress_program_with_metadata(ctx, md, 1);`: if that µCube is not loaded the
+ * packet is dropped and counted as a missed tail call. */
+static __always_inline int call_ingress_program_with_metadata(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 index) {
+    pcn_md_store(ctx, md, md->in_port);
+    bpf_tail_call(ctx, &pcn_ingress_programs, index);
+    pcn_drop(ctx, PCN_DROP_MISSED_TAIL_CALL);
+    return PCN_RX_DROPPED_COUNTED;
+}
+
+/* The same without carrying changes made to md (the µCube sees the metadata the cube received). */
+static __always_inline int call_ingress_program(struct CTXTYPE *ctx, __u32 index) {
+    bpf_tail_call(ctx, &pcn_ingress_programs, index);
+    pcn_drop(ctx, PCN_DROP_MISSED_TAIL_CALL);
+    return PCN_RX_DROPPED_COUNTED;
 }
 
 /* Forwards through a port whose index is a constant: the peer is a load-time constant, so the
@@ -58,10 +89,13 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
     struct pkt_metadata md = {};
     pcn_md_load(ctx, &md);
     struct pcn_cube_stats *stats = pcn_stats_slot();
+#if PCN_UCUBE_INDEX == 0
+    /* A packet is received once per cube: by its MASTER. */
     if (stats) {
         stats->rx_packets++;
         stats->rx_bytes += md.packet_len;
     }
+#endif
     int verdict = handle_rx(ctx, &md);
     switch (verdict) {
     case RX_REDIRECT:
@@ -74,6 +108,8 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
         return PCN_ACT_PASS;
     case RX_DROP:
         return pcn_drop(ctx, PCN_DROP_SERVICE);
+    case PCN_RX_DROPPED_COUNTED:
+        return PCN_ACT_DROP;
     default:
         return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
     }

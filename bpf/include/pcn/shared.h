@@ -7,6 +7,8 @@
 
 #define PCN_MAX_PORTS 16
 #define PCN_MAX_NODES 1024
+/* µCubes per cube: index 0 is the MASTER (the entry), 1.. are SLAVEs. */
+#define PCN_MAX_UCUBES 64
 /* Port index meaning "no port". */
 #define PCN_NO_PORT 0xffff
 
@@ -16,6 +18,8 @@ enum pcn_verdict {
     RX_OK = 0x7c00,
     RX_DROP = 0x7c01,
     RX_REDIRECT = 0x7c02,
+    /* Internal: dropped and already counted (a failed call_ingress_program). */
+    PCN_RX_DROPPED_COUNTED = 0x7c03,
 };
 
 /* Per-packet metadata given to handle_rx. */
