@@ -47,7 +47,7 @@ let package = Package(
         ]),
 
         // The processes
-        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit"]),
+        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit", "BPFKit", "PCNDatapathABI"]),
         .executableTarget(name: "pcn-api", dependencies: [
             "DaemonKit", "IPC", "YangKit",
             .product(name: "Hummingbird", package: "hummingbird"),
@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
-        .testTarget(name: "DatapathTests", dependencies: ["IPC", "TestSupport", "pcn-core"]),
+        .testTarget(name: "DatapathTests", dependencies: ["IPC", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),

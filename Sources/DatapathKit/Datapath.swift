@@ -98,6 +98,14 @@ public actor Datapath {
         self.logger = logger
     }
 
+    /// The ring of packet-in records, once the first cube has created it.
+    public func packetInRing() -> BPFMap? { try? BPFMap.openPinned("\(bpffsRoot)/pcn_packet_in") }
+
+    /// The cube that owns patch-panel slot `node`, with its service.
+    public func cube(node: UInt32) -> (name: String, service: String)? {
+        cubes.values.first { $0.node == node }.map { ($0.name, $0.service) }
+    }
+
     /// Where a netdev's entry program is pinned (what the kernel runs first for its packets).
     public func netdevEntryPin(_ device: String) -> String { "\(bpffsRoot)/netdevs/\(device)/ingress" }
 
@@ -495,9 +503,13 @@ public struct CubeStats: Codable, Sendable {
     public var rxBytes: UInt64 = 0
     public var redirected: UInt64 = 0
     public var passed: UInt64 = 0
+    public var toSlowPath: UInt64 = 0
     public var drops: [String: UInt64] = [:]
+    /// Packet-in records waiting in pcn-core for the cube's subscriber, and those dropped meanwhile.
+    public var slowPathQueued: Int = 0
+    public var slowPathDropped: UInt64 = 0
 
-    static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict"]
+    static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict", "slow-path-full"]
 
     init(reading map: BPFMap) throws {
         let cpus = Int(libbpf_num_possible_cpus())
@@ -514,6 +526,7 @@ public struct CubeStats: Codable, Sendable {
                 rxBytes += stats.rx_bytes
                 redirected += stats.redirected
                 passed += stats.passed
+                toSlowPath += stats.to_slow_path
                 withUnsafeBytes(of: stats.drops) { d in
                     for i in 0..<drops.count { drops[i] += d.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
                 }

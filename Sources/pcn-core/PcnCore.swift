@@ -67,9 +67,17 @@ struct PcnCore: AsyncParsableCommand {
             throw DaemonError("cannot start the bus hub: \(error)")
         }
         defer { hub.stop() }
-        let core = CoreEndpoint(endpoint: hub.localEndpoint(name: "core"), datapath: datapath, logger: logger)
+        let endpoint = hub.localEndpoint(name: "core")
+        let (records, sink) = SlowPath.recordStream()
+        let slowPath = SlowPath(endpoint: endpoint, datapath: datapath, logger: Logger(label: "pcn.core.slowpath"))
+        let pump = PacketInPump(sink: sink, logger: logger)
+        await pump.ensureStarted(datapath)
+        let slowPathTask = Task { await slowPath.run(records: records) }
+        defer { slowPathTask.cancel() }
+        let core = CoreEndpoint(endpoint: endpoint, datapath: datapath, slowPath: slowPath, pump: pump, logger: logger)
         try await DaemonLifecycle(component: "pcn-core", paths: paths, logger: logger)
             .run(services: [core], status: "bus hub on \(paths.busSocket)")
+        await pump.stop()
     }
 }
 
@@ -77,6 +85,8 @@ struct PcnCore: AsyncParsableCommand {
 struct CoreEndpoint: Service {
     let endpoint: LocalEndpoint
     let datapath: Datapath
+    let slowPath: SlowPath
+    let pump: PacketInPump
     let logger: Logger
 
     struct Pong: Codable { var component: String; var pid: Int32 }
@@ -85,6 +95,7 @@ struct CoreEndpoint: Service {
     struct PortRef: Codable { var cube: String; var port: String }
     struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
     struct Reload: Codable { var name: String; var index: Int; var code: String }
+    struct Subscribe: Codable { var cube: String; var subscriber: String? }
     struct Node: Codable { var node: UInt32 }
     struct PortIndex: Codable { var index: Int }
     struct Done: Codable { var ok = true }
@@ -108,13 +119,23 @@ struct CoreEndpoint: Service {
             case "cube.create":
                 let body = try message.decode(CubeCreate.self)
                 reply = try .json(Node(node: try await datapath.createCube(name: body.name, service: body.service, type: body.type ?? "TC")))
+                await pump.ensureStarted(datapath)
             case "cube.destroy":
                 try await datapath.destroyCube(name: try message.decode(CubeName.self).name)
                 reply = try .json(Done())
             case "cube.list":
                 reply = try .json(await datapath.describe())
             case "cube.stats":
-                reply = try .json(try await datapath.stats(cube: try message.decode(CubeName.self).name))
+                let name = try message.decode(CubeName.self).name
+                var stats = try await datapath.stats(cube: name)
+                (stats.slowPathQueued, stats.slowPathDropped) = await slowPath.counters(cube: name)
+                reply = try .json(stats)
+            case "packet-in.subscribe":
+                // Packet-in of a cube goes to the caller (or the named endpoint) instead of its cube-host.
+                let body = try message.decode(Subscribe.self)
+                _ = try await datapath.stats(cube: body.cube)
+                await slowPath.subscribe(cube: body.cube, subscriber: body.subscriber ?? message.source)
+                reply = try .json(Done())
             case "cube.reload":
                 let body = try message.decode(Reload.self)
                 try await datapath.reload(cube: body.name, index: body.index, code: body.code)
@@ -130,7 +151,11 @@ struct CoreEndpoint: Service {
                 let body = try message.decode(PeerSet.self)
                 try await datapath.setPeer(cube: body.cube, port: body.port, peer: .init(parsing: body.peer))
                 reply = try .json(Done())
-            case HubMethod.registered, HubMethod.unregistered:
+            case HubMethod.registered:
+                await slowPath.endpointRegistered(try message.decode(HubNotice.self).name)
+                return
+            case HubMethod.unregistered:
+                await slowPath.endpointUnregistered(try message.decode(HubNotice.self).name)
                 return
             default:
                 throw BusError(code: .unknownMethod, message: "pcn-core offers no method '\(message.method)'")

@@ -1,5 +1,6 @@
 import Foundation
 import IPC
+import PCNDatapathABI
 import TestSupport
 import XCTest
 #if canImport(Glibc)
@@ -247,6 +248,63 @@ final class DatapathTests: XCTestCase {
         }
         await expectFailure("cube.reload", ["name": "c1", "index": "64", "code": "x"].json, containing: "out of range")
         XCTAssertTrue(try network.ping(from: a, to: "10.200.5.2", count: 2))
+    }
+
+    func testSlowPathPacketInIsDeliveredOrQueuedUntilTheSubscriberComes() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.6.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.6.2/24")
+        try await chain(1, from: veth1, to: veth2)
+        try await core("cube.reload", ["name": "c1", "index": "0", "code": """
+            #include <pcn/cube.h>
+            static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+                __u32 meta[3] = {11, 22, 33};
+                return pcn_pkt_controller_with_metadata(ctx, md, 42, meta);
+            }
+            """].json)
+        try await core("packet-in.subscribe", ["cube": "c1"])
+        let macA = try network.exec(a, ["cat", "/sys/class/net/\(network.prefix)an/address"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let header = MemoryLayout<pcn_packet_in>.offset(of: \pcn_packet_in.data)!
+        func sourceMAC(_ message: BusMessage) -> String {
+            guard message.payload.count >= header + 12 else { return "" }
+            return message.payload[(header + 6)..<(header + 12)].map { String(format: "%02x", $0) }.joined(separator: ":")
+        }
+        // Both namespaces talk (IPv6 neighbour discovery too): wait for a frame that a sent.
+        let messages = bus!.messages
+        let received = Task { () -> BusMessage? in
+            for await message in messages where message.method == "packet-in" && sourceMAC(message) == macA { return message }
+            return nil
+        }
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.6.2", count: 1), "the slow path must not forward")
+        let firstPacketIn = await received.value
+        let packetIn = try XCTUnwrap(firstPacketIn)
+        let list = try await core("cube.list", [:])
+        let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+        let node = cubes.first { $0["name"] as? String == "c1" }?["node"] as? Int
+        XCTAssertGreaterThan(packetIn.payload.count, header + 14)
+        packetIn.payload.withUnsafeBytes { raw in
+            let record = raw.loadUnaligned(as: (UInt32, UInt16, UInt16, UInt16, UInt16, UInt32, UInt32, UInt32, UInt32, UInt32).self)
+            XCTAssertEqual(Int(record.0), node, "cube id")
+            XCTAssertEqual(record.1, 0, "arrival port")
+            XCTAssertEqual(record.3, 42, "reason")
+            XCTAssertEqual(Int(record.6), packetIn.payload.count - header, "captured bytes")
+            XCTAssertEqual([record.7, record.8, record.9], [11, 22, 33], "metadata")
+        }
+        var counters = try await stats("c1")
+        XCTAssertGreaterThan(counters["toSlowPath"] as? Int ?? 0, 0)
+
+        // A subscriber that is not there yet: packets wait in pcn-core, then all arrive when it registers.
+        try await core("packet-in.subscribe", ["cube": "c1", "subscriber": "late-peer"])
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.6.2", count: 2))
+        counters = try await stats("c1")
+        let queued = counters["slowPathQueued"] as? Int ?? 0
+        XCTAssertGreaterThan(queued, 0)
+        let peer = try Child("pcn-bus-peer", ["--socket", directory + "/run/bus.sock", "--name", "late-peer"])
+        try peer.waitForLine { $0 == "REGISTERED 1" }
+        try await eventually { peer.output.filter { $0.hasPrefix("PACKET-IN") }.count >= queued }
+        counters = try await stats("c1")
+        XCTAssertEqual(counters["slowPathQueued"] as? Int, 0)
+        XCTAssertEqual(counters["slowPathDropped"] as? Int, 0)
     }
 
     func testBadRequestsChangeNothing() async throws {

@@ -57,6 +57,8 @@ struct BusPeer: AsyncParsableCommand {
             client.reply(to: message, BusReply(payload: message.payload))
         case "ignore":
             break
+        case "packet-in":
+            emit("PACKET-IN \(message.payload.count)")
         case "notify":
             // An event answered by an event back to its sender.
             try? client.event(message.source, method: "notified", payload: message.payload)

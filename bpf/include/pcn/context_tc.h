@@ -34,6 +34,10 @@ static __always_inline void pcn_md_store(struct __sk_buff *ctx, const struct pkt
     ctx->cb[4] = md->md[2];
 }
 
+static __always_inline int pcn_load_bytes(struct __sk_buff *ctx, __u32 offset, void *to, __u32 len) {
+    return bpf_skb_load_bytes(ctx, offset, to, len);
+}
+
 #define PCN_ACT_DROP TC_ACT_SHOT
 #define PCN_ACT_PASS TC_ACT_OK
 

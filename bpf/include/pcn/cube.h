@@ -60,6 +60,44 @@ static __always_inline int call_ingress_program(struct CTXTYPE *ctx, __u32 index
     return PCN_RX_DROPPED_COUNTED;
 }
 
+/* Sends a copy of the packet, with `reason` and `metadata`, to the cube's slow path (its cube-host,
+ * through pcn-core). Returns the verdict "handled by the slow path": `return` it to stop here, or
+ * ignore it and return another verdict to forward the packet as well. If the ring is full the packet
+ * is dropped and counted (slow-path-full). */
+static __always_inline int pcn_pkt_controller_with_metadata(struct CTXTYPE *ctx, struct pkt_metadata *md,
+                                                            __u16 reason, __u32 metadata[3]) {
+    struct pcn_packet_in *record = bpf_ringbuf_reserve(&pcn_packet_in, sizeof(*record), 0);
+    if (!record) {
+        pcn_drop(ctx, PCN_DROP_SLOW_PATH_FULL);
+        return PCN_RX_DROPPED_COUNTED;
+    }
+    __u32 len = pcn_len(ctx);
+    record->cube_id = pcn_config.cube_id;
+    record->port = md->in_port;
+    record->direction = 0;
+    record->reason = reason;
+    record->reserved = 0;
+    record->packet_len = len;
+    if (len > PCN_PACKET_IN_MAX)
+        len = PCN_PACKET_IN_MAX;
+    record->captured_len = len;
+    record->md[0] = metadata[0];
+    record->md[1] = metadata[1];
+    record->md[2] = metadata[2];
+    if (len < 1 || pcn_load_bytes(ctx, 0, record->data, len) < 0) {
+        bpf_ringbuf_discard(record, 0);
+        pcn_drop(ctx, PCN_DROP_SLOW_PATH_FULL);
+        return PCN_RX_DROPPED_COUNTED;
+    }
+    bpf_ringbuf_submit(record, 0);
+    return PCN_RX_SLOW_PATH;
+}
+
+static __always_inline int pcn_pkt_controller(struct CTXTYPE *ctx, struct pkt_metadata *md, __u16 reason) {
+    __u32 none[3] = {0, 0, 0};
+    return pcn_pkt_controller_with_metadata(ctx, md, reason, none);
+}
+
 /* Forwards through a port whose index is a constant: the peer is a load-time constant, so the
  * tail call uses a constant key (a direct jump once JITed). */
 static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
@@ -109,6 +147,10 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
     case RX_DROP:
         return pcn_drop(ctx, PCN_DROP_SERVICE);
     case PCN_RX_DROPPED_COUNTED:
+        return PCN_ACT_DROP;
+    case PCN_RX_SLOW_PATH:
+        if (stats)
+            stats->to_slow_path++;
         return PCN_ACT_DROP;
     default:
         return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);

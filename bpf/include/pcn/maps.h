@@ -15,4 +15,11 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } pcn_nodes_tc SEC(".maps");
 
+/* Packets for the slow path, drained by pcn-core (struct pcn_packet_in records). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 22);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} pcn_packet_in SEC(".maps");
+
 #endif

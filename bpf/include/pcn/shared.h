@@ -20,6 +20,24 @@ enum pcn_verdict {
     RX_REDIRECT = 0x7c02,
     /* Internal: dropped and already counted (a failed call_ingress_program). */
     PCN_RX_DROPPED_COUNTED = 0x7c03,
+    /* Internal: sent to the slow path (pcn_pkt_controller*), not forwarded. */
+    PCN_RX_SLOW_PATH = 0x7c04,
+};
+
+/* Bytes of a frame copied to the slow path. */
+#define PCN_PACKET_IN_MAX 1514
+
+/* One packet-in record in the ring `pcn_packet_in`: this header, then `captured_len` bytes. */
+struct pcn_packet_in {
+    __u32 cube_id;       /* the cube's node */
+    __u16 port;          /* port the packet arrived on */
+    __u16 direction;     /* 0 ingress, 1 egress */
+    __u16 reason;        /* the service's reason code */
+    __u16 reserved;
+    __u32 packet_len;    /* length of the whole frame */
+    __u32 captured_len;  /* bytes that follow (at most PCN_PACKET_IN_MAX) */
+    __u32 md[3];         /* the service's metadata for its slow path */
+    __u8 data[PCN_PACKET_IN_MAX];
 };
 
 /* Per-packet metadata given to handle_rx. */
@@ -68,7 +86,8 @@ enum pcn_drop_reason {
     PCN_DROP_NO_PEER = 2,       /* redirect to a port with no peer */
     PCN_DROP_MISSED_TAIL_CALL = 3, /* the next cube's program was not there */
     PCN_DROP_BAD_VERDICT = 4,   /* handle_rx returned something that is not a verdict */
-    PCN_DROP_REASONS = 5,
+    PCN_DROP_SLOW_PATH_FULL = 5, /* the packet-in ring had no room */
+    PCN_DROP_REASONS = 6,
 };
 
 /* Per-cube counters (per-CPU array value, index 0). */
@@ -77,6 +96,7 @@ struct pcn_cube_stats {
     __u64 rx_bytes;
     __u64 redirected;
     __u64 passed;
+    __u64 to_slow_path;
     __u64 drops[PCN_DROP_REASONS];
 };
 

@@ -1,0 +1,144 @@
+import BPFKit
+import DatapathKit
+import Foundation
+import IPC
+import Logging
+import PCNDatapathABI
+
+/// Packet-in delivery: records from the ring go, in order, to each cube's subscriber over the bus
+/// (by default `cube-host/<service>`). While the subscriber is not registered, a bounded queue per cube
+/// holds them (beyond it they are dropped and counted) and is delivered when it registers.
+actor SlowPath {
+    static let queueLimit = 1024
+
+    private let endpoint: LocalEndpoint
+    private let datapath: Datapath
+    private let logger: Logger
+    private var subscribers: [String: String] = [:]
+    private var registered: Set<String> = []
+    private var queues: [String: [[UInt8]]] = [:]
+    private var dropped: [String: UInt64] = [:]
+    private var delivered: [String: UInt64] = [:]
+    private var services: [String: String] = [:]
+
+    init(endpoint: LocalEndpoint, datapath: Datapath, logger: Logger) {
+        self.endpoint = endpoint
+        self.datapath = datapath
+        self.logger = logger
+    }
+
+    /// The records as the ring reader hands them over, in ring order.
+    static func recordStream() -> (AsyncStream<[UInt8]>, AsyncStream<[UInt8]>.Continuation) {
+        AsyncStream.makeStream(of: [UInt8].self, bufferingPolicy: .bufferingOldest(65_536))
+    }
+
+    /// Consumes records until the stream ends.
+    func run(records: AsyncStream<[UInt8]>) async {
+        for await record in records {
+            await handle(record)
+        }
+    }
+
+    private func handle(_ record: [UInt8]) async {
+        let headerSize = MemoryLayout<pcn_packet_in>.offset(of: \pcn_packet_in.data)!
+        guard record.count >= headerSize else { return }
+        let node = record.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+        guard let cube = await datapath.cube(node: node) else {
+            logger.debug("packet-in for unknown cube node \(node) dropped")
+            return
+        }
+        services[cube.name] = cube.service
+        let subscriber = subscriber(of: cube.name)!
+        // The payload is the record itself: `struct pcn_packet_in`'s header, then the captured bytes.
+        let capturedOffset = MemoryLayout<pcn_packet_in>.offset(of: \pcn_packet_in.captured_len)!
+        let captured = Int(record.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: capturedOffset, as: UInt32.self) })
+        let payload = Array(record.prefix(headerSize + min(captured, Int(PCN_PACKET_IN_MAX))))
+        if registered.contains(subscriber) && (queues[cube.name]?.isEmpty ?? true) {
+            send(payload, to: subscriber, cube: cube.name)
+        } else {
+            enqueue(payload, cube: cube.name)
+        }
+    }
+
+    private func send(_ payload: [UInt8], to subscriber: String, cube: String) {
+        do {
+            try endpoint.event(subscriber, method: "packet-in", payload: payload)
+            delivered[cube, default: 0] += 1
+        } catch {
+            enqueue(payload, cube: cube)
+        }
+    }
+
+    private func enqueue(_ payload: [UInt8], cube: String) {
+        if queues[cube, default: []].count >= Self.queueLimit {
+            dropped[cube, default: 0] += 1
+            return
+        }
+        queues[cube, default: []].append(payload)
+    }
+
+    func subscribe(cube: String, subscriber: String) {
+        subscribers[cube] = subscriber
+        flush()
+    }
+
+    func endpointRegistered(_ name: String) {
+        registered.insert(name)
+        flush()
+    }
+
+    func endpointUnregistered(_ name: String) { registered.remove(name) }
+
+    /// Delivers what waits for subscribers that are registered now.
+    private func flush() {
+        for (cube, waiting) in queues where !waiting.isEmpty {
+            guard let subscriber = subscriber(of: cube), registered.contains(subscriber) else { continue }
+            queues[cube] = []
+            for payload in waiting { send(payload, to: subscriber, cube: cube) }
+        }
+    }
+
+    /// Who gets a cube's packet-in: whoever subscribed, else its service's cube-host.
+    private func subscriber(of cube: String) -> String? {
+        subscribers[cube] ?? services[cube].map { "cube-host/\($0)" }
+    }
+
+    func counters(cube: String) -> (queued: Int, dropped: UInt64) {
+        (queues[cube]?.count ?? 0, dropped[cube] ?? 0)
+    }
+}
+
+/// Starts draining the packet-in ring once it exists (the first cube's load creates it).
+actor PacketInPump {
+    private var reader: RingBufferReader?
+    private let sink: AsyncStream<[UInt8]>.Continuation
+    private let logger: Logger
+
+    init(sink: AsyncStream<[UInt8]>.Continuation, logger: Logger) {
+        self.sink = sink
+        self.logger = logger
+    }
+
+    func ensureStarted(_ datapath: Datapath) async {
+        guard reader == nil, let ring = await datapath.packetInRing() else { return }
+        do {
+            let sink = self.sink
+            let reader = try RingBufferReader(map: ring) { bytes in
+                if case .dropped = sink.yield(Array(bytes)) {
+                    // The consumer is behind by 65,536 records: the packet is lost, like a full ring.
+                }
+            }
+            reader.start()
+            self.reader = reader
+            logger.info("draining the packet-in ring")
+        } catch {
+            logger.error("cannot drain the packet-in ring: \(error)")
+        }
+    }
+
+    func stop() {
+        reader?.stop()
+        reader = nil
+        sink.finish()
+    }
+}
