@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "BPFKit", dependencies: ["CBPF", "CLibbpfShims"]),
         .target(name: "YangKit", dependencies: ["CYang"]),
         // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
-        .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF",
+        .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF", "CShims",
             .product(name: "Logging", package: "swift-log")]),
         .target(name: "DaemonKit", dependencies: [
             "CSystemd", "CShims", "IPC",

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/vfs.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <arpa/inet.h>
 #include <sys/un.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -143,4 +146,22 @@ int pcn_is_bpffs(const char *path) {
     if (statfs(path, &fs) < 0)
         return -1;
     return fs.f_type == 0xcafe4a11 ? 1 : 0;
+}
+
+int pcn_packet_socket(int ifindex) {
+    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_ll addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sll_family = AF_PACKET;
+    addr.sll_ifindex = ifindex;
+    addr.sll_protocol = 0;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
 }

@@ -86,6 +86,7 @@ public actor Datapath {
     private var cubes: [String: Cube] = [:]
     private var netdevs: [String: NetdevEntry] = [:]
     private var nodes: BPFMap?
+    private var injector: PacketInjector?
 
     /// `extraServiceDirectories` are searched after `<bpfDirectory>/services` for `<service>/<service>.c`.
     public init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, stateDirectory: String,
@@ -319,6 +320,60 @@ public actor Datapath {
         }
         try saveRegistry()
         logger.info("reloaded µCube", metadata: ["cube": "\(name)", "index": "\(index)"])
+    }
+
+    public enum Direction: Sendable {
+        /// As if the frame arrived on the port: the cube processes it.
+        case ingress
+        /// Out of the port, to its peer (a netdev, or the peer cube's port).
+        case egress
+    }
+
+    /// Injects `frame` at a port, with `md` as the metadata its next handle_rx sees.
+    public func packetOut(cube name: String, port portName: String, direction: Direction, md: (UInt32, UInt32, UInt32), frame: [UInt8]) throws {
+        let cube = try existing(name)
+        guard let port = cube.port(portName) else { throw DatapathError("cube '\(name)' has no port '\(portName)'") }
+        guard frame.count >= 14, frame.count <= 9000 else {
+            throw DatapathError("packet-out frame of \(frame.count) bytes (must be 14...9000)")
+        }
+        var trailer = pcn_packet_out_trailer()
+        trailer.magic = PCN_PACKET_OUT_MAGIC
+        trailer.md = md
+        switch (direction, port.peer) {
+        case (.ingress, _):
+            trailer.kind = UInt16(PCN_OUT_TO_CUBE.rawValue)
+            trailer.target = cube.node
+            trailer.port = UInt16(port.index)
+        case (.egress, .netdev(let device)):
+            trailer.kind = UInt16(PCN_OUT_TO_NETDEV.rawValue)
+            trailer.target = if_nametoindex(device)
+        case (.egress, .cube(let otherName, let otherPort)):
+            guard let other = cubes[otherName], let otherEnd = other.port(otherPort) else {
+                throw DatapathError("peer \(otherName):\(otherPort) of \(name):\(portName) does not exist")
+            }
+            trailer.kind = UInt16(PCN_OUT_TO_CUBE.rawValue)
+            trailer.target = other.node
+            trailer.port = UInt16(otherEnd.index)
+        case (.egress, .none):
+            throw DatapathError("port \(name):\(portName) has no peer to send to")
+        }
+        try injectorReady().send(frame: frame, trailer: trailer)
+    }
+
+    private func injectorReady() throws -> PacketInjector {
+        if let injector { return injector }
+        var hasher = FNV1a()
+        hasher.add(bpffsRoot)
+        let tag = String(String(hasher.value, radix: 16).suffix(6))
+        let made = try PacketInjector(tag: tag, compiler: compiler, bpfDirectory: bpfDirectory, bpffsRoot: bpffsRoot)
+        injector = made
+        return made
+    }
+
+    /// Releases what only a running pcn-core needs (the packet-out veth pair). Pins stay.
+    public func shutdown() {
+        injector?.remove()
+        injector = nil
     }
 
     public func stats(cube name: String) throws -> CubeStats {

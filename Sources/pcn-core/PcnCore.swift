@@ -4,6 +4,7 @@ import DatapathKit
 import Foundation
 import IPC
 import Logging
+import PCNDatapathABI
 import ServiceLifecycle
 
 @main
@@ -78,6 +79,7 @@ struct PcnCore: AsyncParsableCommand {
         try await DaemonLifecycle(component: "pcn-core", paths: paths, logger: logger)
             .run(services: [core], status: "bus hub on \(paths.busSocket)")
         await pump.stop()
+        await datapath.shutdown()
     }
 }
 
@@ -110,6 +112,26 @@ struct CoreEndpoint: Service {
         }
     }
 
+    /// `struct pcn_packet_out_request` followed by the frame.
+    private func packetOut(_ payload: [UInt8]) async throws {
+        let size = MemoryLayout<pcn_packet_out_request>.size
+        guard payload.count > size else {
+            throw BusError(code: .badRequest, message: "packet-out: \(payload.count) bytes, shorter than its \(size)-byte header and a frame")
+        }
+        let request = payload.withUnsafeBytes { $0.loadUnaligned(as: pcn_packet_out_request.self) }
+        func text<T>(_ field: T) -> String {
+            withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        let direction: Datapath.Direction
+        switch request.direction {
+        case UInt32(PCN_DIRECTION_INGRESS.rawValue): direction = .ingress
+        case UInt32(PCN_DIRECTION_EGRESS.rawValue): direction = .egress
+        default: throw BusError(code: .badRequest, message: "packet-out: direction \(request.direction) is neither ingress (0) nor egress (1)")
+        }
+        try await datapath.packetOut(cube: text(request.cube), port: text(request.port), direction: direction,
+                                     md: request.md, frame: Array(payload[size...]))
+    }
+
     private func handle(_ message: BusMessage) async {
         do {
             let reply: BusReply
@@ -130,6 +152,9 @@ struct CoreEndpoint: Service {
                 var stats = try await datapath.stats(cube: name)
                 (stats.slowPathQueued, stats.slowPathDropped) = await slowPath.counters(cube: name)
                 reply = try .json(stats)
+            case "packet-out":
+                try await packetOut(message.payload)
+                reply = try .json(Done())
             case "packet-in.subscribe":
                 // Packet-in of a cube goes to the caller (or the named endpoint) instead of its cube-host.
                 let body = try message.decode(Subscribe.self)

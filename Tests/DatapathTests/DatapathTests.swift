@@ -307,6 +307,72 @@ final class DatapathTests: XCTestCase {
         XCTAssertEqual(counters["slowPathDropped"] as? Int, 0)
     }
 
+    /// A packet-out request: `struct pcn_packet_out_request`, then the frame.
+    private static func packetOut(cube: String, port: String, direction: pcn_direction, md: (UInt32, UInt32, UInt32), frame: ArraySlice<UInt8>) -> [UInt8] {
+        var request = pcn_packet_out_request()
+        withUnsafeMutableBytes(of: &request.cube) { raw in for (i, c) in cube.utf8.enumerated() { raw[i] = c } }
+        withUnsafeMutableBytes(of: &request.port) { raw in for (i, c) in port.utf8.enumerated() { raw[i] = c } }
+        request.direction = direction.rawValue
+        request.md = md
+        return withUnsafeBytes(of: request) { Array($0) } + frame
+    }
+
+    /// Sends each packet-in from port 0 back: to p1's egress during the first second, then to p0's
+    /// ingress marked 77. Returns how many went each way once cancelled.
+    private static func actAsSlowPath(messages: AsyncStream<BusMessage>, client: BusClient, header: Int) async -> [Int] {
+        var egress = 0, ingress = 0
+        let started = ContinuousClock.now
+        for await message in messages {
+            guard message.method == "packet-in" else { continue }
+            let port = message.payload.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt16.self) }
+            guard port == 0 else { continue }
+            let frame = message.payload[header...]
+            let toEgress = ContinuousClock.now - started < .seconds(1)
+            let request = toEgress
+                ? packetOut(cube: "c1", port: "p1", direction: PCN_DIRECTION_EGRESS, md: (0, 0, 0), frame: frame)
+                : packetOut(cube: "c1", port: "p0", direction: PCN_DIRECTION_INGRESS, md: (77, 0, 0), frame: frame)
+            do {
+                _ = try await client.request("core", method: "packet-out", payload: request)
+                if toEgress { egress += 1 } else { ingress += 1 }
+            } catch {
+                print("packet-out failed: \(error)")
+            }
+        }
+        return [egress, ingress]
+    }
+
+    func testSlowPathRoundTripThroughPacketOutToEgressAndToIngress() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.7.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.7.2/24")
+        try await chain(1, from: veth1, to: veth2)
+        // Everything a sends goes to the slow path, unless it comes back from it (md[0] == 77).
+        try await core("cube.reload", ["name": "c1", "index": "0", "code": """
+            #include <pcn/cube.h>
+            static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+                if (md->in_port == 0 && md->md[0] != 77)
+                    return pcn_pkt_controller(ctx, md, 5);
+                return pcn_pkt_redirect(ctx, md, md->in_port == 0 ? 1 : 0);
+            }
+            """].json)
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.7.2", count: 1), "no slow path yet: a's frames stop in the cube")
+
+        // The test is the slow path: each packet-in from port 0 goes back out, to p1's egress for the
+        // first half of the run and to p0's ingress (marked 77) for the second.
+        try await core("packet-in.subscribe", ["cube": "c1"])
+        let header = MemoryLayout<pcn_packet_in>.offset(of: \pcn_packet_in.data)!
+        let messages = bus!.messages
+        let client = bus!
+        let reinjected = Task.detached { await DatapathTests.actAsSlowPath(messages: messages, client: client, header: header) }
+        let result = try network.exec(a, ["ping", "-c", "8", "-i", "0.3", "-W", "2", "10.200.7.2"])
+        XCTAssertTrue(result.stdout.contains("8 packets transmitted, 8 received"), result.stdout)
+        reinjected.cancel()
+        let counts = await reinjected.value
+        XCTAssertGreaterThanOrEqual(counts[0], 3, "re-injected to egress")
+        XCTAssertGreaterThanOrEqual(counts[1], 3, "re-injected to ingress")
+
+        await expectFailure("packet-out", [:], containing: "bad-request")
+    }
+
     func testBadRequestsChangeNothing() async throws {
         let (a, veth1) = try network.host("a", address: "10.200.2.1/24")
         let (_, veth2) = try network.host("b", address: "10.200.2.2/24")

@@ -38,4 +38,7 @@ int pcn_wake_pipe(int fds[2]);
 // 1 if path is on a bpf filesystem, 0 if not, -1 with errno if it cannot be checked.
 int pcn_is_bpffs(const char *path);
 
+// An AF_PACKET raw socket bound to ifindex: what is written goes out of that interface. -1 with errno.
+int pcn_packet_socket(int ifindex);
+
 #endif

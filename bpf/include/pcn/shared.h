@@ -49,6 +49,34 @@ struct pkt_metadata {
     __u32 md[3];         /* free for the service; travels with the packet to the next cube */
 };
 
+/* Packet-out. pcn-core writes the frame followed by this trailer onto its injection veth; the
+ * injection program strips the trailer and sends the frame on. */
+#define PCN_PACKET_OUT_MAGIC 0x70636e6fU /* "pcno" */
+enum pcn_packet_out_kind {
+    PCN_OUT_TO_CUBE = 1,    /* enter cube `target` (node) at port `port` */
+    PCN_OUT_TO_NETDEV = 2,  /* leave through netdev `target` (ifindex) */
+};
+struct pcn_packet_out_trailer {
+    __u32 target;
+    __u16 port;
+    __u16 kind;
+    __u32 md[3];
+    __u32 magic;
+};
+
+/* A packet-out request on the bus: this header, then the frame. Names are NUL-terminated. */
+#define PCN_NAME_MAX 40
+enum pcn_direction {
+    PCN_DIRECTION_INGRESS = 0,  /* as if the frame arrived on the port */
+    PCN_DIRECTION_EGRESS = 1,   /* out of the port, to its peer */
+};
+struct pcn_packet_out_request {
+    char cube[PCN_NAME_MAX];
+    char port[PCN_NAME_MAX];
+    __u32 direction;
+    __u32 md[3];
+};
+
 /* Where a port leads. */
 enum pcn_peer_kind {
     PCN_PEER_NONE = 0,

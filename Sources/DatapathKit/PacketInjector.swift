@@ -1,0 +1,71 @@
+import BPFKit
+import CShims
+import Foundation
+import PCNDatapathABI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Packet-out: a veth pair owned by pcn-core. Frames written on one end (AF_PACKET) carry a
+/// `pcn_packet_out_trailer`; the injection program at the other end's TC ingress strips it and sends
+/// the frame into a cube's port or out of a netdev.
+final class PacketInjector {
+    let writeEnd: String
+    let programEnd: String
+    private let socket: Int32
+    private let object: BPFObject
+
+    /// `tag` makes the names unique per stack (derived from its bpffs root).
+    init(tag: String, compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String) throws {
+        writeEnd = "pcni\(tag)w"
+        programEnd = "pcni\(tag)p"
+        if if_nametoindex(writeEnd) == 0 {
+            try Self.ip(["link", "add", writeEnd, "type", "veth", "peer", "name", programEnd])
+        }
+        for device in [writeEnd, programEnd] {
+            // Keep the stack's own traffic (IPv6 neighbour discovery) off the injection path.
+            try? "1".write(toFile: "/proc/sys/net/ipv6/conf/\(device)/disable_ipv6", atomically: false, encoding: .utf8)
+            try Self.ip(["link", "set", device, "up"])
+        }
+        let path = try compiler.compile(file: "\(bpfDirectory)/core/inject_tc.c", name: "inject_tc")
+        object = try BPFObject(path: path, pinRoot: bpffsRoot)
+        do {
+            try object.load()
+        } catch {
+            throw DatapathError("the packet-out program was rejected: \(error.summary)")
+        }
+        try TrafficControl.attach(ifindex: Int32(if_nametoindex(programEnd)), direction: .ingress,
+                                  programFD: try object.programFD("pcn_inject"))
+        socket = pcn_packet_socket(Int32(if_nametoindex(writeEnd)))
+        guard socket >= 0 else { throw DatapathError("cannot open a packet socket on \(writeEnd): \(String(cString: strerror(errno)))") }
+    }
+
+    func send(frame: [UInt8], trailer: pcn_packet_out_trailer) throws {
+        var bytes = frame
+        withUnsafeBytes(of: trailer) { bytes += $0 }
+        let sent = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, 0) }
+        guard sent == bytes.count else {
+            throw DatapathError("packet-out write failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Removes the veth pair (on a clean stop).
+    func remove() {
+        close(socket)
+        try? Self.ip(["link", "del", writeEnd])
+    }
+
+    private static func ip(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        let message = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw DatapathError("ip \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
+        }
+    }
+}
