@@ -76,52 +76,39 @@ static int fill_address(struct sockaddr_un *addr, const char *path) {
     return 0;
 }
 
-int pcn_seqpacket_listen(const char *path, int backlog) {
+static int close_keeping_errno(int fd) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+}
+
+/* An AF_UNIX socket of `type`, bound to path (or connected to it). */
+static int unix_socket_at(int type, const char *path, int connect_to_path) {
     struct sockaddr_un addr;
     if (fill_address(&addr, path) < 0)
         return -2;
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, backlog) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
+    int rc = connect_to_path ? connect(fd, (struct sockaddr *)&addr, sizeof(addr))
+                             : bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    return rc < 0 ? close_keeping_errno(fd) : fd;
+}
+
+int pcn_seqpacket_listen(const char *path, int backlog) {
+    int fd = unix_socket_at(SOCK_SEQPACKET, path, 0);
+    if (fd >= 0 && listen(fd, backlog) < 0)
+        return close_keeping_errno(fd);
     return fd;
 }
 
 int pcn_seqpacket_connect(const char *path) {
-    struct sockaddr_un addr;
-    if (fill_address(&addr, path) < 0)
-        return -2;
-    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
+    return unix_socket_at(SOCK_SEQPACKET, path, 1);
 }
 
 int pcn_dgram_bind(const char *path) {
-    struct sockaddr_un addr;
-    if (fill_address(&addr, path) < 0)
-        return -2;
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
+    return unix_socket_at(SOCK_DGRAM, path, 0);
 }
 
 int pcn_seqpacket_pair(int sv[2]) {
@@ -157,11 +144,7 @@ int pcn_packet_socket(int ifindex) {
     addr.sll_family = AF_PACKET;
     addr.sll_ifindex = ifindex;
     addr.sll_protocol = 0;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+        return close_keeping_errno(fd);
     return fd;
 }

@@ -34,10 +34,10 @@ public struct LineLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?,
-                    source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
+        let level = event.level, message = event.message
         var merged = metadata
-        if let extra { merged.merge(extra) { $1 } }
+        if let extra = event.metadata { merged.merge(extra) { $1 } }
         let fields = merged.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
         let stamp = Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true))
         let text = "\(stamp) [\(component)] [\(level.rawValue.uppercased())] \(message)\(fields)\n"

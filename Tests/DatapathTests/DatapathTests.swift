@@ -122,10 +122,16 @@ final class DatapathTests: XCTestCase {
         try await core("port.set-peer", ["cube": "c\(count)", "port": "p1", "peer": veth2])
     }
 
+    /// Namespaces a (10.200.subnet.1) and b (.2), joined by a chain of `cubes` wires c1...cN.
+    private func hostsJoined(subnet: Int, cubes: Int) async throws -> (a: String, veth1: String, veth2: String) {
+        let (a, veth1) = try network.host("a", address: "10.200.\(subnet).1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.\(subnet).2/24")
+        try await chain(cubes, from: veth1, to: veth2)
+        return (a, veth1, veth2)
+    }
+
     func testThirtyTwoCubeChainForwardsAndTheLimitIsCounted() async throws {
-        let (a, veth1) = try network.host("a", address: "10.200.3.1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.3.2/24")
-        try await chain(32, from: veth1, to: veth2)
+        let (a, veth1, veth2) = try await hostsJoined(subnet: 3, cubes: 32)
         XCTAssertTrue(try network.ping(from: a, to: "10.200.3.2"))
         let last = try await stats("c32")
         XCTAssertGreaterThanOrEqual(last["rxPackets"] as? Int ?? 0, 6)
@@ -149,9 +155,7 @@ final class DatapathTests: XCTestCase {
     }
 
     func testKilledCoreKeepsForwardingAndAdoptsItsDatapath() async throws {
-        let (a, veth1) = try network.host("a", address: "10.200.4.1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.4.2/24")
-        try await chain(3, from: veth1, to: veth2)
+        let (a, veth1, veth2) = try await hostsJoined(subnet: 4, cubes: 3)
         XCTAssertTrue(try network.ping(from: a, to: "10.200.4.2", count: 1))
         let before = try await stats("c2")["rxPackets"] as? Int ?? 0
 
@@ -198,9 +202,7 @@ final class DatapathTests: XCTestCase {
         """
 
     func testMicroCubeReloadUnderFlowAndErrorsChangeNothing() async throws {
-        let (a, veth1) = try network.host("a", address: "10.200.5.1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.5.2/24")
-        try await chain(1, from: veth1, to: veth2)
+        let (a, veth1, veth2) = try await hostsJoined(subnet: 5, cubes: 1)
         XCTAssertTrue(try network.ping(from: a, to: "10.200.5.2", count: 1))
 
         // MASTER calls a SLAVE that is not there yet: dropped, and counted as a missed tail call.
@@ -251,9 +253,7 @@ final class DatapathTests: XCTestCase {
     }
 
     func testSlowPathPacketInIsDeliveredOrQueuedUntilTheSubscriberComes() async throws {
-        let (a, veth1) = try network.host("a", address: "10.200.6.1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.6.2/24")
-        try await chain(1, from: veth1, to: veth2)
+        let (a, veth1, veth2) = try await hostsJoined(subnet: 6, cubes: 1)
         try await core("cube.reload", ["name": "c1", "index": "0", "code": """
             #include <pcn/cube.h>
             static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
@@ -342,9 +342,7 @@ final class DatapathTests: XCTestCase {
     }
 
     func testSlowPathRoundTripThroughPacketOutToEgressAndToIngress() async throws {
-        let (a, veth1) = try network.host("a", address: "10.200.7.1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.7.2/24")
-        try await chain(1, from: veth1, to: veth2)
+        let (a, veth1, veth2) = try await hostsJoined(subnet: 7, cubes: 1)
         // Everything a sends goes to the slow path, unless it comes back from it (md[0] == 77).
         try await core("cube.reload", ["name": "c1", "index": "0", "code": """
             #include <pcn/cube.h>
