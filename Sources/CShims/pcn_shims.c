@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <sys/vfs.h>
 #include <linux/if_packet.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <net/ethernet.h>
 #include <arpa/inet.h>
 #include <sys/un.h>
@@ -147,4 +149,32 @@ int pcn_packet_socket(int ifindex) {
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
         return close_keeping_errno(fd);
     return fd;
+}
+
+int pcn_link_monitor_open(void) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_nl addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.nl_family = AF_NETLINK;
+    addr.nl_groups = RTMGRP_LINK;
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+        return close_keeping_errno(fd);
+    return fd;
+}
+
+int pcn_link_monitor_read(int fd, int *deleted, int max) {
+    char buffer[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n < 0)
+        return -1;
+    int count = 0;
+    for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+        if (h->nlmsg_type != RTM_DELLINK || count >= max)
+            continue;
+        struct ifinfomsg *info = NLMSG_DATA(h);
+        deleted[count++] = info->ifi_index;
+    }
+    return count;
 }

@@ -370,6 +370,18 @@ public actor Datapath {
         return made
     }
 
+    /// A netdev was deleted: every port whose peer it was loses its peer (and its entry filter with it).
+    public func netdevRemoved(ifindex: Int32) {
+        for (device, entry) in netdevs where entry.ifindex == ifindex {
+            logger.warning("netdev '\(device)' is gone; peer of \(entry.cube):\(entry.port) reset")
+            do {
+                try setPeer(cube: entry.cube, port: entry.port, peer: .none)
+            } catch {
+                logger.error("cannot reset the peer of \(entry.cube):\(entry.port): \(error)")
+            }
+        }
+    }
+
     /// Releases what only a running pcn-core needs (the packet-out veth pair). Pins stay.
     public func shutdown() {
         injector?.remove()

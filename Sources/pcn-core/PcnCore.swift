@@ -68,6 +68,11 @@ struct PcnCore: AsyncParsableCommand {
             throw DaemonError("cannot start the bus hub: \(error)")
         }
         defer { hub.stop() }
+        // A netdev deleted while we run loses its peer at once (one deleted while we were down is
+        // caught by adopt()).
+        let links = try LinkMonitor { ifindex in Task { await datapath.netdevRemoved(ifindex: ifindex) } }
+        links.start()
+        defer { links.stop() }
         let endpoint = hub.localEndpoint(name: "core")
         let (records, sink) = SlowPath.recordStream()
         let slowPath = SlowPath(endpoint: endpoint, datapath: datapath, logger: Logger(label: "pcn.core.slowpath"))

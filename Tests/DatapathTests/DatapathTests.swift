@@ -76,6 +76,19 @@ final class DatapathTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(counters["rxPackets"] as? Int ?? 0, 6)
         XCTAssertEqual(counters["redirected"] as? Int, counters["rxPackets"] as? Int)
 
+        // A netdev that disappears takes its port's peer with it.
+        _ = try runCommand("/usr/bin/ip", ["link", "del", veth2])
+        try await eventually {
+            let list = try await self.core("cube.list", [:])
+            let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+            let ports = cubes.first?["ports"] as? [[String: Any]]
+            return ports?.first { $0["name"] as? String == "p1" }?["peer"] as? String == ""
+        }
+        XCTAssertEqual(try String(contentsOfFile: directory + "/state/datapath.json", encoding: .utf8).contains(veth2), false)
+        let (_, veth3) = try network.host("c", address: "10.200.0.2/24")
+        try await core("port.set-peer", ["cube": "w1", "port": "p1", "peer": veth3])
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.0.2"))
+
         // Removing a peer cuts the path again, and the drop is counted with its reason.
         try await core("port.set-peer", ["cube": "w1", "port": "p1", "peer": ""])
         XCTAssertFalse(try network.ping(from: a, to: "10.200.0.2", count: 1))

@@ -41,4 +41,11 @@ int pcn_is_bpffs(const char *path);
 // An AF_PACKET raw socket bound to ifindex: what is written goes out of that interface. -1 with errno.
 int pcn_packet_socket(int ifindex);
 
+// A NETLINK_ROUTE socket subscribed to link changes. -1 with errno.
+int pcn_link_monitor_open(void);
+
+// Blocks for the next batch of link messages; writes the ifindex of each deleted link into
+// deleted[0..max) and returns how many, or -1 with errno.
+int pcn_link_monitor_read(int fd, int *deleted, int max);
+
 #endif
