@@ -59,6 +59,9 @@ public actor Datapath {
         var code: [Int: String] = [:]
         /// Loaded SLAVE µCubes, by index.
         var slaves: [Int: BPFObject] = [:]
+        /// The egress program's code, if the cube has one, and the loaded program.
+        var egressCode: String?
+        var egress: BPFObject?
 
         init(name: String, service: String, node: UInt32) {
             self.name = name
@@ -122,6 +125,8 @@ public actor Datapath {
             var ports: [CubeDescription.PortDescription]
             /// µCube code given with `reload`, by index.
             var code: [String: String]?
+            /// The egress program's code, if any.
+            var egressCode: String?
         }
         var cubes: [CubeEntry]
     }
@@ -130,7 +135,8 @@ public actor Datapath {
         let registry = Registry(cubes: cubes.values.sorted { $0.name < $1.name }.map { cube in
             .init(name: cube.name, service: cube.service, node: cube.node,
                   ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description) },
-                  code: cube.code.isEmpty ? nil : Dictionary(uniqueKeysWithValues: cube.code.map { ("\($0.key)", $0.value) }))
+                  code: cube.code.isEmpty ? nil : Dictionary(uniqueKeysWithValues: cube.code.map { ("\($0.key)", $0.value) }),
+                  egressCode: cube.egressCode)
         })
         let data = try JSONEncoder().encode(registry)
         let temporary = registryPath + ".tmp"
@@ -165,6 +171,7 @@ public actor Datapath {
             for (index, code) in entry.code ?? [:] {
                 if let index = Int(index) { cube.code[index] = code }
             }
+            cube.egressCode = entry.egressCode
             cubes[entry.name] = cube
         }
         for cube in cubes.values {
@@ -276,7 +283,9 @@ public actor Datapath {
         case .netdev(let device):
             if let entry = netdevs.removeValue(forKey: device) {
                 try? TrafficControl.detach(ifindex: entry.ifindex, direction: .ingress)
+                try? TrafficControl.detach(ifindex: entry.ifindex, direction: .egress)
                 unlink("\(bpffsRoot)/netdevs/\(device)/ingress")
+                unlink("\(bpffsRoot)/netdevs/\(device)/egress")
                 rmdir("\(bpffsRoot)/netdevs/\(device)")
             }
         case .cube(let otherName, let otherPort):
@@ -305,8 +314,22 @@ public actor Datapath {
     /// compiled, loaded and verified, then swapped in atomically. Index 0 is the MASTER; a SLAVE is
     /// reached with call_ingress_program(ctx, index). On a compiler or verifier error nothing changes
     /// and the error carries the compiler's or verifier's message.
-    public func reload(cube name: String, index: Int, code: String) throws {
+    public func reload(cube name: String, index: Int, code: String, direction: Direction = .ingress) throws {
         let cube = try existing(name)
+        if direction == .egress {
+            guard index == 0 else { throw DatapathError("a cube has one egress program: index must be 0, not \(index)") }
+            let previous = cube.egressCode
+            cube.egressCode = code
+            do {
+                try installEgress(cube)
+            } catch {
+                cube.egressCode = previous
+                throw error
+            }
+            try saveRegistry()
+            logger.info("reloaded the egress program", metadata: ["cube": "\(name)"])
+            return
+        }
         guard (0..<Int(PCN_MAX_UCUBES)).contains(index) else {
             throw DatapathError("µCube index \(index) is out of range 0...\(PCN_MAX_UCUBES - 1)")
         }
@@ -433,8 +456,34 @@ public actor Datapath {
         try object.pinProgram("pcn_cube_ingress", at: "\(directory)/ingress")
         cube.object = object
         if cube.stats == nil { cube.stats = try object.map("pcn_stats") }
-        // SLAVEs carry the same load-time constants (they forward too): rebuild them alongside.
+        // SLAVEs and the egress program carry the same load-time constants: rebuild them alongside.
         for index in cube.code.keys.sorted() where index > 0 { try installSlave(cube, index: index) }
+        try installEgress(cube)
+    }
+
+    /// Attaches the cube's egress program (if it has one) at the TC egress of every netdev peer.
+    private func installEgress(_ cube: Cube) throws {
+        guard let code = cube.egressCode else { return }
+        let directory = "\(bpffsRoot)/cubes/\(cube.name)"
+        let path = try compiler.compile(sourceText: code, name: "\(cube.name)-egress", defines: ["PCN_EGRESS=1"])
+        let object = try BPFObject(path: path, pinRoot: bpffsRoot)
+        try object.setSection(".rodata.pcn", to: cubeConfig(cube))
+        try object.reusePinnedMaps(in: directory + "/maps")
+        do {
+            try object.load()
+        } catch {
+            throw DatapathError("cube '\(cube.name)': the egress program was rejected: \(error.summary)")
+        }
+        let program = try object.programFD("pcn_cube_egress")
+        for port in cube.ports {
+            guard case .netdev(let device) = port.peer else { continue }
+            let ifindex = Int32(if_nametoindex(device))
+            guard ifindex > 0 else { continue }
+            try TrafficControl.attach(ifindex: ifindex, direction: .egress, programFD: program)
+            for path in ["\(bpffsRoot)/netdevs", "\(bpffsRoot)/netdevs/\(device)"] { mkdir(path, 0o700) }
+            try object.pinProgram("pcn_cube_egress", at: "\(bpffsRoot)/netdevs/\(device)/egress")
+        }
+        cube.egress = object
     }
 
     private func cubeConfig(_ cube: Cube) -> pcn_cube_config {

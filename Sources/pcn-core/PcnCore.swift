@@ -101,7 +101,7 @@ struct CoreEndpoint: Service {
     struct CubeName: Codable { var name: String }
     struct PortRef: Codable { var cube: String; var port: String }
     struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
-    struct Reload: Codable { var name: String; var index: Int; var code: String }
+    struct Reload: Codable { var name: String; var index: Int; var code: String; var direction: String? }
     struct Subscribe: Codable { var cube: String; var subscriber: String? }
     struct Node: Codable { var node: UInt32 }
     struct PortIndex: Codable { var index: Int }
@@ -168,7 +168,13 @@ struct CoreEndpoint: Service {
                 reply = try .json(Done())
             case "cube.reload":
                 let body = try message.decode(Reload.self)
-                try await datapath.reload(cube: body.name, index: body.index, code: body.code)
+                let direction: Datapath.Direction
+                switch body.direction?.lowercased() ?? "ingress" {
+                case "ingress": direction = .ingress
+                case "egress": direction = .egress
+                default: throw BusError(code: .badRequest, message: "cube.reload: direction '\(body.direction!)' is neither ingress nor egress")
+                }
+                try await datapath.reload(cube: body.name, index: body.index, code: body.code, direction: direction)
                 reply = try .json(Done())
             case "port.add":
                 let body = try message.decode(PortRef.self)

@@ -384,6 +384,33 @@ final class DatapathTests: XCTestCase {
         await expectFailure("packet-out", [:], containing: "bad-request")
     }
 
+    func testEgressProgramSeesForwardedAndHostTraffic() async throws {
+        let (a, veth1, _) = try await hostsJoined(subnet: 8, cubes: 1)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2", count: 1))
+        let dropAtPort0 = """
+            #include <pcn/cube.h>
+            static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+                return md->in_port == 0 ? RX_DROP : RX_OK;
+            }
+            """
+        try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": dropAtPort0].json)
+        // b's answers leave through port 0's netdev: the egress program drops them.
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.8.2", count: 1))
+        func serviceDrops() async throws -> Int { (try await stats("c1")["drops"] as? [String: Int])?["service"] ?? 0 }
+        let afterForwarded = try await serviceDrops()
+        XCTAssertGreaterThan(afterForwarded, 0)
+
+        // What the host stack sends out of that netdev goes through the same program.
+        _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.200.8.254/24", "dev", veth1])
+        _ = try runCommand("/usr/bin/ping", ["-c", "1", "-W", "1", "-I", veth1, "10.200.8.1"])
+        let afterHost = try await serviceDrops()
+        XCTAssertGreaterThan(afterHost, afterForwarded, "host traffic did not reach the egress program")
+
+        try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": dropAtPort0.replacingOccurrences(of: "RX_DROP : RX_OK", with: "RX_OK : RX_OK")].json)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2"))
+        await expectFailure("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": dropAtPort0].json, containing: "one egress program")
+    }
+
     func testBadRequestsChangeNothing() async throws {
         let (a, veth1) = try network.host("a", address: "10.200.2.1/24")
         let (_, veth2) = try network.host("b", address: "10.200.2.2/24")

@@ -74,7 +74,11 @@ static __always_inline int pcn_pkt_controller_with_metadata(struct CTXTYPE *ctx,
     __u32 len = pcn_len(ctx);
     record->cube_id = pcn_config.cube_id;
     record->port = md->in_port;
+#ifdef PCN_EGRESS
+    record->direction = 1;
+#else
     record->direction = 0;
+#endif
     record->reason = reason;
     record->reserved = 0;
     record->packet_len = len;
@@ -122,6 +126,7 @@ static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata 
     return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
 }
 
+#ifndef PCN_EGRESS
 SEC("tc")
 int pcn_cube_ingress(struct CTXTYPE *ctx) {
     struct pkt_metadata md = {};
@@ -156,6 +161,45 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
         return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
     }
 }
+#else
+/* The port whose peer is the netdev with `ifindex`, or PCN_NO_PORT. */
+static __always_inline __u16 pcn_port_of_netdev(__u32 ifindex) {
+#pragma unroll
+    for (__u32 i = 0; i < PCN_MAX_PORTS; i++) {
+        if (i < pcn_config.port_count && pcn_config.peers[i].kind == PCN_PEER_NETDEV && pcn_config.peers[i].target == ifindex)
+            return i;
+    }
+    return PCN_NO_PORT;
+}
+
+/* The cube's egress program, at the TC egress hook of each netdev that is the peer of one of its
+ * ports: it sees what the cube sends there and what the host stack sends there. md->in_port is that
+ * port. RX_OK lets the packet leave; redirecting is not possible here. */
+SEC("tc")
+int pcn_cube_egress(struct CTXTYPE *ctx) {
+    struct pkt_metadata md = {};
+    md.in_port = pcn_port_of_netdev(ctx->ifindex);
+    md.packet_len = pcn_len(ctx);
+    struct pcn_cube_stats *stats = pcn_stats_slot();
+    int verdict = handle_rx(ctx, &md);
+    switch (verdict) {
+    case RX_OK:
+        if (stats)
+            stats->passed++;
+        return PCN_ACT_PASS;
+    case RX_DROP:
+        return pcn_drop(ctx, PCN_DROP_SERVICE);
+    case PCN_RX_DROPPED_COUNTED:
+        return PCN_ACT_DROP;
+    case PCN_RX_SLOW_PATH:
+        if (stats)
+            stats->to_slow_path++;
+        return PCN_ACT_DROP;
+    default:
+        return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
+    }
+}
+#endif
 
 char LICENSE[] SEC("license") = "GPL";
 
