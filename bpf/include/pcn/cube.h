@@ -126,6 +126,26 @@ static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata 
     return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
 }
 
+/* How both entry programs end for every verdict but a redirect. */
+static __always_inline int pcn_finish(struct CTXTYPE *ctx, struct pcn_cube_stats *stats, int verdict) {
+    switch (verdict) {
+    case RX_OK:
+        if (stats)
+            stats->passed++;
+        return PCN_ACT_PASS;
+    case RX_DROP:
+        return pcn_drop(ctx, PCN_DROP_SERVICE);
+    case PCN_RX_DROPPED_COUNTED:
+        return PCN_ACT_DROP;
+    case PCN_RX_SLOW_PATH:
+        if (stats)
+            stats->to_slow_path++;
+        return PCN_ACT_DROP;
+    default:
+        return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
+    }
+}
+
 #ifndef PCN_EGRESS
 SEC("tc")
 int pcn_cube_ingress(struct CTXTYPE *ctx) {
@@ -140,26 +160,12 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
     }
 #endif
     int verdict = handle_rx(ctx, &md);
-    switch (verdict) {
-    case RX_REDIRECT:
+    if (verdict == RX_REDIRECT) {
         if (stats)
             stats->redirected++;
         return pcn_forward(ctx, &md, md.reason);
-    case RX_OK:
-        if (stats)
-            stats->passed++;
-        return PCN_ACT_PASS;
-    case RX_DROP:
-        return pcn_drop(ctx, PCN_DROP_SERVICE);
-    case PCN_RX_DROPPED_COUNTED:
-        return PCN_ACT_DROP;
-    case PCN_RX_SLOW_PATH:
-        if (stats)
-            stats->to_slow_path++;
-        return PCN_ACT_DROP;
-    default:
-        return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
     }
+    return pcn_finish(ctx, stats, verdict);
 }
 #else
 /* The port whose peer is the netdev with `ifindex`, or PCN_NO_PORT. */
@@ -174,30 +180,13 @@ static __always_inline __u16 pcn_port_of_netdev(__u32 ifindex) {
 
 /* The cube's egress program, at the TC egress hook of each netdev that is the peer of one of its
  * ports: it sees what the cube sends there and what the host stack sends there. md->in_port is that
- * port. RX_OK lets the packet leave; redirecting is not possible here. */
+ * port. RX_OK lets the packet leave; a redirect is not possible here (counted as a bad verdict). */
 SEC("tc")
 int pcn_cube_egress(struct CTXTYPE *ctx) {
     struct pkt_metadata md = {};
     md.in_port = pcn_port_of_netdev(ctx->ifindex);
     md.packet_len = pcn_len(ctx);
-    struct pcn_cube_stats *stats = pcn_stats_slot();
-    int verdict = handle_rx(ctx, &md);
-    switch (verdict) {
-    case RX_OK:
-        if (stats)
-            stats->passed++;
-        return PCN_ACT_PASS;
-    case RX_DROP:
-        return pcn_drop(ctx, PCN_DROP_SERVICE);
-    case PCN_RX_DROPPED_COUNTED:
-        return PCN_ACT_DROP;
-    case PCN_RX_SLOW_PATH:
-        if (stats)
-            stats->to_slow_path++;
-        return PCN_ACT_DROP;
-    default:
-        return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
-    }
+    return pcn_finish(ctx, pcn_stats_slot(), handle_rx(ctx, &md));
 }
 #endif
 
