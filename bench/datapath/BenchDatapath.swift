@@ -19,7 +19,9 @@ import Glibc
 
 let repeatCount = Int32(ProcessInfo.processInfo.environment["BENCH_REPEAT"] ?? "") ?? 1_000_000
 let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 15
-let chainLengths = (ProcessInfo.processInfo.environment["BENCH_CHAINS"] ?? "1,2,4,8,16,32").split(separator: ",").compactMap { Int($0) }
+/// Always starts with 1: the single cube is (b), the figure compared with the vanilla program.
+let chainLengths = [1] + (ProcessInfo.processInfo.environment["BENCH_CHAINS"] ?? "2,4,8,16,32").split(separator: ",")
+    .compactMap { Int($0) }.filter { $0 > 1 && $0 <= 32 }
 let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 
