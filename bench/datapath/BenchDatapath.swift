@@ -4,9 +4,10 @@
 //   (a) vanilla_tc: swap MACs, bpf_redirect(ifindex) — the kernel's xdp_redirect sample, as TC.
 //   (b) the same work as a cube (bench/datapath/bpf/macswap) reached through the framework's full
 //       path: the netdev's entry program, a tail call into the cube, handle_rx, the redirect.
-//   chains of 1, 2, 4, 8, 16, 32 such cubes: the slope is the cost of one more hop.
+//   chains of 1, 2, 4, 8, 16, 32 such cubes: the slope is the cost of one more hop (hop_ns), and
+//   the same with cubes that do no work of their own (testfwd): the framework's part (wire_hop_ns).
 //
-// Last line: RESULT tc_extra_ns=<b - a> hop_ns=<slope> tc_vanilla_ns=<a> tc_framework_ns=<b>
+// Last line: RESULT tc_extra_ns=<b - a> hop_ns=<slope> wire_hop_ns=<slope> tc_vanilla_ns=<a> tc_framework_ns=<b>
 // (XDP cubes and the end-to-end veth runs join this benchmark when XDP cubes exist.)
 import BPFKit
 import CLibbpfShims
@@ -47,6 +48,14 @@ let TC_ACT_REDIRECT: Int32 = 7
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
+/// ns per cube: the least-squares slope of time against chain length (nan with one length).
+func leastSquaresSlope(_ points: [(length: Int, ns: Double)]) -> Double {
+    let n = Double(points.count)
+    let sx = points.reduce(0) { $0 + Double($1.length) }, sy = points.reduce(0) { $0 + $1.ns }
+    let sxx = points.reduce(0) { $0 + Double($1.length * $1.length) }, sxy = points.reduce(0) { $0 + Double($1.length) * $1.ns }
+    return (n * sxy - sx * sy) / (n * sxx - sx * sx)
+}
+
 @main
 struct Bench {
     static func main() async throws {
@@ -63,12 +72,17 @@ struct Bench {
         // One veth pair per chain: entry and exit. Both ends stay down, so they carry no traffic: the
         // test runs only need their ifindexes (up, the stack's own frames would loop through the chain
         // from one end to the other and load the machine).
-        var pairs: [Int: (entry: String, exit: String)] = [:]
-        for length in chainLengths {
-            let a = "pcnb\(tag)\(length)i", b = "pcnb\(tag)\(length)o"
-            try shell(["ip", "link", "add", a, "type", "veth", "peer", "name", b])
-            links.append(a)
-            pairs[length] = (a, b)
+        // Chains of two services: macswap (the work of (a) in every cube) and testfwd (a wire that
+        // does no work of its own, so its slope is the framework's cost per hop alone).
+        let services = ["macswap", "testfwd"]
+        var pairs: [String: (entry: String, exit: String)] = [:]
+        for service in services {
+            for length in chainLengths {
+                let a = "pcnb\(tag)\(service.prefix(1))\(length)i", b = "pcnb\(tag)\(service.prefix(1))\(length)o"
+                try shell(["ip", "link", "add", a, "type", "veth", "peer", "name", b])
+                links.append(a)
+                pairs["\(service)\(length)"] = (a, b)
+            }
         }
 
         guard let clang = BPFCompiler.locateClang() else { throw DatapathError("no clang on PATH") }
@@ -80,52 +94,55 @@ struct Bench {
         // (a) the vanilla program.
         let vanillaPath = try compiler.compile(file: repository.appendingPathComponent("bench/datapath/bpf/vanilla_tc.c").path, name: "vanilla_tc")
         let vanilla = try BPFObject(path: vanillaPath)
-        try vanilla.setSection(".rodata.pcn", to: UInt32(if_nametoindex(pairs[1]!.1)))
+        try vanilla.setSection(".rodata.pcn", to: UInt32(if_nametoindex(pairs["macswap1"]!.exit)))
         try vanilla.load()
         let vanillaFD = try vanilla.programFD("vanilla_tc")
 
-        // (b) chains of macswap cubes.
-        var entries: [Int: Int32] = [:]
-        for length in chainLengths {
-            let (a, b) = pairs[length]!
-            for i in 1...length {
-                let cube = "n\(length)c\(i)"
-                _ = try await datapath.createCube(name: cube, service: "macswap", type: "TC")
-                _ = try await datapath.addPort(cube: cube, port: "p0")
-                _ = try await datapath.addPort(cube: cube, port: "p1")
-                if i > 1 { try await datapath.setPeer(cube: "n\(length)c\(i - 1)", port: "p1", peer: .cube(cube, "p0")) }
+        // (b) and the chains.
+        var entries: [String: Int32] = [:]
+        for service in services {
+            for length in chainLengths {
+                let key = "\(service)\(length)"
+                let (a, b) = pairs[key]!
+                let name = { (i: Int) in "\(service.prefix(1))\(length)c\(i)" }
+                for i in 1...length {
+                    _ = try await datapath.createCube(name: name(i), service: service, type: "TC")
+                    _ = try await datapath.addPort(cube: name(i), port: "p0")
+                    _ = try await datapath.addPort(cube: name(i), port: "p1")
+                    if i > 1 { try await datapath.setPeer(cube: name(i - 1), port: "p1", peer: .cube(name(i), "p0")) }
+                }
+                try await datapath.setPeer(cube: name(1), port: "p0", peer: .netdev(a))
+                try await datapath.setPeer(cube: name(length), port: "p1", peer: .netdev(b))
+                entries[key] = try BPFObject.openPinnedProgram(await datapath.netdevEntryPin(a))
             }
-            try await datapath.setPeer(cube: "n\(length)c1", port: "p0", peer: .netdev(a))
-            try await datapath.setPeer(cube: "n\(length)c\(length)", port: "p1", peer: .netdev(b))
-            let fd = try BPFObject.openPinnedProgram(await datapath.netdevEntryPin(a))
-            guard fd >= 0 else { throw DatapathError("cannot open the entry program of \(a)") }
-            entries[length] = fd
         }
 
         var frame = [UInt8](repeating: 0, count: 64)
         frame.replaceSubrange(0..<14, with: [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00])
         var vanillaRuns: [Double] = []
-        var chainRuns: [Int: [Double]] = [:]
+        var chainRuns: [String: [Double]] = [:]
         for round in 1...rounds {
             vanillaRuns.append(try testRun(vanillaFD, frame: frame))
-            for length in chainLengths {
-                chainRuns[length, default: []].append(try testRun(entries[length]!, frame: frame))
+            for service in services {
+                for length in chainLengths {
+                    chainRuns["\(service)\(length)", default: []].append(try testRun(entries["\(service)\(length)"]!, frame: frame))
+                }
             }
             FileHandle.standardError.write(Data("round \(round)/\(rounds)\n".utf8))
         }
         let a = median(vanillaRuns)
-        let medians = chainLengths.map { (length: $0, ns: median(chainRuns[$0]!)) }
-        // Least-squares slope of ns against chain length.
-        let n = Double(medians.count)
-        let sx = medians.reduce(0) { $0 + Double($1.length) }, sy = medians.reduce(0) { $0 + $1.ns }
-        let sxx = medians.reduce(0) { $0 + Double($1.length * $1.length) }, sxy = medians.reduce(0) { $0 + Double($1.length) * $1.ns }
-        let slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
         print("TC, BPF_PROG_TEST_RUN, 64-byte frame, repeat \(repeatCount), median of \(rounds) interleaved runs")
-        print(String(format: "  vanilla (a)            %7.1f ns", a))
-        for (length, ns) in medians {
-            print(String(format: "  framework, %2d cube%@ %7.1f ns", length, length == 1 ? "s " as NSString : "s" as NSString, ns))
+        print(String(format: "  vanilla (a)                %7.1f ns", a))
+        var slopes: [String: Double] = [:]
+        for service in services {
+            let medians = chainLengths.map { (length: $0, ns: median(chainRuns["\(service)\($0)"]!)) }
+            for (length, ns) in medians {
+                print(String(format: "  %@ chain of %2d      %7.1f ns", service as NSString, length, ns))
+            }
+            slopes[service] = leastSquaresSlope(medians)
         }
-        let b = medians[0].ns
-        print(String(format: "RESULT tc_extra_ns=%.1f hop_ns=%.1f tc_vanilla_ns=%.1f tc_framework_ns=%.1f", b - a, slope, a, b))
+        let b = median(chainRuns["macswap1"]!)
+        print(String(format: "RESULT tc_extra_ns=%.1f hop_ns=%.1f wire_hop_ns=%.1f tc_vanilla_ns=%.1f tc_framework_ns=%.1f",
+                     b - a, slopes["macswap"]!, slopes["testfwd"]!, a, b))
     }
 }
