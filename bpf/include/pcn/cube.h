@@ -102,6 +102,19 @@ static __always_inline int pcn_pkt_controller(struct CTXTYPE *ctx, struct pkt_me
     return pcn_pkt_controller_with_metadata(ctx, md, reason, none);
 }
 
+/* A tail call into patch-panel slot `node` that clang cannot merge with another one: each call site
+ * carries its own immediate (`site`). Merged sites would reach one call with different keys, and the
+ * verifier then falls back from a direct jump to an indirect (retpolined) one. */
+static __always_inline void pcn_tail_call_node(struct CTXTYPE *ctx, __u32 node, const __u32 site) {
+    asm volatile("r0 = %[site]\n\t"
+                 "r1 = %[ctx]\n\t"
+                 "r2 = %[map] ll\n\t"
+                 "r3 = %[node]\n\t"
+                 "call 12\n\t"
+                 :: [ctx] "r"(ctx), [map] "i"(&pcn_nodes_tc), [node] "r"(node), [site] "i"(site)
+                 : "r0", "r1", "r2", "r3", "r4", "r5");
+}
+
 /* Forwards through a port whose index is a constant: the peer is a load-time constant, so the
  * tail call uses a constant key (a direct jump once JITed). */
 static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
@@ -111,19 +124,30 @@ static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_met
         return pcn_redirect_netdev(ctx, target);
     if (kind == PCN_PEER_CUBE) {
         pcn_md_store(ctx, md, pcn_config.peers[port].peer_port);
-        bpf_tail_call(ctx, &pcn_nodes_tc, target);
+        pcn_tail_call_node(ctx, target, port);
         return pcn_drop(ctx, PCN_DROP_MISSED_TAIL_CALL);
     }
     return pcn_drop(ctx, PCN_DROP_NO_PEER);
 }
 
+_Static_assert(PCN_MAX_PORTS == 16, "pcn_forward has one case per port: keep them in step");
+
+#define PCN_FORWARD_CASE(i) \
+    case i: \
+        return pcn_forward_const(ctx, md, i);
+
+/* One case per port, each with its literal index (the verifier drops the cases of ports not in use). */
 static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
-#pragma unroll
-    for (__u32 i = 0; i < PCN_MAX_PORTS; i++) {
-        if (i < pcn_config.port_count && port == i)
-            return pcn_forward_const(ctx, md, i);
+    if (port >= pcn_config.port_count)
+        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+    switch (port) {
+    PCN_FORWARD_CASE(0) PCN_FORWARD_CASE(1) PCN_FORWARD_CASE(2) PCN_FORWARD_CASE(3)
+    PCN_FORWARD_CASE(4) PCN_FORWARD_CASE(5) PCN_FORWARD_CASE(6) PCN_FORWARD_CASE(7)
+    PCN_FORWARD_CASE(8) PCN_FORWARD_CASE(9) PCN_FORWARD_CASE(10) PCN_FORWARD_CASE(11)
+    PCN_FORWARD_CASE(12) PCN_FORWARD_CASE(13) PCN_FORWARD_CASE(14) PCN_FORWARD_CASE(15)
+    default:
+        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
     }
-    return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
 }
 
 /* How both entry programs end for every verdict but a redirect. */
