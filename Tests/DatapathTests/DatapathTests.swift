@@ -411,6 +411,39 @@ final class DatapathTests: XCTestCase {
         await expectFailure("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": dropAtPort0].json, containing: "one egress program")
     }
 
+    func testDestroyRemovesExactlyItsPins() async throws {
+        let (_, veth1, veth2) = try await hostsJoined(subnet: 9, cubes: 2)
+        try await core("cube.reload", ["name": "c2", "index": "1", "code": Self.slaveForwarding].json)
+        let c1 = bpffsRoot + "/cubes/c1", c2 = bpffsRoot + "/cubes/c2"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: c2 + "/maps/pcn_stats"))
+        // c2 still has peers: refused, and nothing removed.
+        await expectFailure("cube.destroy", ["name": "c2"], containing: "remove its peer first")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: c2 + "/ingress"))
+        try await core("port.set-peer", ["cube": "c2", "port": "p0", "peer": ""])
+        try await core("port.set-peer", ["cube": "c2", "port": "p1", "peer": ""])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: bpffsRoot + "/netdevs/\(veth2)"), "netdev pins left behind")
+        try await core("cube.destroy", ["name": "c2"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: c2), "cube pins left behind")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: c1 + "/ingress"), "another cube's pins were touched")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: bpffsRoot + "/netdevs/\(veth1)/ingress"))
+        await expectFailure("cube.stats", ["name": "c2"], containing: "does not exist")
+    }
+
+    func testCorruptRegistryIsRefusedAndKept() async throws {
+        bus?.stop()
+        core?.killAndWait(SIGTERM)
+        let registry = directory + "/state/datapath.json"
+        try "{ not json".write(toFile: registry, atomically: true, encoding: .utf8)
+        let result = try runCommand(productsDirectory.appendingPathComponent("pcn-core").path,
+                                    ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
+                                     "--bpffs-root", bpffsRoot, "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("\(registry) is corrupt"), result.stderr)
+        XCTAssertEqual(try String(contentsOfFile: registry, encoding: .utf8), "{ not json", "the file must be kept as it was")
+        core = nil
+        bus = nil
+    }
+
     func testBadRequestsChangeNothing() async throws {
         let (a, veth1) = try network.host("a", address: "10.200.2.1/24")
         let (_, veth2) = try network.host("b", address: "10.200.2.2/24")
