@@ -75,6 +75,10 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
         registrationSink.finish()
     }
 
+    public func connected(within timeout: Duration) async -> Bool {
+        await waitUntilRegistered(timeout: timeout)
+    }
+
     /// Waits until registered with the hub, up to `timeout`. True if registered.
     public func waitUntilRegistered(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
@@ -92,7 +96,7 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
         } catch {
             throw BusError(code: .invalidMessage, message: "\(frame.method) to \(frame.destination): \(error)")
         }
-        guard let socket = currentSocketWaiting() else {
+        guard let socket = lock.withLock({ socket }) else {
             throw BusError(code: .disconnected, message: "not connected to the bus hub at \(socketPath)")
         }
         do {
@@ -105,16 +109,6 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
         } catch {
             throw BusError(code: .disconnected, message: "send to the bus hub failed: \(error)")
         }
-    }
-
-    /// The registered socket, waiting a little for a reconnect in progress.
-    private func currentSocketWaiting() -> SeqPacketSocket? {
-        for attempt in 0..<200 {
-            if let s = lock.withLock({ socket }) { return s }
-            if lock.withLock({ stopping }) || attempt == 199 { return nil }
-            usleep(10_000)
-        }
-        return nil
     }
 
     // MARK: - Connection thread

@@ -7,9 +7,12 @@ public protocol BusEndpoint: AnyObject, Sendable {
     /// Requests and events addressed to this endpoint, in arrival order. Answer each request with
     /// `reply` or `fail`; a request left unanswered times out at its sender.
     var messages: AsyncStream<BusMessage> { get }
-    /// Hands one frame to the transport. Throws when it cannot be sent at all.
+    /// Hands one frame to the transport. Throws when it cannot be sent at all (never blocks waiting
+    /// for a connection: `request` waits for that with `connected(within:)`).
     func send(_ frame: Frame, fds: [Int32]) throws(BusError)
     var pending: PendingRequests { get }
+    /// True once the endpoint can send, waiting (without blocking a thread) up to `timeout`.
+    func connected(within timeout: Duration) async -> Bool
 }
 
 extension BusEndpoint {
@@ -17,6 +20,9 @@ extension BusEndpoint {
     /// `disconnected`, or the receiver's own failure).
     public func request(_ destination: String, method: String, payload: [UInt8] = [], fds: [Int32] = [],
                         timeout: Duration = .seconds(5)) async throws -> BusMessage {
+        guard await connected(within: timeout) else {
+            throw BusError(code: .disconnected, message: "'\(method)' to \(destination): not connected to the bus hub within \(timeout)")
+        }
         let id = pending.nextID()
         let frame = Frame(kind: .request, id: id, destination: destination, method: method, payload: payload)
         return try await pending.wait(id: id, timeout: timeout, what: "'\(method)' to \(destination)") {

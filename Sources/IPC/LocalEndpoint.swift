@@ -22,6 +22,9 @@ public final class LocalEndpoint: BusEndpoint, @unchecked Sendable {
         hub.submit(from: self, frame: frame, fds: fds)
     }
 
+    /// Always connected: it lives in the hub's process.
+    public func connected(within timeout: Duration) async -> Bool { true }
+
     /// Called on the hub thread. False when the endpoint's queue is full.
     func deliver(_ frame: Frame, fds: [PassedFD]) -> Bool {
         let message = BusMessage(kind: frame.kind, id: frame.id, source: frame.source, method: frame.method,
