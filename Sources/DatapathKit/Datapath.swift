@@ -414,7 +414,14 @@ public actor Datapath {
     public func stats(cube name: String) throws -> CubeStats {
         let cube = try existing(name)
         guard let map = cube.stats else { throw DatapathError("cube '\(name)' has no counters") }
-        return try CubeStats(reading: map)
+        var stats = try CubeStats(reading: map)
+        let ports = try BPFMap.openPinned("\(bpffsRoot)/cubes/\(name)/maps/pcn_port_stats")
+        let perPort = try PortCounters.read(ports, count: Int(PCN_MAX_PORTS))
+        for port in cube.ports { stats.ports[port.name] = perPort[port.index] }
+        // The cube received what its ports received (including ports removed since).
+        stats.rxPackets = perPort.reduce(0) { $0 + $1.rxPackets }
+        stats.rxBytes = perPort.reduce(0) { $0 + $1.rxBytes }
+        return stats
     }
 
     public func describe() -> [CubeDescription] {
@@ -615,6 +622,7 @@ public struct CubeDescription: Codable, Sendable {
 
 /// A cube's counters summed over CPUs.
 public struct CubeStats: Codable, Sendable {
+    /// Received by the cube: the sum over its ports.
     public var rxPackets: UInt64 = 0
     public var rxBytes: UInt64 = 0
     public var redirected: UInt64 = 0
@@ -624,6 +632,8 @@ public struct CubeStats: Codable, Sendable {
     /// Packet-in records waiting in pcn-core for the cube's subscriber, and those dropped meanwhile.
     public var slowPathQueued: Int = 0
     public var slowPathDropped: UInt64 = 0
+    /// Per port, by name.
+    public var ports: [String: PortCounters] = [:]
 
     static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict", "slow-path-full"]
 
@@ -638,8 +648,6 @@ public struct CubeStats: Codable, Sendable {
         raw.withUnsafeBytes { buffer in
             for cpu in 0..<cpus {
                 let stats = buffer.loadUnaligned(fromByteOffset: cpu * stride, as: pcn_cube_stats.self)
-                rxPackets += stats.rx_packets
-                rxBytes += stats.rx_bytes
                 redirected += stats.redirected
                 passed += stats.passed
                 toSlowPath += stats.to_slow_path
@@ -649,5 +657,36 @@ public struct CubeStats: Codable, Sendable {
             }
         }
         for (i, reason) in Self.reasons.enumerated() where i < drops.count { self.drops[reason] = drops[i] }
+    }
+}
+
+/// One port's counters summed over CPUs.
+public struct PortCounters: Codable, Sendable {
+    public var rxPackets: UInt64 = 0
+    public var rxBytes: UInt64 = 0
+    public var txPackets: UInt64 = 0
+    public var txBytes: UInt64 = 0
+
+    /// Reads entries 0..<count of a per-CPU array of `struct pcn_port_stats`.
+    static func read(_ map: BPFMap, count: Int) throws -> [PortCounters] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        let stride = (MemoryLayout<pcn_port_stats>.size + 7) & ~7
+        var raw = [UInt8](repeating: 0, count: stride * cpus)
+        return try (0..<count).map { index in
+            var key = UInt32(index)
+            let result = raw.withUnsafeMutableBytes { bpf_map_lookup_elem(map.fd, &key, $0.baseAddress) }
+            guard result == 0 else { throw DatapathError("cannot read port counters: \(String(cString: strerror(errno)))") }
+            var counters = PortCounters()
+            raw.withUnsafeBytes { buffer in
+                for cpu in 0..<cpus {
+                    let stats = buffer.loadUnaligned(fromByteOffset: cpu * stride, as: pcn_port_stats.self)
+                    counters.rxPackets += stats.rx_packets
+                    counters.rxBytes += stats.rx_bytes
+                    counters.txPackets += stats.tx_packets
+                    counters.txBytes += stats.tx_bytes
+                }
+            }
+            return counters
+        }
     }
 }

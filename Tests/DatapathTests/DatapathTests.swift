@@ -75,6 +75,14 @@ final class DatapathTests: XCTestCase {
         let counters = try await stats("w1")
         XCTAssertGreaterThanOrEqual(counters["rxPackets"] as? Int ?? 0, 6)
         XCTAssertEqual(counters["redirected"] as? Int, counters["rxPackets"] as? Int)
+        // Per port: what came in on p0 went out of p1 and back; the totals agree with the cube's.
+        let ports = try XCTUnwrap(counters["ports"] as? [String: [String: Int]])
+        let p0 = try XCTUnwrap(ports["p0"]), p1 = try XCTUnwrap(ports["p1"])
+        XCTAssertGreaterThanOrEqual(p0["rxPackets"] ?? 0, 3)
+        XCTAssertEqual(p0["rxPackets"], p1["txPackets"])
+        XCTAssertEqual(p1["rxPackets"], p0["txPackets"])
+        XCTAssertEqual((p0["rxPackets"] ?? 0) + (p1["rxPackets"] ?? 0), counters["rxPackets"] as? Int)
+        XCTAssertEqual(p0["rxBytes"], p1["txBytes"])
 
         // A netdev that disappears takes its port's peer with it.
         _ = try runCommand("/usr/bin/ip", ["link", "del", veth2])

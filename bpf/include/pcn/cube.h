@@ -119,6 +119,11 @@ static __always_inline void pcn_tail_call_node(struct CTXTYPE *ctx, __u32 node, 
  * tail call uses a constant key (a direct jump once JITed). */
 static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
     const __u32 kind = pcn_config.peers[port].kind;
+    struct pcn_port_stats *out = pcn_port_stats_slot(port);
+    if (out && kind != PCN_PEER_NONE) {
+        out->tx_packets++;
+        out->tx_bytes += pcn_len(ctx);
+    }
     const __u32 target = pcn_config.peers[port].target;
     if (kind == PCN_PEER_NETDEV)
         return pcn_redirect_netdev(ctx, target);
@@ -178,9 +183,10 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
     struct pcn_cube_stats *stats = pcn_stats_slot();
 #if PCN_UCUBE_INDEX == 0
     /* A packet is received once per cube: by its MASTER. */
-    if (stats) {
-        stats->rx_packets++;
-        stats->rx_bytes += md.packet_len;
+    struct pcn_port_stats *in = pcn_port_stats_slot(md.in_port);
+    if (in) {
+        in->rx_packets++;
+        in->rx_bytes += md.packet_len;
     }
 #endif
     int verdict = handle_rx(ctx, &md);

@@ -118,14 +118,21 @@ enum pcn_drop_reason {
     PCN_DROP_REASONS = 6,
 };
 
-/* Per-cube counters (per-CPU array value, index 0). */
+/* Per-cube counters (per-CPU array value, index 0). What the cube received is the sum of its ports'
+ * rx counters (struct pcn_port_stats), not counted twice. */
 struct pcn_cube_stats {
-    __u64 rx_packets;
-    __u64 rx_bytes;
     __u64 redirected;
     __u64 passed;
     __u64 to_slow_path;
     __u64 drops[PCN_DROP_REASONS];
+};
+
+/* Per-port counters (per-CPU array value, index = port). */
+struct pcn_port_stats {
+    __u64 rx_packets;
+    __u64 rx_bytes;
+    __u64 tx_packets;
+    __u64 tx_bytes;
 };
 
 #endif

@@ -13,6 +13,17 @@ struct {
     __type(value, struct pcn_cube_stats);
 } pcn_stats SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, PCN_MAX_PORTS);
+    __type(key, __u32);
+    __type(value, struct pcn_port_stats);
+} pcn_port_stats SEC(".maps");
+
+static __always_inline struct pcn_port_stats *pcn_port_stats_slot(__u32 port) {
+    return bpf_map_lookup_elem(&pcn_port_stats, &port);
+}
+
 static __always_inline struct pcn_cube_stats *pcn_stats_slot(void) {
     __u32 zero = 0;
     return bpf_map_lookup_elem(&pcn_stats, &zero);
