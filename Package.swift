@@ -49,11 +49,11 @@ let package = Package(
         // The processes
         .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit", "BPFKit", "PCNDatapathABI"]),
         .executableTarget(name: "pcn-api", dependencies: [
-            "DaemonKit", "IPC", "YangKit",
+            "DaemonKit", "IPC",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC"]),
-        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "BPFKit"]),
+        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC"]),
         .executableTarget(name: "pcnctl", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),

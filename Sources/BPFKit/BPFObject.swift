@@ -127,12 +127,6 @@ public enum TrafficControl {
         if result == -ENOENT || result == -ENODEV || result == -EINVAL { return }
         try BPFError.check(result, "detach TC \(direction) program on ifindex \(ifindex)")
     }
-
-    /// The id of the attached program, or nil.
-    public static func attachedProgramID(ifindex: Int32, direction: Direction, handle: UInt32 = 1, priority: UInt32 = 1) -> UInt32? {
-        var id: UInt32 = 0
-        return pcn_tc_query(ifindex, direction == .egress ? 1 : 0, handle, priority, &id) == 0 ? id : nil
-    }
 }
 
 extension String {

@@ -153,17 +153,6 @@ int pcn_tc_detach(int ifindex, int egress, unsigned int handle, unsigned int pri
     return bpf_tc_detach(&hook, &opts);
 }
 
-int pcn_tc_query(int ifindex, int egress, unsigned int handle, unsigned int priority, unsigned int *prog_id) {
-    struct bpf_tc_hook hook;
-    struct bpf_tc_opts opts;
-    make_hook(&hook, ifindex, egress);
-    make_opts(&opts, 0, handle, priority);
-    int err = bpf_tc_query(&hook, &opts);
-    if (err)
-        return err;
-    *prog_id = opts.prog_id;
-    return 0;
-}
 
 int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
                       unsigned int *retval, unsigned int *duration) {

@@ -33,9 +33,6 @@ int pcn_tc_attach(int ifindex, int egress, int prog_fd, unsigned int handle, uns
 /* Removes that filter. Returns 0 or -errno (-ENOENT if absent). */
 int pcn_tc_detach(int ifindex, int egress, unsigned int handle, unsigned int priority);
 
-/* The id of the program attached with handle/priority, or -errno. */
-int pcn_tc_query(int ifindex, int egress, unsigned int handle, unsigned int priority, unsigned int *prog_id);
-
 /* BPF_PROG_TEST_RUN: runs prog_fd `repeat` times on a copy of data. *duration is the kernel's
  * average ns per run. Returns 0 or -errno. */
 int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
