@@ -75,14 +75,16 @@ final class DatapathTests: XCTestCase {
         let counters = try await stats("w1")
         XCTAssertGreaterThanOrEqual(counters["rxPackets"] as? Int ?? 0, 6)
         XCTAssertEqual(counters["redirected"] as? Int, counters["rxPackets"] as? Int)
-        // Per port: what came in on p0 went out of p1 and back; the totals agree with the cube's.
+        // Per port: the pings came in on p0 and left by p1, the answers the other way; p0 may also have
+        // received frames before p1 had a peer (dropped, so never sent). The cube's rx is the ports' sum.
         let ports = try XCTUnwrap(counters["ports"] as? [String: [String: Int]])
         let p0 = try XCTUnwrap(ports["p0"]), p1 = try XCTUnwrap(ports["p1"])
-        XCTAssertGreaterThanOrEqual(p0["rxPackets"] ?? 0, 3)
-        XCTAssertEqual(p0["rxPackets"], p1["txPackets"])
-        XCTAssertEqual(p1["rxPackets"], p0["txPackets"])
+        XCTAssertGreaterThanOrEqual(p1["txPackets"] ?? 0, 3)
+        XCTAssertGreaterThanOrEqual(p0["txPackets"] ?? 0, 3)
+        // (+1: the ports are read one after the other while the namespaces' own chatter may cross.)
+        XCTAssertGreaterThanOrEqual((p0["rxPackets"] ?? 0) + 1, p1["txPackets"] ?? 0)
+        XCTAssertGreaterThanOrEqual((p1["rxPackets"] ?? 0) + 1, p0["txPackets"] ?? 0)
         XCTAssertEqual((p0["rxPackets"] ?? 0) + (p1["rxPackets"] ?? 0), counters["rxPackets"] as? Int)
-        XCTAssertEqual(p0["rxBytes"], p1["txBytes"])
 
         // A netdev that disappears takes its port's peer with it.
         _ = try runCommand("/usr/bin/ip", ["link", "del", veth2])
