@@ -106,6 +106,23 @@ public final class BPFMap: @unchecked Sendable {
         try update(key: bytes(of: key), value: bytes(of: value), flags: flags)
     }
 
+    public func delete<K: BitwiseCopyable>(_ key: K) throws(BPFError) {
+        try delete(key: bytes(of: key))
+    }
+
+    /// The per-CPU values of `key` in a per-CPU map (the kernel pads each value to 8 bytes).
+    public func lookupPerCPU<K: BitwiseCopyable, V: BitwiseCopyable>(_ key: K, as: V.Type) throws(BPFError) -> [V] {
+        let cpus = Int(libbpf_num_possible_cpus())
+        let stride = (MemoryLayout<V>.size + 7) & ~7
+        var raw = [UInt8](repeating: 0, count: stride * cpus)
+        var copy = key
+        let result = raw.withUnsafeMutableBytes { v in bpf_map_lookup_elem(fd, &copy, v.baseAddress) }
+        try BPFError.check(result, "per-CPU lookup in map '\(name)'")
+        return raw.withUnsafeBytes { buffer in
+            (0..<cpus).map { buffer.loadUnaligned(fromByteOffset: $0 * stride, as: V.self) }
+        }
+    }
+
     public func lookup<K: BitwiseCopyable, V: BitwiseCopyable>(_ key: K, as: V.Type) throws(BPFError) -> V? {
         guard MemoryLayout<V>.size == valueSize else {
             throw BPFError("lookup in map '\(name)': \(V.self) is \(MemoryLayout<V>.size) bytes, value is \(valueSize)", errno: EINVAL)

@@ -1,5 +1,4 @@
 import BPFKit
-import CBPF
 import Foundation
 import Logging
 import PCNDatapathABI
@@ -217,7 +216,7 @@ public actor Datapath {
         for port in cube.ports where port.peer != .none {
             throw DatapathError("cube '\(name)' port '\(port.name)' is connected to '\(port.peer)': remove its peer first")
         }
-        try nodesMap().delete(key: bytes(cube.node))
+        try nodesMap().delete(cube.node)
         cubes.removeValue(forKey: name)
         removePins(of: cube)
         try saveRegistry()
@@ -459,7 +458,7 @@ public actor Datapath {
         for path in ["\(bpffsRoot)/cubes", directory, directory + "/maps"] { mkdir(path, 0o700) }
         try object.pinMaps(in: directory + "/maps")
         let program = try object.programFD("pcn_cube_ingress")
-        try nodesMap().update(key: bytes(cube.node), value: bytes(UInt32(bitPattern: program)))
+        try nodesMap().update(cube.node, UInt32(bitPattern: program))
         try object.pinProgram("pcn_cube_ingress", at: "\(directory)/ingress")
         cube.object = object
         if cube.stats == nil { cube.stats = try object.map("pcn_stats") }
@@ -530,7 +529,7 @@ public actor Datapath {
             throw DatapathError("cube '\(cube.name)' µCube \(index) was rejected: \(error.summary)")
         }
         let programs = try BPFMap.openPinned(directory + "/maps/pcn_ingress_programs")
-        try programs.update(key: bytes(UInt32(index)), value: bytes(UInt32(bitPattern: try object.programFD("pcn_cube_ingress"))))
+        try programs.update(UInt32(index), UInt32(bitPattern: try object.programFD("pcn_cube_ingress")))
         cube.slaves[index] = object
     }
 
@@ -606,8 +605,6 @@ public actor Datapath {
     }
 }
 
-private func bytes<T: BitwiseCopyable>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value) { Array($0) } }
-
 public struct CubeDescription: Codable, Sendable {
     public struct PortDescription: Codable, Sendable {
         public var name: String
@@ -638,22 +635,13 @@ public struct CubeStats: Codable, Sendable {
     static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict", "slow-path-full"]
 
     init(reading map: BPFMap) throws {
-        let cpus = Int(libbpf_num_possible_cpus())
-        let stride = (MemoryLayout<pcn_cube_stats>.size + 7) & ~7
-        var raw = [UInt8](repeating: 0, count: stride * cpus)
-        var key: UInt32 = 0
-        let result = raw.withUnsafeMutableBytes { bpf_map_lookup_elem(map.fd, &key, $0.baseAddress) }
-        guard result == 0 else { throw DatapathError("cannot read counters: \(String(cString: strerror(errno)))") }
         var drops = [UInt64](repeating: 0, count: Int(PCN_DROP_REASONS.rawValue))
-        raw.withUnsafeBytes { buffer in
-            for cpu in 0..<cpus {
-                let stats = buffer.loadUnaligned(fromByteOffset: cpu * stride, as: pcn_cube_stats.self)
-                redirected += stats.redirected
-                passed += stats.passed
-                toSlowPath += stats.to_slow_path
-                withUnsafeBytes(of: stats.drops) { d in
-                    for i in 0..<drops.count { drops[i] += d.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
-                }
+        for stats in try map.lookupPerCPU(UInt32(0), as: pcn_cube_stats.self) {
+            redirected += stats.redirected
+            passed += stats.passed
+            toSlowPath += stats.to_slow_path
+            withUnsafeBytes(of: stats.drops) { d in
+                for i in 0..<drops.count { drops[i] += d.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
             }
         }
         for (i, reason) in Self.reasons.enumerated() where i < drops.count { self.drops[reason] = drops[i] }
@@ -669,22 +657,13 @@ public struct PortCounters: Codable, Sendable {
 
     /// Reads entries 0..<count of a per-CPU array of `struct pcn_port_stats`.
     static func read(_ map: BPFMap, count: Int) throws -> [PortCounters] {
-        let cpus = Int(libbpf_num_possible_cpus())
-        let stride = (MemoryLayout<pcn_port_stats>.size + 7) & ~7
-        var raw = [UInt8](repeating: 0, count: stride * cpus)
-        return try (0..<count).map { index in
-            var key = UInt32(index)
-            let result = raw.withUnsafeMutableBytes { bpf_map_lookup_elem(map.fd, &key, $0.baseAddress) }
-            guard result == 0 else { throw DatapathError("cannot read port counters: \(String(cString: strerror(errno)))") }
+        try (0..<count).map { index in
             var counters = PortCounters()
-            raw.withUnsafeBytes { buffer in
-                for cpu in 0..<cpus {
-                    let stats = buffer.loadUnaligned(fromByteOffset: cpu * stride, as: pcn_port_stats.self)
-                    counters.rxPackets += stats.rx_packets
-                    counters.rxBytes += stats.rx_bytes
-                    counters.txPackets += stats.tx_packets
-                    counters.txBytes += stats.tx_bytes
-                }
+            for stats in try map.lookupPerCPU(UInt32(index), as: pcn_port_stats.self) {
+                counters.rxPackets += stats.rx_packets
+                counters.rxBytes += stats.rx_bytes
+                counters.txPackets += stats.tx_packets
+                counters.txBytes += stats.tx_bytes
             }
             return counters
         }

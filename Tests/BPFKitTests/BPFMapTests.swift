@@ -14,7 +14,7 @@ final class BPFMapTests: XCTestCase {
         XCTAssertNil(try map.lookup(UInt32(1), as: UInt64.self))
         try map.update(UInt32(1), UInt64(99))
         XCTAssertEqual(try map.lookup(UInt32(1), as: UInt64.self), 99)
-        try map.delete(key: withUnsafeBytes(of: UInt32(1)) { Array($0) })
+        try map.delete(UInt32(1))
         XCTAssertNil(try map.lookup(UInt32(1), as: UInt64.self))
     }
 
