@@ -18,7 +18,6 @@ actor SlowPath {
     private var registered: Set<String> = []
     private var queues: [String: [[UInt8]]] = [:]
     private var dropped: [String: UInt64] = [:]
-    private var delivered: [String: UInt64] = [:]
     private var services: [String: String] = [:]
 
     init(endpoint: LocalEndpoint, datapath: Datapath, logger: Logger) {
@@ -63,7 +62,6 @@ actor SlowPath {
     private func send(_ payload: [UInt8], to subscriber: String, cube: String) {
         do {
             try endpoint.event(subscriber, method: "packet-in", payload: payload)
-            delivered[cube, default: 0] += 1
         } catch {
             enqueue(payload, cube: cube)
         }
@@ -122,10 +120,16 @@ actor PacketInPump {
     func ensureStarted(_ datapath: Datapath) async {
         guard reader == nil, let ring = await datapath.packetInRing() else { return }
         do {
-            let sink = self.sink
+            let sink = self.sink, logger = self.logger
+            let backlogDrops = Counter()
             let reader = try RingBufferReader(map: ring) { bytes in
                 if case .dropped = sink.yield(Array(bytes)) {
-                    // The consumer is behind by 65,536 records: the packet is lost, like a full ring.
+                    // The consumer is 65,536 records behind: the packet is lost, like in a full ring,
+                    // and said so (first time, then every 1,000).
+                    let total = backlogDrops.increment()
+                    if total == 1 || total.isMultiple(of: 1000) {
+                        logger.warning("packet-in backlog full: \(total) records dropped so far")
+                    }
                 }
             }
             reader.start()
@@ -140,5 +144,18 @@ actor PacketInPump {
         reader?.stop()
         reader = nil
         sink.finish()
+    }
+}
+
+/// A count shared with the ring reader's thread.
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: UInt64 = 0
+
+    func increment() -> UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
     }
 }
