@@ -137,31 +137,28 @@ int pcn_is_bpffs(const char *path) {
     return fs.f_type == 0xcafe4a11 ? 1 : 0;
 }
 
-int pcn_packet_socket(int ifindex) {
-    int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+/* socket(domain, type|SOCK_CLOEXEC, protocol) bound to addr. The fd, or -1 with errno. */
+static int bound_socket(int domain, int type, int protocol, const struct sockaddr *addr, socklen_t len) {
+    int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
     if (fd < 0)
         return -1;
+    return bind(fd, addr, len) < 0 ? close_keeping_errno(fd) : fd;
+}
+
+int pcn_packet_socket(int ifindex) {
     struct sockaddr_ll addr;
     memset(&addr, 0, sizeof(addr));
     addr.sll_family = AF_PACKET;
     addr.sll_ifindex = ifindex;
-    addr.sll_protocol = 0;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-        return close_keeping_errno(fd);
-    return fd;
+    return bound_socket(AF_PACKET, SOCK_RAW, 0, (struct sockaddr *)&addr, sizeof(addr));
 }
 
 int pcn_link_monitor_open(void) {
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0)
-        return -1;
     struct sockaddr_nl addr;
     memset(&addr, 0, sizeof(addr));
     addr.nl_family = AF_NETLINK;
     addr.nl_groups = RTMGRP_LINK;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-        return close_keeping_errno(fd);
-    return fd;
+    return bound_socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, (struct sockaddr *)&addr, sizeof(addr));
 }
 
 int pcn_link_monitor_read(int fd, int *deleted, int max) {
