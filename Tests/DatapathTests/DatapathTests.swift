@@ -57,6 +57,12 @@ final class DatapathTests: XCTestCase {
         }
     }
 
+    /// `cube.list`: every cube with its node and ports.
+    private func cubeList() async throws -> [[String: Any]] {
+        let answer = try await core("cube.list", [:])
+        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [[String: Any]]
+    }
+
     private func stats(_ cube: String) async throws -> [String: Any] {
         let answer = try await core("cube.stats", ["name": cube])
         return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [String: Any]
@@ -89,8 +95,7 @@ final class DatapathTests: XCTestCase {
         // A netdev that disappears takes its port's peer with it.
         _ = try runCommand("/usr/bin/ip", ["link", "del", veth2])
         try await eventually {
-            let list = try await self.core("cube.list", [:])
-            let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+            let cubes = try await self.cubeList()
             let ports = cubes.first?["ports"] as? [[String: Any]]
             return ports?.first { $0["name"] as? String == "p1" }?["peer"] as? String == ""
         }
@@ -124,8 +129,7 @@ final class DatapathTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(counters["rxPackets"] as? Int ?? 0, 6, "\(cube) saw no traffic")
         }
         // The link is symmetric: c2 sees c1 as its p0 peer.
-        let list = try await core("cube.list", [:])
-        let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+        let cubes = try await cubeList()
         let c2 = cubes.first { $0["name"] as? String == "c2" }
         let ports = c2?["ports"] as? [[String: Any]]
         XCTAssertEqual(ports?.first { $0["name"] as? String == "p0" }?["peer"] as? String, "c1:p1")
@@ -195,8 +199,7 @@ final class DatapathTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("300 packets transmitted, 300 received"), result.stdout)
 
         // The restarted core knows the topology, and the counters went on from where they were.
-        let list = try await core("cube.list", [:])
-        let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+        let cubes = try await cubeList()
         XCTAssertEqual(cubes.compactMap { $0["name"] as? String }.sorted(), ["c1", "c2", "c3"])
         let after = try await stats("c2")["rxPackets"] as? Int ?? 0
         XCTAssertGreaterThanOrEqual(after, before + 600, "counters restarted instead of being adopted")
@@ -301,8 +304,7 @@ final class DatapathTests: XCTestCase {
         XCTAssertFalse(try network.ping(from: a, to: "10.200.6.2", count: 1), "the slow path must not forward")
         let firstPacketIn = await received.value
         let packetIn = try XCTUnwrap(firstPacketIn)
-        let list = try await core("cube.list", [:])
-        let cubes = try JSONSerialization.jsonObject(with: Data(list.payload)) as! [[String: Any]]
+        let cubes = try await cubeList()
         let node = cubes.first { $0["name"] as? String == "c1" }?["node"] as? Int
         XCTAssertGreaterThan(packetIn.payload.count, header + 14)
         packetIn.payload.withUnsafeBytes { raw in
@@ -455,26 +457,20 @@ final class DatapathTests: XCTestCase {
     }
 
     func testBadRequestsChangeNothing() async throws {
-        let (a, veth1) = try network.host("a", address: "10.200.2.1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.2.2/24")
-        try await core("cube.create", ["name": "w1", "service": "testfwd"])
-        try await core("port.add", ["cube": "w1", "port": "p0"])
-        try await core("port.add", ["cube": "w1", "port": "p1"])
-        try await core("port.set-peer", ["cube": "w1", "port": "p0", "peer": veth1])
-        try await core("port.set-peer", ["cube": "w1", "port": "p1", "peer": veth2])
+        let (a, veth1, _) = try await hostsJoined(subnet: 2, cubes: 1)
         XCTAssertTrue(try network.ping(from: a, to: "10.200.2.2", count: 1))
 
-        await expectFailure("cube.create", ["name": "w1", "service": "testfwd"], containing: "already exists")
+        await expectFailure("cube.create", ["name": "c1", "service": "testfwd"], containing: "already exists")
         await expectFailure("cube.create", ["name": "x", "service": "nosuch"], containing: "unknown service 'nosuch'")
         await expectFailure("cube.create", ["name": "x", "service": "testfwd", "type": "XDP_SKB"], containing: "not supported")
         await expectFailure("port.add", ["cube": "ghost", "port": "p0"], containing: "cube 'ghost' does not exist")
-        await expectFailure("port.set-peer", ["cube": "w1", "port": "p9", "peer": veth1], containing: "has no port 'p9'")
-        await expectFailure("port.set-peer", ["cube": "w1", "port": "p1", "peer": "nosuchdev0"], containing: "netdev 'nosuchdev0' does not exist")
+        await expectFailure("port.set-peer", ["cube": "c1", "port": "p9", "peer": veth1], containing: "has no port 'p9'")
+        await expectFailure("port.set-peer", ["cube": "c1", "port": "p1", "peer": "nosuchdev0"], containing: "netdev 'nosuchdev0' does not exist")
         try await core("cube.create", ["name": "w2", "service": "testfwd"])
         try await core("port.add", ["cube": "w2", "port": "p0"])
-        await expectFailure("port.set-peer", ["cube": "w2", "port": "p0", "peer": veth1], containing: "already in use by w1:p0")
-        await expectFailure("port.set-peer", ["cube": "w2", "port": "p0", "peer": "w1:p0"], containing: "already connected")
-        await expectFailure("cube.destroy", ["name": "w1"], containing: "remove its peer first")
+        await expectFailure("port.set-peer", ["cube": "w2", "port": "p0", "peer": veth1], containing: "already in use by c1:p0")
+        await expectFailure("port.set-peer", ["cube": "w2", "port": "p0", "peer": "c1:p0"], containing: "already connected")
+        await expectFailure("cube.destroy", ["name": "c1"], containing: "remove its peer first")
         // Nothing of the above disturbed the path.
         XCTAssertTrue(try network.ping(from: a, to: "10.200.2.2", count: 2))
     }
