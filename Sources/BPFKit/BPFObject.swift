@@ -136,3 +136,27 @@ extension String {
         return String(s)
     }
 }
+
+/// XDP attachment of programs to a netdev (netlink: the program stays attached when the loader
+/// exits, and attaching again replaces it atomically).
+public enum XDPAttachment {
+    public enum Mode: Sendable {
+        /// XDP_SKB: after the skb is built; works on every netdev.
+        case generic
+        /// XDP_DRV: in the driver, before any skb (veth supports it).
+        case driver
+
+        var flags: UInt32 { self == .generic ? 1 << 1 : 1 << 2 } // XDP_FLAGS_SKB_MODE, XDP_FLAGS_DRV_MODE
+    }
+
+    public static func attach(ifindex: Int32, programFD: Int32, mode: Mode) throws(BPFError) {
+        try BPFError.check(bpf_xdp_attach(ifindex, programFD, mode.flags, nil), "attach XDP (\(mode)) program on ifindex \(ifindex)")
+    }
+
+    /// Removes the program attached in `mode`; none attached is not an error.
+    public static func detach(ifindex: Int32, mode: Mode) throws(BPFError) {
+        let result = bpf_xdp_detach(ifindex, mode.flags, nil)
+        if result == -ENOENT || result == -ENODEV { return }
+        try BPFError.check(result, "detach XDP (\(mode)) program on ifindex \(ifindex)")
+    }
+}

@@ -7,13 +7,15 @@ import Glibc
 #endif
 
 /// Packet-out: a veth pair owned by pcn-core. Frames written on one end (AF_PACKET) carry a
-/// `pcn_packet_out_trailer`; the injection program at the other end's TC ingress strips it and sends
-/// the frame into a cube's port or out of a netdev.
+/// `pcn_packet_out_trailer`; at the other end an XDP program (generic mode) takes those for the XDP
+/// patch panel and the TC ingress program the rest: each strips the trailer and sends the frame into
+/// a program of its panel, up a netdev's stack or out of a netdev.
 final class PacketInjector {
     let writeEnd: String
     let programEnd: String
     private let socket: Int32
     private let object: BPFObject
+    private let xdpObject: BPFObject
 
     /// `tag` makes the names unique per stack (derived from its bpffs root).
     init(tag: String, compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String) throws {
@@ -36,6 +38,14 @@ final class PacketInjector {
         }
         try TrafficControl.attach(ifindex: Int32(if_nametoindex(programEnd)), direction: .ingress,
                                   programFD: try object.programFD("pcn_inject"))
+        let xdpPath = try compiler.compile(file: "\(bpfDirectory)/core/inject_xdp.c", name: "inject_xdp")
+        xdpObject = try BPFObject(path: xdpPath, pinRoot: bpffsRoot)
+        do {
+            try xdpObject.load()
+        } catch {
+            throw DatapathError("the XDP packet-out program was rejected: \(error.summary)")
+        }
+        try XDPAttachment.attach(ifindex: Int32(if_nametoindex(programEnd)), programFD: try xdpObject.programFD("pcn_inject_xdp"), mode: .generic)
         socket = pcn_packet_socket(Int32(if_nametoindex(writeEnd)))
         guard socket >= 0 else { throw DatapathError("cannot open a packet socket on \(writeEnd): \(String(cString: strerror(errno)))") }
     }

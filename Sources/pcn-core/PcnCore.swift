@@ -97,7 +97,9 @@ struct CoreEndpoint: Service {
     let logger: Logger
 
     struct Pong: Codable { var component: String; var pid: Int32 }
-    struct CubeCreate: Codable { var name: String; var service: String; var type: String? }
+    struct CubeCreate: Codable { var name: String; var service: String; var type: String?; var transparent: Bool? }
+    struct Attach: Codable { var cube: String; var to: String; var position: String?; var before: String?; var after: String? }
+    struct ChainQuery: Codable { var at: String }
     struct CubeName: Codable { var name: String }
     struct PortRef: Codable { var cube: String; var port: String }
     struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
@@ -137,6 +139,22 @@ struct CoreEndpoint: Service {
                                      md: request.md, frame: Array(payload[size...]))
     }
 
+    /// `position` is first | last | auto (the default); `before` / `after` name a cube of the chain.
+    private func position(_ body: Attach) throws -> Position {
+        let given = [body.position, body.before, body.after].compactMap { $0 }
+        guard given.count <= 1 else {
+            throw BusError(code: .badRequest, message: "cube.attach: give at most one of position, before and after")
+        }
+        if let before = body.before { return .before(before) }
+        if let after = body.after { return .after(after) }
+        switch body.position?.lowercased() ?? "auto" {
+        case "first": return .first
+        case "last": return .last
+        case "auto": return .auto
+        case let other: throw BusError(code: .badRequest, message: "cube.attach: position '\(other)' is not first, last or auto")
+        }
+    }
+
     private func handle(_ message: BusMessage) async {
         do {
             let reply: BusReply
@@ -145,7 +163,8 @@ struct CoreEndpoint: Service {
                 reply = try .json(Pong(component: "pcn-core", pid: getpid()))
             case "cube.create":
                 let body = try message.decode(CubeCreate.self)
-                reply = try .json(Node(node: try await datapath.createCube(name: body.name, service: body.service, type: body.type ?? "TC")))
+                reply = try .json(Node(node: try await datapath.createCube(name: body.name, service: body.service, type: body.type ?? "TC",
+                                                                                  transparent: body.transparent ?? false)))
                 await pump.ensureStarted(datapath)
             case "cube.destroy":
                 try await datapath.destroyCube(name: try message.decode(CubeName.self).name)
@@ -183,6 +202,17 @@ struct CoreEndpoint: Service {
                 let body = try message.decode(PortRef.self)
                 try await datapath.removePort(cube: body.cube, port: body.port)
                 reply = try .json(Done())
+            case "cube.attach":
+                let body = try message.decode(Attach.self)
+                try await datapath.attach(cube: body.cube, to: .init(parsing: body.to), position: try position(body))
+                reply = try .json(Done())
+            case "cube.detach":
+                try await datapath.detach(cube: try message.decode(CubeName.self).name)
+                reply = try .json(Done())
+            case "chain.list":
+                reply = try .json(try await datapath.chain(at: .init(parsing: try message.decode(ChainQuery.self).at)))
+            case "netdev.chains":
+                reply = try .json(await datapath.netdevChains())
             case "port.set-peer":
                 let body = try message.decode(PeerSet.self)
                 try await datapath.setPeer(cube: body.cube, port: body.port, peer: .init(parsing: body.peer))

@@ -8,66 +8,7 @@ import Glibc
 #endif
 
 /// pcn-core's datapath with real packets between network namespaces.
-final class DatapathTests: XCTestCase {
-    var directory = ""
-    var bpffsRoot = ""
-    var core: Child?
-    var bus: BusClient?
-    let network = TestNetwork()
-
-    override func setUp() async throws {
-        directory = makeTemporaryDirectory()
-        bpffsRoot = "/sys/fs/bpf/pcntest-dp-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
-        try await setUpCoreOnly()
-    }
-
-    /// Starts pcn-core on this test's paths and connects the test's bus client.
-    private func setUpCoreOnly() async throws {
-        core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
-                                      "--bpffs-root", bpffsRoot, "--log-level", "warning",
-                                      "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
-        let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
-        client.start()
-        let registered = await client.waitUntilRegistered(timeout: .seconds(15))
-        XCTAssertTrue(registered)
-        bus = client
-    }
-
-    override func tearDown() {
-        bus?.stop()
-        core?.killAndWait(SIGTERM)
-        network.tearDown()
-        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot])
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
-    @discardableResult
-    private func core(_ method: String, _ body: [String: Any]) async throws -> BusMessage {
-        let payload = try Array(JSONSerialization.data(withJSONObject: body))
-        return try await bus!.request("core", method: method, payload: payload, timeout: .seconds(60))
-    }
-
-    private func expectFailure(_ method: String, _ body: [String: Any], containing text: String,
-                               file: StaticString = #filePath, line: UInt = #line) async {
-        do {
-            try await core(method, body)
-            XCTFail("\(method) \(body) succeeded", file: file, line: line)
-        } catch {
-            XCTAssertTrue("\(error)".contains(text), "\(method): '\(error)' does not mention '\(text)'", file: file, line: line)
-        }
-    }
-
-    /// `cube.list`: every cube with its node and ports.
-    private func cubeList() async throws -> [[String: Any]] {
-        let answer = try await core("cube.list", [:])
-        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [[String: Any]]
-    }
-
-    private func stats(_ cube: String) async throws -> [String: Any] {
-        let answer = try await core("cube.stats", ["name": cube])
-        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [String: Any]
-    }
-
+final class DatapathTests: CoreTestCase {
     func testNetdevCubeNetdev() async throws {
         let (a, veth1) = try network.host("a", address: "10.200.0.1/24")
         let (_, veth2) = try network.host("b", address: "10.200.0.2/24")
@@ -133,28 +74,6 @@ final class DatapathTests: XCTestCase {
         let c2 = cubes.first { $0["name"] as? String == "c2" }
         let ports = c2?["ports"] as? [[String: Any]]
         XCTAssertEqual(ports?.first { $0["name"] as? String == "p0" }?["peer"] as? String, "c1:p1")
-    }
-
-    /// Cubes c1...cN in a line between two netdevs.
-    private func chain(_ count: Int, from veth1: String, to veth2: String) async throws {
-        for i in 1...count {
-            try await core("cube.create", ["name": "c\(i)", "service": "testfwd"])
-            try await core("port.add", ["cube": "c\(i)", "port": "p0"])
-            try await core("port.add", ["cube": "c\(i)", "port": "p1"])
-        }
-        for i in 1..<count {
-            try await core("port.set-peer", ["cube": "c\(i)", "port": "p1", "peer": "c\(i + 1):p0"])
-        }
-        try await core("port.set-peer", ["cube": "c1", "port": "p0", "peer": veth1])
-        try await core("port.set-peer", ["cube": "c\(count)", "port": "p1", "peer": veth2])
-    }
-
-    /// Namespaces a (10.200.subnet.1) and b (.2), joined by a chain of `cubes` wires c1...cN.
-    private func hostsJoined(subnet: Int, cubes: Int) async throws -> (a: String, veth1: String, veth2: String) {
-        let (a, veth1) = try network.host("a", address: "10.200.\(subnet).1/24")
-        let (_, veth2) = try network.host("b", address: "10.200.\(subnet).2/24")
-        try await chain(cubes, from: veth1, to: veth2)
-        return (a, veth1, veth2)
     }
 
     func testThirtyTwoCubeChainForwardsAndTheLimitIsCounted() async throws {
@@ -256,7 +175,7 @@ final class DatapathTests: XCTestCase {
             try await core("cube.reload", ["name": "c1", "index": "0", "code": "#include <pcn/cube.h>\nstatic int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {\n  return nosuch;\n}\n"].json)
             XCTFail("code that does not compile was accepted")
         } catch {
-            XCTAssertTrue("\(error)".contains("c1-ucube0.c:3:"), "no file:line in: \(error)")
+            XCTAssertTrue("\(error)".contains("c1-ingress-0.c:3:"), "no file:line in: \(error)")
             XCTAssertTrue("\(error)".contains("nosuch"), "\(error)")
         }
         // Code the verifier rejects (reads the packet without a bounds check): its message comes back.
@@ -418,9 +337,23 @@ final class DatapathTests: XCTestCase {
         let afterHost = try await serviceDrops()
         XCTAssertGreaterThan(afterHost, afterForwarded, "host traffic did not reach the egress program")
 
-        try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": dropAtPort0.replacingOccurrences(of: "RX_DROP : RX_OK", with: "RX_OK : RX_OK")].json)
+        let passAll = dropAtPort0.replacingOccurrences(of: "RX_DROP : RX_OK", with: "RX_OK : RX_OK")
+        try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": passAll].json)
         XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2"))
-        await expectFailure("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": dropAtPort0].json, containing: "one egress program")
+
+        // An egress SLAVE: the MASTER hands every packet to egress µCube 1.
+        let callSlave = """
+            #include <pcn/cube.h>
+            static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+                return call_egress_program(ctx, 1);
+            }
+            """
+        try await core("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": dropAtPort0].json)
+        try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": callSlave].json)
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.8.2", count: 1))
+        try await core("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": passAll].json)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: bpffsRoot + "/cubes/c1/egress-ucube1"))
     }
 
     func testDestroyRemovesExactlyItsPins() async throws {
@@ -462,7 +395,12 @@ final class DatapathTests: XCTestCase {
 
         await expectFailure("cube.create", ["name": "c1", "service": "testfwd"], containing: "already exists")
         await expectFailure("cube.create", ["name": "x", "service": "nosuch"], containing: "unknown service 'nosuch'")
-        await expectFailure("cube.create", ["name": "x", "service": "testfwd", "type": "XDP_SKB"], containing: "not supported")
+        await expectFailure("cube.create", ["name": "x", "service": "testfwd", "type": "XDP_FAST"], containing: "not one of TC, XDP_SKB, XDP_DRV")
+        try await core("cube.create", ["name": "x1", "service": "testfwd", "type": "xdp_skb"])
+        try await core("port.add", ["cube": "x1", "port": "p0"])
+        try await core("cube.create", ["name": "w3", "service": "testfwd"])
+        try await core("port.add", ["cube": "w3", "port": "p0"])
+        await expectFailure("port.set-peer", ["cube": "x1", "port": "p0", "peer": "w3:p0"], containing: "not possible to connect TC and XDP ports")
         await expectFailure("port.add", ["cube": "ghost", "port": "p0"], containing: "cube 'ghost' does not exist")
         await expectFailure("port.set-peer", ["cube": "c1", "port": "p9", "peer": veth1], containing: "has no port 'p9'")
         await expectFailure("port.set-peer", ["cube": "c1", "port": "p1", "peer": "nosuchdev0"], containing: "netdev 'nosuchdev0' does not exist")

@@ -1,6 +1,7 @@
 /* Packet-out: frames pcn-core writes on its injection veth arrive here (TC ingress of the other end)
  * with a struct pcn_packet_out_trailer at their end. Each frame carries its own destination and
- * metadata, so nothing can desynchronise. Anything without the trailer is dropped. */
+ * metadata, so nothing can desynchronise. Anything without the trailer is dropped. Frames for the
+ * XDP panel were taken by inject_xdp.c before they reach this hook. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -19,15 +20,26 @@ int pcn_inject(struct __sk_buff *skb) {
         return TC_ACT_SHOT;
     if (bpf_skb_change_tail(skb, len - sizeof(trailer), 0) < 0)
         return TC_ACT_SHOT;
-    if (trailer.kind == PCN_OUT_TO_NETDEV)
+    switch (trailer.kind) {
+    case PCN_OUT_TO_NETDEV:
         return bpf_redirect(trailer.target, 0);
-    skb->cb[0] = trailer.port;
-    skb->cb[1] = 0;
-    skb->cb[2] = trailer.md[0];
-    skb->cb[3] = trailer.md[1];
-    skb->cb[4] = trailer.md[2];
-    bpf_tail_call(skb, &pcn_nodes_tc, trailer.target);
-    return TC_ACT_SHOT;
+    case PCN_OUT_TO_STACK:
+        skb->mark = PCN_MARK_PASS;
+        return bpf_redirect(trailer.target, BPF_F_INGRESS);
+    case PCN_OUT_TO_WIRE:
+        skb->mark = PCN_MARK_PASS;
+        return bpf_redirect(trailer.target, 0);
+    case PCN_OUT_TO_CUBE:
+        skb->cb[0] = trailer.port;
+        skb->cb[1] = 0;
+        skb->cb[2] = trailer.md[0];
+        skb->cb[3] = trailer.md[1];
+        skb->cb[4] = trailer.md[2];
+        bpf_tail_call(skb, &pcn_nodes_tc, trailer.target);
+        return TC_ACT_SHOT;
+    default:
+        return TC_ACT_SHOT;
+    }
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,5 +1,6 @@
-/* Entry from a netdev into a cube (TC ingress of the netdev): mark the packet as arriving on the
- * cube's port and jump to the cube. Both are load-time constants. */
+/* Entry from a netdev into the patch panel, at its TC ingress (towards the cubes) or TC egress
+ * (the netdev's egress chain: its cube's egress program, its transparent cubes): mark the packet as
+ * arriving on a port and jump. Both are load-time constants. */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -16,7 +17,12 @@ struct {
 } pcn_netdev_missed SEC(".maps");
 
 SEC("tc")
-int pcn_netdev_ingress(struct __sk_buff *skb) {
+int pcn_netdev_entry(struct __sk_buff *skb) {
+    /* A packet-out that was already through this netdev's chain. */
+    if (skb->mark == PCN_MARK_PASS) {
+        skb->mark = 0;
+        return TC_ACT_OK;
+    }
     skb->cb[0] = pcn_netdev.target_port;
     skb->cb[1] = 0;
     skb->cb[2] = 0;

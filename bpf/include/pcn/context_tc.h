@@ -10,6 +10,7 @@
 
 #define CTXTYPE __sk_buff
 #define PCN_HOOK_TC 1
+#define PCN_SECTION "tc"
 
 static __always_inline void *pcn_data(struct __sk_buff *ctx) { return (void *)(long)ctx->data; }
 static __always_inline void *pcn_data_end(struct __sk_buff *ctx) { return (void *)(long)ctx->data_end; }
@@ -27,7 +28,7 @@ static __always_inline void pcn_md_load(struct __sk_buff *ctx, struct pkt_metada
 }
 
 static __always_inline void pcn_md_store(struct __sk_buff *ctx, const struct pkt_metadata *md, __u16 in_port) {
-    ctx->cb[0] = in_port;
+    ctx->cb[0] = in_port; /* reason 0 */
     ctx->cb[1] = md->traffic_class;
     ctx->cb[2] = md->md[0];
     ctx->cb[3] = md->md[1];

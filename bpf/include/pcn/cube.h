@@ -6,7 +6,7 @@
 #define PCN_CUBE_H
 
 #ifdef PCN_XDP
-#error "XDP cubes are not built yet"
+#include "context_xdp.h"
 #else
 #include "context_tc.h"
 #endif
@@ -14,8 +14,8 @@
 #include "maps.h"
 #include "stats.h"
 
-/* Which µCube this object is: 0 is the MASTER (the cube's entry), 1.. are SLAVEs reached with
- * call_ingress_program(). pcn-core compiles each with -DPCN_UCUBE_INDEX=i. */
+/* Which µCube this object is: 0 is the MASTER (the entry), 1.. are SLAVEs reached with
+ * call_ingress_program() / call_egress_program(). pcn-core compiles each with -DPCN_UCUBE_INDEX=i. */
 #ifndef PCN_UCUBE_INDEX
 #define PCN_UCUBE_INDEX 0
 #endif
@@ -23,13 +23,34 @@
 /* Filled by pcn-core at load time. */
 const volatile struct pcn_cube_config pcn_config SEC(".rodata.pcn") = {};
 
-/* This cube's µCubes (SHARED by all of them: pcn-core gives every µCube the cube's pinned maps). */
+/* This cube's µCubes (SHARED by all of them: pcn-core gives every µCube the cube's pinned maps).
+ * A prog array holds one program type, so an XDP cube's egress programs built for TC (the host
+ * stack's traffic) have their own array. */
+#if !defined(PCN_EGRESS)
 struct {
     __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
     __uint(max_entries, PCN_MAX_UCUBES);
     __type(key, __u32);
     __type(value, __u32);
 } pcn_ingress_programs SEC(".maps");
+#define PCN_UCUBES pcn_ingress_programs
+#elif defined(PCN_XDP)
+struct {
+    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+    __uint(max_entries, PCN_MAX_UCUBES);
+    __type(key, __u32);
+    __type(value, __u32);
+} pcn_egress_programs_xdp SEC(".maps");
+#define PCN_UCUBES pcn_egress_programs_xdp
+#else
+struct {
+    __uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+    __uint(max_entries, PCN_MAX_UCUBES);
+    __type(key, __u32);
+    __type(value, __u32);
+} pcn_egress_programs SEC(".maps");
+#define PCN_UCUBES pcn_egress_programs
+#endif
 
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md);
 
@@ -43,22 +64,35 @@ static __always_inline int pcn_pkt_drop(struct CTXTYPE *ctx, struct pkt_metadata
     return RX_DROP;
 }
 
-/* Continues in µCube `index` of this cube; its handle_rx sees the metadata as it is in `md` now.
- * Use as `return call_ingress_program_with_metadata(ctx, md, 1);`: if that µCube is not loaded the
- * packet is dropped and counted as a missed tail call. */
-static __always_inline int call_ingress_program_with_metadata(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 index) {
-    pcn_md_store(ctx, md, md->in_port);
-    bpf_tail_call(ctx, &pcn_ingress_programs, index);
+/* Continues in µCube `index` of this cube's program of the same direction; its handle_rx sees
+ * the metadata as it is in `md` now. Use as `return call_ingress_program_with_metadata(ctx, md, 1);`:
+ * if that µCube is not loaded the packet is dropped and counted as a missed tail call. */
+static __always_inline int pcn_call_ucube(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 index) {
+    if (md)
+        pcn_md_store(ctx, md, md->in_port);
+    bpf_tail_call(ctx, &PCN_UCUBES, index);
     pcn_drop(ctx, PCN_DROP_MISSED_TAIL_CALL);
     return PCN_RX_DROPPED_COUNTED;
 }
 
+#ifndef PCN_EGRESS
+static __always_inline int call_ingress_program_with_metadata(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 index) {
+    return pcn_call_ucube(ctx, md, index);
+}
+
 /* The same without carrying changes made to md (the µCube sees the metadata the cube received). */
 static __always_inline int call_ingress_program(struct CTXTYPE *ctx, __u32 index) {
-    bpf_tail_call(ctx, &pcn_ingress_programs, index);
-    pcn_drop(ctx, PCN_DROP_MISSED_TAIL_CALL);
-    return PCN_RX_DROPPED_COUNTED;
+    return pcn_call_ucube(ctx, 0, index);
 }
+#else
+static __always_inline int call_egress_program_with_metadata(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 index) {
+    return pcn_call_ucube(ctx, md, index);
+}
+
+static __always_inline int call_egress_program(struct CTXTYPE *ctx, __u32 index) {
+    return pcn_call_ucube(ctx, 0, index);
+}
+#endif
 
 /* Sends a copy of the packet, with `reason` and `metadata`, to the cube's slow path (its cube-host,
  * through pcn-core). Returns the verdict "handled by the slow path": `return` it to stop here, or
@@ -71,7 +105,7 @@ static __always_inline int pcn_pkt_controller_with_metadata(struct CTXTYPE *ctx,
         pcn_drop(ctx, PCN_DROP_SLOW_PATH_FULL);
         return PCN_RX_DROPPED_COUNTED;
     }
-    __u32 len = pcn_len(ctx);
+    __u64 len = pcn_len(ctx);
     record->cube_id = pcn_config.cube_id;
     record->port = md->in_port;
 #ifdef PCN_EGRESS
@@ -111,31 +145,55 @@ static __always_inline void pcn_tail_call_node(struct CTXTYPE *ctx, __u32 node, 
                  "r2 = %[map] ll\n\t"
                  "r3 = %[node]\n\t"
                  "call 12\n\t"
-                 :: [ctx] "r"(ctx), [map] "i"(&pcn_nodes_tc), [node] "r"(node), [site] "i"(site)
+                 :: [ctx] "r"(ctx), [map] "i"(&PCN_NODES), [node] "r"(node), [site] "i"(site)
                  : "r0", "r1", "r2", "r3", "r4", "r5");
 }
 
-/* Forwards through a port whose index is a constant: the peer is a load-time constant, so the
- * tail call uses a constant key (a direct jump once JITed). */
-static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
-    const __u32 kind = pcn_config.peers[port].kind;
-    struct pcn_port_stats *out = pcn_port_stats_slot(port);
-    if (out && kind != PCN_PEER_NONE) {
-        out->tx_packets++;
-        out->tx_bytes += pcn_len(ctx);
-    }
-    const __u32 target = pcn_config.peers[port].target;
+/* Sends the packet to a hop whose fields are load-time constants: the tail call uses a constant
+ * key (a direct jump once JITed). `site` must differ between call sites. */
+static __always_inline int pcn_go(struct CTXTYPE *ctx, struct pkt_metadata *md, const volatile struct pcn_port_peer *hop,
+                                  const __u32 site) {
+    const __u32 kind = hop->kind;
     if (kind == PCN_PEER_NETDEV)
-        return pcn_redirect_netdev(ctx, target);
+        return pcn_redirect_netdev(ctx, hop->target);
     if (kind == PCN_PEER_CUBE) {
-        pcn_md_store(ctx, md, pcn_config.peers[port].peer_port);
-        pcn_tail_call_node(ctx, target, port);
+        pcn_md_store(ctx, md, hop->peer_port);
+        pcn_tail_call_node(ctx, hop->target, site);
         return pcn_drop(ctx, PCN_DROP_MISSED_TAIL_CALL);
     }
+    if (kind == PCN_PEER_STACK)
+        return PCN_ACT_PASS;
     return pcn_drop(ctx, PCN_DROP_NO_PEER);
 }
 
-_Static_assert(PCN_MAX_PORTS == 16, "pcn_forward has one case per port: keep them in step");
+static __always_inline void pcn_count_tx(struct CTXTYPE *ctx, __u32 port) {
+    struct pcn_port_stats *out = pcn_port_stats_slot(port);
+    if (out) {
+        out->tx_packets++;
+        out->tx_bytes += pcn_len(ctx);
+    }
+}
+
+static __always_inline void pcn_count_rx(struct pkt_metadata *md, __u32 port) {
+    struct pcn_port_stats *in = pcn_port_stats_slot(port);
+    if (in) {
+        in->rx_packets++;
+        in->rx_bytes += md->packet_len;
+    }
+}
+
+/* Forwards through a port whose index is a constant. */
+static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
+    if (pcn_config.peers[port].kind != PCN_PEER_NONE)
+        pcn_count_tx(ctx, port);
+    return pcn_go(ctx, md, &pcn_config.peers[port], port);
+}
+
+_Static_assert(PCN_MAX_PORTS == 16, "the port switches have one case per port: keep them in step");
+
+#define PCN_PORT_CASES(CASE) \
+    CASE(0) CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) \
+    CASE(8) CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15)
 
 #define PCN_FORWARD_CASE(i) \
     case i: \
@@ -146,16 +204,13 @@ static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata 
     if (port >= pcn_config.port_count)
         return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
     switch (port) {
-    PCN_FORWARD_CASE(0) PCN_FORWARD_CASE(1) PCN_FORWARD_CASE(2) PCN_FORWARD_CASE(3)
-    PCN_FORWARD_CASE(4) PCN_FORWARD_CASE(5) PCN_FORWARD_CASE(6) PCN_FORWARD_CASE(7)
-    PCN_FORWARD_CASE(8) PCN_FORWARD_CASE(9) PCN_FORWARD_CASE(10) PCN_FORWARD_CASE(11)
-    PCN_FORWARD_CASE(12) PCN_FORWARD_CASE(13) PCN_FORWARD_CASE(14) PCN_FORWARD_CASE(15)
+    PCN_PORT_CASES(PCN_FORWARD_CASE)
     default:
         return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
     }
 }
 
-/* How both entry programs end for every verdict but a redirect. */
+/* How the entry programs end for every verdict they do not route themselves. */
 static __always_inline int pcn_finish(struct CTXTYPE *ctx, struct pcn_cube_stats *stats, int verdict) {
     switch (verdict) {
     case RX_OK:
@@ -175,19 +230,71 @@ static __always_inline int pcn_finish(struct CTXTYPE *ctx, struct pcn_cube_stats
     }
 }
 
-#ifndef PCN_EGRESS
-SEC("tc")
+#if defined(PCN_TRANSPARENT)
+/* A transparent cube: no ports. handle_rx sees md->in_port = the direction (0 ingress, 1 egress);
+ * RX_OK sends the packet on to the next hop of its chain (peers[0]); port counters 0 and 1 count
+ * what entered and left in each direction. */
+#ifdef PCN_EGRESS
+#define PCN_TRANSPARENT_DIRECTION 1
+#else
+#define PCN_TRANSPARENT_DIRECTION 0
+#endif
+SEC(PCN_SECTION)
+int pcn_transparent(struct CTXTYPE *ctx) {
+    struct pkt_metadata md = {};
+    pcn_md_load(ctx, &md);
+    md.in_port = PCN_TRANSPARENT_DIRECTION;
+    md.reason = 0;
+    struct pcn_cube_stats *stats = pcn_stats_slot();
+#if PCN_UCUBE_INDEX == 0
+    pcn_count_rx(&md, PCN_TRANSPARENT_DIRECTION);
+#endif
+    int verdict = handle_rx(ctx, &md);
+    if (verdict == RX_OK) {
+        if (stats)
+            stats->passed++;
+        pcn_count_tx(ctx, PCN_TRANSPARENT_DIRECTION);
+        return pcn_go(ctx, &md, &pcn_config.peers[0], 32);
+    }
+    if (verdict == RX_REDIRECT)
+        return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
+    return pcn_finish(ctx, stats, verdict);
+}
+#elif defined(PCN_EGRESS)
+#define PCN_EGRESS_CASE(i) \
+    case i: \
+        return pcn_go(ctx, md, &pcn_config.egress_next[i], 16 + i);
+
+/* Where a packet the egress program lets through port `port` goes: the netdev's egress chain. */
+static __always_inline int pcn_egress_next(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
+    switch (port) {
+    PCN_PORT_CASES(PCN_EGRESS_CASE)
+    default:
+        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+    }
+}
+
+/* A standard cube's egress program: runs for what leaves a port whose peer is a netdev, both what
+ * the cube forwards there and what the host stack sends there. md->in_port is that port. RX_OK
+ * lets the packet go on; a redirect is not possible here (counted as a bad verdict). */
+SEC(PCN_SECTION)
+int pcn_cube_egress(struct CTXTYPE *ctx) {
+    struct pkt_metadata md = {};
+    pcn_md_load(ctx, &md);
+    int verdict = handle_rx(ctx, &md);
+    if (verdict == RX_OK)
+        return pcn_egress_next(ctx, &md, md.in_port);
+    return pcn_finish(ctx, pcn_stats_slot(), verdict == RX_REDIRECT ? -1 : verdict);
+}
+#else
+SEC(PCN_SECTION)
 int pcn_cube_ingress(struct CTXTYPE *ctx) {
     struct pkt_metadata md = {};
     pcn_md_load(ctx, &md);
     struct pcn_cube_stats *stats = pcn_stats_slot();
 #if PCN_UCUBE_INDEX == 0
     /* A packet is received once per cube: by its MASTER. */
-    struct pcn_port_stats *in = pcn_port_stats_slot(md.in_port);
-    if (in) {
-        in->rx_packets++;
-        in->rx_bytes += md.packet_len;
-    }
+    pcn_count_rx(&md, md.in_port);
 #endif
     int verdict = handle_rx(ctx, &md);
     if (verdict == RX_REDIRECT) {
@@ -196,27 +303,6 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
         return pcn_forward(ctx, &md, md.reason);
     }
     return pcn_finish(ctx, stats, verdict);
-}
-#else
-/* The port whose peer is the netdev with `ifindex`, or PCN_NO_PORT. */
-static __always_inline __u16 pcn_port_of_netdev(__u32 ifindex) {
-#pragma unroll
-    for (__u32 i = 0; i < PCN_MAX_PORTS; i++) {
-        if (i < pcn_config.port_count && pcn_config.peers[i].kind == PCN_PEER_NETDEV && pcn_config.peers[i].target == ifindex)
-            return i;
-    }
-    return PCN_NO_PORT;
-}
-
-/* The cube's egress program, at the TC egress hook of each netdev that is the peer of one of its
- * ports: it sees what the cube sends there and what the host stack sends there. md->in_port is that
- * port. RX_OK lets the packet leave; a redirect is not possible here (counted as a bad verdict). */
-SEC("tc")
-int pcn_cube_egress(struct CTXTYPE *ctx) {
-    struct pkt_metadata md = {};
-    md.in_port = pcn_port_of_netdev(ctx->ifindex);
-    md.packet_len = pcn_len(ctx);
-    return pcn_finish(ctx, pcn_stats_slot(), handle_rx(ctx, &md));
 }
 #endif
 

@@ -53,9 +53,16 @@ struct pkt_metadata {
  * injection program strips the trailer and sends the frame on. */
 #define PCN_PACKET_OUT_MAGIC 0x70636e6fU /* "pcno" */
 enum pcn_packet_out_kind {
-    PCN_OUT_TO_CUBE = 1,    /* enter cube `target` (node) at port `port` */
-    PCN_OUT_TO_NETDEV = 2,  /* leave through netdev `target` (ifindex) */
+    PCN_OUT_TO_CUBE = 1,     /* enter TC program `target` (node) at port `port` */
+    PCN_OUT_TO_NETDEV = 2,   /* leave through netdev `target` (ifindex), its egress chain included */
+    PCN_OUT_TO_CUBE_XDP = 3, /* enter XDP program `target` (node) at port `port` */
+    PCN_OUT_TO_STACK = 4,    /* up the host stack of netdev `target`, past its entry program */
+    PCN_OUT_TO_WIRE = 5,     /* out of netdev `target`, past its egress chain */
 };
+
+/* skb->mark of a packet-out that must pass a netdev's entry program untouched (TO_STACK, TO_WIRE);
+ * the entry program clears it. */
+#define PCN_MARK_PASS 0x70636e21U
 struct pcn_packet_out_trailer {
     __u32 target;
     __u16 port;
@@ -77,34 +84,39 @@ struct pcn_packet_out_request {
     __u32 md[3];
 };
 
-/* Where a port leads. */
+/* Where a packet goes next (a "hop"): out of a port, or on from a transparent cube. */
 enum pcn_peer_kind {
-    PCN_PEER_NONE = 0,
-    PCN_PEER_NETDEV = 1,
-    PCN_PEER_CUBE = 2,
+    PCN_PEER_NONE = 0,    /* nowhere: dropped and counted (no-peer) */
+    PCN_PEER_NETDEV = 1,  /* bpf_redirect to netdev `target` */
+    PCN_PEER_CUBE = 2,    /* tail call into program `target` of the patch panel, arriving on `peer_port` */
+    PCN_PEER_STACK = 3,   /* let the packet go on: up the stack (ingress) or to the wire (egress) */
 };
 
 struct pcn_port_peer {
     __u32 kind;          /* enum pcn_peer_kind */
-    __u32 target;        /* netdev ifindex, or the peer cube's node index */
-    __u32 peer_port;     /* the peer cube's port index (PCN_PEER_CUBE) */
+    __u32 target;        /* netdev ifindex, or a patch-panel node */
+    __u32 peer_port;     /* the port the next cube sees the packet arrive on (PCN_PEER_CUBE) */
     __u32 reserved;
 };
 
 /* Load-time constants of one cube's programs (section .rodata.pcn: the verifier sees them as
  * known values, so jumps use constant keys and dead branches disappear). */
 struct pcn_cube_config {
-    __u32 cube_id;       /* node index in the patch panel */
+    __u32 cube_id;       /* the cube's identity (its first patch-panel node) */
     __u32 log_level;
     __u32 port_count;
     __u32 reserved;
+    /* Standard cube: where each port leads. Transparent cube: peers[0] is the next hop. */
     struct pcn_port_peer peers[PCN_MAX_PORTS];
+    /* Standard cube's egress program: where a packet it lets go through port i goes next (the
+     * netdev's transparent cubes, then the wire). */
+    struct pcn_port_peer egress_next[PCN_MAX_PORTS];
 };
 
 /* Load-time constants of a netdev's entry program. */
 struct pcn_netdev_config {
-    __u32 target_node;   /* cube node to enter */
-    __u32 target_port;   /* the cube's port the netdev is the peer of */
+    __u32 target_node;   /* patch-panel node to enter */
+    __u32 target_port;   /* the port it sees the packet arrive on */
 };
 
 /* Why a packet was dropped or lost; counted per cube (one drop path: pcn_drop). */

@@ -1,0 +1,92 @@
+import Foundation
+import IPC
+import PCNDatapathABI
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// pcn-core on a test's own paths, and the bus client that drives it.
+class CoreTestCase: XCTestCase {
+    var directory = ""
+    var bpffsRoot = ""
+    var core: Child?
+    var bus: BusClient?
+    let network = TestNetwork()
+
+    override func setUp() async throws {
+        directory = makeTemporaryDirectory()
+        bpffsRoot = "/sys/fs/bpf/pcntest-dp-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        try await setUpCoreOnly()
+    }
+
+    /// Starts pcn-core on this test's paths and connects the test's bus client.
+    func setUpCoreOnly() async throws {
+        core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
+                                      "--bpffs-root", bpffsRoot, "--log-level", "warning",
+                                      "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
+        client.start()
+        let registered = await client.waitUntilRegistered(timeout: .seconds(15))
+        XCTAssertTrue(registered)
+        bus = client
+    }
+
+    override func tearDown() {
+        bus?.stop()
+        core?.killAndWait(SIGTERM)
+        network.tearDown()
+        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    @discardableResult
+    func core(_ method: String, _ body: [String: Any]) async throws -> BusMessage {
+        let payload = try Array(JSONSerialization.data(withJSONObject: body))
+        return try await bus!.request("core", method: method, payload: payload, timeout: .seconds(60))
+    }
+
+    func expectFailure(_ method: String, _ body: [String: Any], containing text: String,
+                               file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await core(method, body)
+            XCTFail("\(method) \(body) succeeded", file: file, line: line)
+        } catch {
+            XCTAssertTrue("\(error)".contains(text), "\(method): '\(error)' does not mention '\(text)'", file: file, line: line)
+        }
+    }
+
+    /// `cube.list`: every cube with its node and ports.
+    func cubeList() async throws -> [[String: Any]] {
+        let answer = try await core("cube.list", [:])
+        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [[String: Any]]
+    }
+
+    func stats(_ cube: String) async throws -> [String: Any] {
+        let answer = try await core("cube.stats", ["name": cube])
+        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [String: Any]
+    }
+
+    /// Cubes c1...cN in a line between two netdevs.
+    func chain(_ count: Int, from veth1: String, to veth2: String, type: String = "TC") async throws {
+        for i in 1...count {
+            try await core("cube.create", ["name": "c\(i)", "service": "testfwd", "type": type])
+            try await core("port.add", ["cube": "c\(i)", "port": "p0"])
+            try await core("port.add", ["cube": "c\(i)", "port": "p1"])
+        }
+        for i in 1..<count {
+            try await core("port.set-peer", ["cube": "c\(i)", "port": "p1", "peer": "c\(i + 1):p0"])
+        }
+        try await core("port.set-peer", ["cube": "c1", "port": "p0", "peer": veth1])
+        try await core("port.set-peer", ["cube": "c\(count)", "port": "p1", "peer": veth2])
+    }
+
+    /// Namespaces a (10.200.subnet.1) and b (.2), joined by a chain of `cubes` wires c1...cN.
+    func hostsJoined(subnet: Int, cubes: Int, type: String = "TC") async throws -> (a: String, veth1: String, veth2: String) {
+        let (a, veth1) = try network.host("a", address: "10.200.\(subnet).1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.\(subnet).2/24")
+        try await chain(cubes, from: veth1, to: veth2, type: type)
+        return (a, veth1, veth2)
+    }
+}
