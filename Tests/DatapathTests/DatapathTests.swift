@@ -286,7 +286,15 @@ final class DatapathTests: CoreTestCase {
     }
 
     func testSlowPathRoundTripThroughPacketOutToEgressAndToIngress() async throws {
-        let (a, veth1, veth2) = try await hostsJoined(subnet: 7, cubes: 1)
+        try await slowPathRoundTrip(type: "TC", subnet: 7)
+    }
+
+    func testSlowPathRoundTripThroughPacketOutToEgressAndToIngressXDP() async throws {
+        try await slowPathRoundTrip(type: "XDP_SKB", subnet: 17)
+    }
+
+    private func slowPathRoundTrip(type: String, subnet: Int) async throws {
+        let (a, veth1, _) = try await hostsJoined(subnet: subnet, cubes: 1, type: type)
         // Everything a sends goes to the slow path, unless it comes back from it (md[0] == 77).
         try await core("cube.reload", ["name": "c1", "index": "0", "code": """
             #include <pcn/cube.h>
@@ -296,7 +304,7 @@ final class DatapathTests: CoreTestCase {
                 return pcn_pkt_redirect(ctx, md, md->in_port == 0 ? 1 : 0);
             }
             """].json)
-        XCTAssertFalse(try network.ping(from: a, to: "10.200.7.2", count: 1), "no slow path yet: a's frames stop in the cube")
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.\(subnet).2", count: 1), "no slow path yet: a's frames stop in the cube")
 
         // The test is the slow path: each packet-in from port 0 goes back out, to p1's egress for the
         // first half of the run and to p0's ingress (marked 77) for the second.
@@ -305,7 +313,7 @@ final class DatapathTests: CoreTestCase {
         let messages = bus!.messages
         let client = bus!
         let reinjected = Task.detached { await DatapathTests.actAsSlowPath(messages: messages, client: client, header: header) }
-        let result = try network.exec(a, ["ping", "-c", "8", "-i", "0.3", "-W", "2", "10.200.7.2"])
+        let result = try network.exec(a, ["ping", "-c", "8", "-i", "0.3", "-W", "2", "10.200.\(subnet).2"])
         XCTAssertTrue(result.stdout.contains("8 packets transmitted, 8 received"), result.stdout)
         reinjected.cancel()
         let counts = await reinjected.value
@@ -316,8 +324,16 @@ final class DatapathTests: CoreTestCase {
     }
 
     func testEgressProgramSeesForwardedAndHostTraffic() async throws {
-        let (a, veth1, _) = try await hostsJoined(subnet: 8, cubes: 1)
-        XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2", count: 1))
+        try await egressProgram(type: "TC", subnet: 8)
+    }
+
+    func testEgressProgramSeesForwardedAndHostTrafficXDP() async throws {
+        try await egressProgram(type: "XDP_SKB", subnet: 18)
+    }
+
+    private func egressProgram(type: String, subnet: Int) async throws {
+        let (a, veth1, _) = try await hostsJoined(subnet: subnet, cubes: 1, type: type)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.\(subnet).2", count: 1))
         let dropAtPort0 = """
             #include <pcn/cube.h>
             static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
@@ -326,20 +342,20 @@ final class DatapathTests: CoreTestCase {
             """
         try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": dropAtPort0].json)
         // b's answers leave through port 0's netdev: the egress program drops them.
-        XCTAssertFalse(try network.ping(from: a, to: "10.200.8.2", count: 1))
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.\(subnet).2", count: 1))
         func serviceDrops() async throws -> Int { (try await stats("c1")["drops"] as? [String: Int])?["service"] ?? 0 }
         let afterForwarded = try await serviceDrops()
         XCTAssertGreaterThan(afterForwarded, 0)
 
         // What the host stack sends out of that netdev goes through the same program.
-        _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.200.8.254/24", "dev", veth1])
-        _ = try runCommand("/usr/bin/ping", ["-c", "1", "-W", "1", "-I", veth1, "10.200.8.1"])
+        _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.200.\(subnet).254/24", "dev", veth1])
+        _ = try runCommand("/usr/bin/ping", ["-c", "1", "-W", "1", "-I", veth1, "10.200.\(subnet).1"])
         let afterHost = try await serviceDrops()
         XCTAssertGreaterThan(afterHost, afterForwarded, "host traffic did not reach the egress program")
 
         let passAll = dropAtPort0.replacingOccurrences(of: "RX_DROP : RX_OK", with: "RX_OK : RX_OK")
         try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": passAll].json)
-        XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2"))
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.\(subnet).2"))
 
         // An egress SLAVE: the MASTER hands every packet to egress µCube 1.
         let callSlave = """
@@ -350,9 +366,9 @@ final class DatapathTests: CoreTestCase {
             """
         try await core("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": dropAtPort0].json)
         try await core("cube.reload", ["name": "c1", "index": "0", "direction": "egress", "code": callSlave].json)
-        XCTAssertFalse(try network.ping(from: a, to: "10.200.8.2", count: 1))
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.\(subnet).2", count: 1))
         try await core("cube.reload", ["name": "c1", "index": "1", "direction": "egress", "code": passAll].json)
-        XCTAssertTrue(try network.ping(from: a, to: "10.200.8.2"))
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.\(subnet).2"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: bpffsRoot + "/cubes/c1/egress-ucube1"))
     }
 

@@ -7,8 +7,11 @@
 //   chains of 1, 2, 4, 8, 16, 32 such cubes: the slope is the cost of one more hop (hop_ns), and
 //   the same with cubes that do no work of their own (testfwd): the framework's part (wire_hop_ns).
 //
-// Last line: RESULT tc_extra_ns=<b - a> hop_ns=<slope> wire_hop_ns=<slope> tc_vanilla_ns=<a> tc_framework_ns=<b>
-// (XDP cubes and the end-to-end veth runs join this benchmark when XDP cubes exist.)
+//   (c) vanilla_xdp and (d) the macswap cube as XDP_SKB, reached the same way from the netdev's
+//       XDP entry program: the framework's cost at the XDP hook.
+//
+// Last line: RESULT tc_extra_ns=<b - a> hop_ns=<slope> wire_hop_ns=<slope> xdp_extra_ns=<d - c>
+//            tc_vanilla_ns=<a> tc_framework_ns=<b> xdp_vanilla_ns=<c> xdp_framework_ns=<d>
 import BPFKit
 import CLibbpfShims
 import DatapathKit
@@ -36,15 +39,16 @@ func shell(_ arguments: [String]) throws {
 }
 
 /// The kernel's average ns per run of `fd` over `frame`, `repeatCount` runs.
-func testRun(_ fd: Int32, frame: [UInt8]) throws -> Double {
+func testRun(_ fd: Int32, frame: [UInt8], expecting verdict: Int32 = TC_ACT_REDIRECT) throws -> Double {
     var retval: UInt32 = 0, duration: UInt32 = 0
     let result = frame.withUnsafeBytes { pcn_prog_test_run(fd, $0.baseAddress, UInt32($0.count), repeatCount, &retval, &duration) }
     guard result == 0 else { throw DatapathError("BPF_PROG_TEST_RUN failed: \(String(cString: strerror(-result)))") }
-    guard retval == UInt32(TC_ACT_REDIRECT) else { throw DatapathError("program returned \(retval), not TC_ACT_REDIRECT: the path is broken") }
+    guard retval == UInt32(verdict) else { throw DatapathError("program returned \(retval), not \(verdict) (redirect): the path is broken") }
     return Double(duration)
 }
 
 let TC_ACT_REDIRECT: Int32 = 7
+let XDP_REDIRECT: Int32 = 4
 
 func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
@@ -98,6 +102,21 @@ struct Bench {
         try vanilla.load()
         let vanillaFD = try vanilla.programFD("vanilla_tc")
 
+        // (c) and (d): XDP.
+        let (xdpEntry, xdpExit) = ("pcnb\(tag)xi", "pcnb\(tag)xo")
+        try shell(["ip", "link", "add", xdpEntry, "type", "veth", "peer", "name", xdpExit])
+        links.append(xdpEntry)
+        let vanillaXDP = try BPFObject(path: try compiler.compile(file: repository.appendingPathComponent("bench/datapath/bpf/vanilla_xdp.c").path, name: "vanilla_xdp"))
+        try vanillaXDP.setSection(".rodata.pcn", to: UInt32(if_nametoindex(xdpExit)))
+        try vanillaXDP.load()
+        let vanillaXDPFD = try vanillaXDP.programFD("vanilla_xdp")
+        _ = try await datapath.createCube(name: "x1", service: "macswap", type: "XDP_SKB")
+        _ = try await datapath.addPort(cube: "x1", port: "p0")
+        _ = try await datapath.addPort(cube: "x1", port: "p1")
+        try await datapath.setPeer(cube: "x1", port: "p0", peer: .netdev(xdpEntry))
+        try await datapath.setPeer(cube: "x1", port: "p1", peer: .netdev(xdpExit))
+        let xdpFrameworkFD = try BPFObject.openPinnedProgram(await datapath.netdevEntryPin(xdpEntry))
+
         // (b) and the chains.
         var entries: [String: Int32] = [:]
         for service in services {
@@ -119,10 +138,12 @@ struct Bench {
 
         var frame = [UInt8](repeating: 0, count: 64)
         frame.replaceSubrange(0..<14, with: [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00])
-        var vanillaRuns: [Double] = []
+        var vanillaRuns: [Double] = [], xdpVanillaRuns: [Double] = [], xdpFrameworkRuns: [Double] = []
         var chainRuns: [String: [Double]] = [:]
         for round in 1...rounds {
             vanillaRuns.append(try testRun(vanillaFD, frame: frame))
+            xdpVanillaRuns.append(try testRun(vanillaXDPFD, frame: frame, expecting: XDP_REDIRECT))
+            xdpFrameworkRuns.append(try testRun(xdpFrameworkFD, frame: frame, expecting: XDP_REDIRECT))
             for service in services {
                 for length in chainLengths {
                     chainRuns["\(service)\(length)", default: []].append(try testRun(entries["\(service)\(length)"]!, frame: frame))
@@ -142,7 +163,11 @@ struct Bench {
             slopes[service] = leastSquaresSlope(medians)
         }
         let b = median(chainRuns["macswap1"]!)
-        print(String(format: "RESULT tc_extra_ns=%.1f hop_ns=%.1f wire_hop_ns=%.1f tc_vanilla_ns=%.1f tc_framework_ns=%.1f",
-                     b - a, slopes["macswap"]!, slopes["testfwd"]!, a, b))
+        let c = median(xdpVanillaRuns), d = median(xdpFrameworkRuns)
+        print("XDP, the same")
+        print(String(format: "  vanilla (c)                %7.1f ns", c))
+        print(String(format: "  macswap cube (d)           %7.1f ns", d))
+        print(String(format: "RESULT tc_extra_ns=%.1f hop_ns=%.1f wire_hop_ns=%.1f xdp_extra_ns=%.1f tc_vanilla_ns=%.1f tc_framework_ns=%.1f xdp_vanilla_ns=%.1f xdp_framework_ns=%.1f",
+                     b - a, slopes["macswap"]!, slopes["testfwd"]!, d - c, a, b, c, d))
     }
 }
