@@ -34,18 +34,37 @@ public final class BPFObject: @unchecked Sendable {
         try BPFError.check(result, "set section \(section) of \(path)")
     }
 
-    /// Before `load()`: maps of this instance that are pinned in `directory` (by map name) are reused,
-    /// so a reloaded or re-adopted program keeps its tables and counters.
-    @discardableResult
-    public func reusePinnedMaps(in directory: String) throws(BPFError) -> Int {
-        let result = pcn_object_reuse_pinned_maps(object, directory)
-        try BPFError.check(result, "reuse the maps pinned in \(directory)")
-        return Int(result)
+    /// The maps that belong to this instance: not data sections, not shared pin-by-name maps.
+    public func instanceMapNames() throws(BPFError) -> [String] {
+        var buffer = [CChar](repeating: 0, count: 16384)
+        let count = pcn_object_instance_maps(object, &buffer, buffer.count)
+        try BPFError.check(count, "list the maps of \(path)")
+        return buffer.withUnsafeBufferPointer { raw in
+            raw.split(separator: 0, omittingEmptySubsequences: true).prefix(Int(count)).map {
+                String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        }
     }
 
-    /// After `load()`: pins this instance's maps in `directory` (those not pinned there yet).
-    public func pinMaps(in directory: String) throws(BPFError) {
-        try BPFError.check(pcn_object_pin_maps(object, directory), "pin maps in \(directory)")
+    /// Before `load()`: map `name` reuses the one pinned at `pinPath`, if any (so a reloaded or
+    /// re-adopted program keeps its tables and counters). Returns whether it did.
+    @discardableResult
+    public func reuseMap(_ name: String, pinnedAt pinPath: String) throws(BPFError) -> Bool {
+        let result = pcn_object_reuse_map(object, name, pinPath)
+        try BPFError.check(result, "reuse map '\(name)' pinned at \(pinPath)")
+        return result == 1
+    }
+
+    /// After `load()`: pins map `name` at `pinPath` unless a map is pinned there already.
+    public func pinMap(_ name: String, at pinPath: String) throws(BPFError) {
+        try BPFError.check(pcn_object_pin_map(object, name, pinPath), "pin map '\(name)' at \(pinPath)")
+    }
+
+    /// The initial contents of a data section, empty if the object has none.
+    public func sectionData(_ section: String) -> [UInt8] {
+        var size = 0
+        guard let data = pcn_object_section_data(object, section, &size), size > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: data, count: size))
     }
 
     /// Loads and verifies every program. A verifier rejection carries the verifier's log.

@@ -72,43 +72,55 @@ static int is_instance_map(struct bpf_map *map) {
     return bpf_map__name(map)[0] != '.' && !bpf_map__pin_path(map);
 }
 
-int pcn_object_reuse_pinned_maps(struct bpf_object *obj, const char *directory) {
+int pcn_object_instance_maps(struct bpf_object *obj, char *names, size_t size) {
     struct bpf_map *map;
-    char path[PATH_MAX];
-    int reused = 0;
+    size_t used = 0;
+    int count = 0;
     bpf_object__for_each_map(map, obj) {
         if (!is_instance_map(map))
             continue;
-        snprintf(path, sizeof(path), "%s/%s", directory, bpf_map__name(map));
-        int fd = bpf_obj_get(path);
-        if (fd < 0) {
-            if (errno == ENOENT)
-                continue;
-            return -errno;
-        }
-        int err = bpf_map__reuse_fd(map, fd);
-        close(fd);
-        if (err)
-            return err;
-        reused++;
+        size_t len = strlen(bpf_map__name(map)) + 1;
+        if (used + len > size)
+            return -ENOSPC;
+        memcpy(names + used, bpf_map__name(map), len);
+        used += len;
+        count++;
     }
-    return reused;
+    return count;
 }
 
-int pcn_object_pin_maps(struct bpf_object *obj, const char *directory) {
+int pcn_object_reuse_map(struct bpf_object *obj, const char *name, const char *path) {
+    struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+    if (!map)
+        return -ENOENT;
+    int fd = bpf_obj_get(path);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int err = bpf_map__reuse_fd(map, fd);
+    close(fd);
+    return err ? err : 1;
+}
+
+int pcn_object_pin_map(struct bpf_object *obj, const char *name, const char *path) {
+    struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+    if (!map)
+        return -ENOENT;
+    if (access(path, F_OK) == 0)
+        return 0;
+    return bpf_obj_pin(bpf_map__fd(map), path) ? -errno : 0;
+}
+
+const void *pcn_object_section_data(struct bpf_object *obj, const char *section, size_t *size) {
     struct bpf_map *map;
-    char path[PATH_MAX];
+    size_t section_len = strlen(section);
     bpf_object__for_each_map(map, obj) {
-        if (!is_instance_map(map))
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", directory, bpf_map__name(map));
-        if (access(path, F_OK) == 0)
-            continue;
-        int err = bpf_obj_pin(bpf_map__fd(map), path);
-        if (err)
-            return -errno;
+        const char *name = bpf_map__name(map);
+        size_t len = strlen(name);
+        if (len >= section_len && strcmp(name + len - section_len, section) == 0)
+            return bpf_map__initial_value(map, size);
     }
-    return 0;
+    *size = 0;
+    return NULL;
 }
 
 int pcn_object_load(struct bpf_object *obj, char *log, size_t log_size) {

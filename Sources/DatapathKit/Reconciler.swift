@@ -21,6 +21,8 @@ struct StageSpec {
     let config: pcn_cube_config
     let placement: Placement
     let pin: String
+    /// Where this µCube's PRIVATE tables are pinned.
+    let privateDirectory: String
     let what: String
 
     var fingerprint: String {
@@ -36,13 +38,18 @@ final class LoadedStage {
     let placement: StageSpec.Placement
     let pin: String
     let cube: String
+    let privateDirectory: String
+    /// Its tables pinned outside the cube (SHARED and PUBLIC scopes).
+    let sharedPins: [String]
     let object: BPFObject
 
-    init(spec: StageSpec, object: BPFObject) {
+    init(spec: StageSpec, object: BPFObject, sharedPins: [String]) {
         fingerprint = spec.fingerprint
         placement = spec.placement
         pin = spec.pin
         cube = spec.cube
+        privateDirectory = spec.privateDirectory
+        self.sharedPins = sharedPins
         self.object = object
     }
 }
@@ -148,7 +155,8 @@ extension Datapath {
                     let pinName = index == 0 ? role.rawValue : "\(role.rawValue)-ucube\(index)" // bpffs names take no dot
                     specs.append(StageSpec(key: "\(cube.name)/\(role.rawValue)/\(index)", cube: cube.name, objectPath: objectPath,
                                            program: program, config: config, placement: placement,
-                                           pin: "\(bpffsRoot)/cubes/\(cube.name)/\(pinName)", what: what))
+                                           pin: "\(bpffsRoot)/cubes/\(cube.name)/\(pinName)",
+                                           privateDirectory: "\(bpffsRoot)/cubes/\(cube.name)/private-\(role.rawValue)-\(index)", what: what))
                 }
             }
         }
@@ -162,13 +170,14 @@ extension Datapath {
     /// netdev entries, then swaps changed programs, then removes what is no longer wanted.
     func reconcile() throws {
         let specs = try desiredStages()
-        var built: [(StageSpec, BPFObject)] = []
+        var built: [(StageSpec, BPFObject, [String])] = []
         for spec in specs where stages[spec.key]?.fingerprint != spec.fingerprint || stages[spec.key]?.placement != spec.placement {
-            built.append((spec, try load(spec)))
+            let (object, sharedPins) = try load(spec)
+            built.append((spec, object, sharedPins))
         }
         // New programs first: nothing jumps to them yet.
-        for (spec, object) in built.sorted(by: { (stages[$0.0.key] == nil ? 0 : 1) < (stages[$1.0.key] == nil ? 0 : 1) }) {
-            try place(spec, object)
+        for (spec, object, sharedPins) in built.sorted(by: { (stages[$0.0.key] == nil ? 0 : 1) < (stages[$1.0.key] == nil ? 0 : 1) }) {
+            try place(spec, object, sharedPins: sharedPins)
         }
         try reconcileNetdevs()
         let wanted = Set(specs.map(\.key))
@@ -180,27 +189,75 @@ extension Datapath {
                 try? BPFMap.openPinned("\(bpffsRoot)/cubes/\(stage.cube)/maps/\(map)").delete(UInt32(index))
             }
             unlink(stage.pin)
+            try? FileManager.default.removeItem(atPath: stage.privateDirectory)
             stages.removeValue(forKey: key)
         }
+        removeUnusedSharedTables()
     }
 
-    private func load(_ spec: StageSpec) throws -> BPFObject {
-        let maps = "\(bpffsRoot)/cubes/\(spec.cube)/maps"
+    /// Where each of the object's tables is pinned, by its scope (bpf/include/pcn/tables.h).
+    private func tablePins(_ object: BPFObject, _ spec: StageSpec) throws -> [String: String] {
+        var scopes: [String: String] = [:]
+        for declaration in object.sectionData(".rodata.pcn_scopes").split(separator: 0) {
+            let text = String(decoding: declaration, as: UTF8.self)
+            guard let equals = text.firstIndex(of: "=") else { continue }
+            scopes[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        var pins: [String: String] = [:]
+        for name in try object.instanceMapNames() {
+            switch scopes[name] {
+            case nil:
+                pins[name] = "\(bpffsRoot)/cubes/\(spec.cube)/maps/\(name)"
+            case "private":
+                pins[name] = "\(spec.privateDirectory)/\(name)"
+            case "public":
+                pins[name] = "\(bpffsRoot)/public/\(name)"
+            case let scope? where scope.hasPrefix("shared:"):
+                let set = String(scope.dropFirst("shared:".count))
+                guard !set.isEmpty, set.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }) else {
+                    throw DatapathError("\(spec.what): table '\(name)' names a shared set '\(set)' that is not a valid name")
+                }
+                pins[name] = "\(bpffsRoot)/shared/\(set)/\(name)"
+            case let scope?:
+                throw DatapathError("\(spec.what): table '\(name)' has an unknown scope '\(scope)'")
+            }
+        }
+        return pins
+    }
+
+    /// SHARED and PUBLIC tables no loaded program uses any more.
+    private func removeUnusedSharedTables() {
+        let used = Set(stages.values.flatMap(\.sharedPins))
+        for directory in ["\(bpffsRoot)/public"] + ((try? FileManager.default.contentsOfDirectory(atPath: "\(bpffsRoot)/shared")) ?? []).map({ "\(bpffsRoot)/shared/\($0)" }) {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !used.contains("\(directory)/\(entry)") {
+                unlink("\(directory)/\(entry)")
+            }
+            rmdir(directory)
+        }
+        rmdir("\(bpffsRoot)/shared")
+    }
+
+    /// Loads a program over its pinned tables; returns it with the pins it shares outside its cube.
+    private func load(_ spec: StageSpec) throws -> (BPFObject, [String]) {
         let object = try BPFObject(path: spec.objectPath, pinRoot: bpffsRoot)
         try object.setSection(".rodata.pcn", to: spec.config)
-        // The cube's tables and counters are pinned: every reload, and a restarted pcn-core, keeps them.
-        try object.reusePinnedMaps(in: maps)
+        // Tables and counters are pinned: every reload, and a restarted pcn-core, keeps them.
+        let pins = try tablePins(object, spec)
+        for (name, pin) in pins { try object.reuseMap(name, pinnedAt: pin) }
         do {
             try object.load()
         } catch {
             throw DatapathError("\(spec.what) was rejected by the verifier: \(error.summary)")
         }
-        for path in ["\(bpffsRoot)/cubes", "\(bpffsRoot)/cubes/\(spec.cube)", maps] { mkdir(path, 0o700) }
-        try object.pinMaps(in: maps)
-        return object
+        for (name, pin) in pins.sorted(by: { $0.key < $1.key }) {
+            try FileManager.default.createDirectory(atPath: (pin as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try object.pinMap(name, at: pin)
+        }
+        let cubeDirectory = "\(bpffsRoot)/cubes/\(spec.cube)/"
+        return (object, pins.values.filter { !$0.hasPrefix(cubeDirectory) }.sorted())
     }
 
-    private func place(_ spec: StageSpec, _ object: BPFObject) throws {
+    private func place(_ spec: StageSpec, _ object: BPFObject, sharedPins: [String]) throws {
         let fd = UInt32(bitPattern: try object.programFD(spec.program))
         switch spec.placement {
         case .panel(let hook, let node):
@@ -209,7 +266,7 @@ extension Datapath {
             try BPFMap.openPinned("\(bpffsRoot)/cubes/\(spec.cube)/maps/\(map)").update(UInt32(index), fd)
         }
         try object.pinProgram(spec.program, at: spec.pin)
-        stages[spec.key] = LoadedStage(spec: spec, object: object)
+        stages[spec.key] = LoadedStage(spec: spec, object: object, sharedPins: sharedPins)
     }
 
     func panel(_ hook: Hook) throws -> BPFMap {
@@ -312,11 +369,6 @@ extension Datapath {
     }
 
     func removePins(ofCube name: String) {
-        let directory = "\(bpffsRoot)/cubes/\(name)"
-        for sub in [directory + "/maps", directory] {
-            for entry in (try? FileManager.default.contentsOfDirectory(atPath: sub)) ?? [] { unlink("\(sub)/\(entry)") }
-        }
-        rmdir(directory + "/maps")
-        rmdir(directory)
+        try? FileManager.default.removeItem(atPath: "\(bpffsRoot)/cubes/\(name)")
     }
 }

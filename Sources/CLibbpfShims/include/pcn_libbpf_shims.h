@@ -13,13 +13,19 @@ struct bpf_object *pcn_object_open(const char *path, const char *pin_root, char 
  * Returns 0, -ENOENT if the object has no such section, -EINVAL on a size mismatch. */
 int pcn_object_set_section(struct bpf_object *obj, const char *section, const void *data, size_t size);
 
-/* Before load: each map of `obj` (data sections and pin-by-name maps excepted) that has a pin
- * `<directory>/<map name>` reuses the pinned map, so tables and counters survive a program reload
- * and a restart of the loader. Returns the number reused or -errno. */
-int pcn_object_reuse_pinned_maps(struct bpf_object *obj, const char *directory);
+/* The names of the maps that belong to this instance (not data sections, not pin-by-name maps),
+ * NUL-separated into names. Returns their number or -ENOSPC. */
+int pcn_object_instance_maps(struct bpf_object *obj, char *names, size_t size);
 
-/* After load: pins those maps that are not pinned yet at `<directory>/<map name>`. 0 or -errno. */
-int pcn_object_pin_maps(struct bpf_object *obj, const char *directory);
+/* Before load: map `name` reuses the map pinned at `path`. Returns 1 if reused, 0 if nothing is
+ * pinned there, or -errno. */
+int pcn_object_reuse_map(struct bpf_object *obj, const char *name, const char *path);
+
+/* After load: pins map `name` at `path` unless something is pinned there already. 0 or -errno. */
+int pcn_object_pin_map(struct bpf_object *obj, const char *name, const char *path);
+
+/* The initial contents of data section `section` (e.g. ".rodata.pcn_scopes"), or NULL. */
+const void *pcn_object_section_data(struct bpf_object *obj, const char *section, size_t *size);
 
 /* Loads the object. On failure returns -errno and writes libbpf's messages, including the
  * verifier log, into log. */

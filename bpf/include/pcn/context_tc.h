@@ -15,6 +15,8 @@
 static __always_inline void *pcn_data(struct __sk_buff *ctx) { return (void *)(long)ctx->data; }
 static __always_inline void *pcn_data_end(struct __sk_buff *ctx) { return (void *)(long)ctx->data_end; }
 static __always_inline __u32 pcn_len(struct __sk_buff *ctx) { return ctx->len; }
+/* The frame's length as a value the verifier can bound: for sizes given to helpers. */
+static __always_inline __u64 pcn_frame_len(struct __sk_buff *ctx) { return ctx->len; }
 
 /* Metadata between cubes travels in skb->cb[0..4]: in_port|reason<<16, traffic_class, md[0..2]. */
 static __always_inline void pcn_md_load(struct __sk_buff *ctx, struct pkt_metadata *md) {

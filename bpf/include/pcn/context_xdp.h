@@ -14,8 +14,10 @@
 
 static __always_inline void *pcn_data(struct xdp_md *ctx) { return (void *)(long)ctx->data; }
 static __always_inline void *pcn_data_end(struct xdp_md *ctx) { return (void *)(long)ctx->data_end; }
-/* From a helper, not data_end - data: the verifier cannot bound a difference of packet pointers. */
-static __always_inline __u64 pcn_len(struct xdp_md *ctx) { return bpf_xdp_get_buff_len(ctx); }
+static __always_inline __u32 pcn_len(struct xdp_md *ctx) { return ctx->data_end - ctx->data; }
+/* The frame's length as a value the verifier can bound (a difference of packet pointers is not):
+ * for sizes given to helpers. */
+static __always_inline __u64 pcn_frame_len(struct xdp_md *ctx) { return bpf_xdp_get_buff_len(ctx); }
 
 static __always_inline struct pkt_metadata *pcn_md_slot(void) {
     __u32 zero = 0;

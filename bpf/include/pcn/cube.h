@@ -13,6 +13,7 @@
 #include "shared.h"
 #include "maps.h"
 #include "stats.h"
+#include "tables.h"
 
 /* Which µCube this object is: 0 is the MASTER (the entry), 1.. are SLAVEs reached with
  * call_ingress_program() / call_egress_program(). pcn-core compiles each with -DPCN_UCUBE_INDEX=i. */
@@ -105,7 +106,7 @@ static __always_inline int pcn_pkt_controller_with_metadata(struct CTXTYPE *ctx,
         pcn_drop(ctx, PCN_DROP_SLOW_PATH_FULL);
         return PCN_RX_DROPPED_COUNTED;
     }
-    __u64 len = pcn_len(ctx);
+    __u64 len = pcn_frame_len(ctx);
     record->cube_id = pcn_config.cube_id;
     record->port = md->in_port;
 #ifdef PCN_EGRESS
