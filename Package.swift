@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CBPF", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev"])]),
         .systemLibrary(name: "CYang", pkgConfig: "libyang", providers: [.apt(["libyang2-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
-        .target(name: "CShims"),
+        .target(name: "CShims", linkerSettings: [.linkedLibrary("systemd")]),
         .target(name: "CLibbpfShims", dependencies: ["CBPF"]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
@@ -52,7 +52,7 @@ let package = Package(
             "DaemonKit", "IPC",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
-        .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC"]),
+        .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "BPFKit", "DatapathKit", "PCNDatapathABI", "CShims"]),
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC"]),
         .executableTarget(name: "pcnctl", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -75,7 +75,8 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
-        .testTarget(name: "DatapathTests", dependencies: ["IPC", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer"]),
+        .testTarget(name: "DatapathTests", dependencies: ["IPC", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
+        .testTarget(name: "LogTests", dependencies: ["DatapathKit", "PCNDatapathABI"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),

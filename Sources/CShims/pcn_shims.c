@@ -175,3 +175,10 @@ int pcn_link_monitor_read(int fd, int *deleted, int max) {
     }
     return count;
 }
+
+#include <systemd/sd-journal.h>
+
+int pcn_journal_send(const char *message, int priority, const char *service, const char *cube, const char *level) {
+    return sd_journal_send("MESSAGE=%s", message, "PRIORITY=%i", priority, "SERVICE=%s", service,
+                           "CUBE=%s", cube, "LEVEL=%s", level, "SYSLOG_IDENTIFIER=pcn", NULL);
+}

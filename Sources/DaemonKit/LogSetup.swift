@@ -44,5 +44,8 @@ public struct LineLogHandler: LogHandler {
         Self.lock.lock()
         FileHandle.standardError.write(Data(text.utf8))
         Self.lock.unlock()
+        let cube = merged["cube"].map { "\($0)" }
+        LogForwarding.shared.forward(label: label, ControlLogLine(component: component, cube: cube, level: ControlLogLine.levelName(level),
+                                                                  message: "\(message)\(fields)"))
     }
 }

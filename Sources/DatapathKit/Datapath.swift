@@ -401,9 +401,32 @@ public actor Datapath {
     public func describe() -> [CubeDescription] {
         topology.cubes.values.sorted { $0.name < $1.name }.map { cube in
             CubeDescription(name: cube.name, service: cube.service, type: cube.type.rawValue, transparent: cube.transparent,
-                            node: cube.node, parent: cube.parent?.description,
+                            node: cube.node, parent: cube.parent?.description, loglevel: (cube.logLevel ?? .info).rawValue,
                             ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description, tcubes: $0.tcubes) })
         }
+    }
+
+    /// Sets a cube's datapath log level: every program of the cube is rebuilt with it and swapped in.
+    public func setLogLevel(cube name: String, level: DatapathLogLevel) throws {
+        _ = try existing(name)
+        try change { $0.cubes[name]!.logLevel = level }
+        logger.info("log level set", metadata: ["cube": "\(name)", "level": "\(level.rawValue)"])
+    }
+
+    /// What pcn-logd needs to turn log records into lines: for each program's `log_source`, its
+    /// cube, service and formats by call-site id.
+    public func logFormats() -> [LogSource] {
+        stages.values.compactMap { stage in
+            guard let cube = topology.cubes[stage.cube] else { return nil }
+            return LogSource(source: stage.logSource, cube: cube.name, service: cube.service,
+                             formats: Dictionary(uniqueKeysWithValues: stage.logFormats.map { ("\($0.key)", $0.value) }))
+        }.sorted { $0.source < $1.source }
+    }
+
+    /// The datapath log ring and its lost-records counter (created with the first program if needed).
+    public func logMaps() throws -> (ring: BPFMap, lost: BPFMap) {
+        if !FileManager.default.fileExists(atPath: "\(bpffsRoot)/pcn_log_ring") { _ = try panel(.tc) }
+        return (try BPFMap.openPinned("\(bpffsRoot)/pcn_log_ring"), try BPFMap.openPinned("\(bpffsRoot)/pcn_log_lost"))
     }
 
     /// The transparent cubes attached to each netdev, in ingress order.
@@ -457,7 +480,17 @@ public struct CubeDescription: Codable, Sendable {
     public var node: UInt32
     /// A transparent cube's attachment (a netdev or cube:port).
     public var parent: String?
+    public var loglevel: String
     public var ports: [PortDescription]
+}
+
+/// One program's log formats (bus method `log.formats`).
+public struct LogSource: Codable, Sendable {
+    public var source: UInt32
+    public var cube: String
+    public var service: String
+    /// Format strings by call-site id (as text: JSON object keys).
+    public var formats: [String: String]
 }
 
 /// A cube's counters summed over CPUs.

@@ -41,6 +41,9 @@ final class LoadedStage {
     let privateDirectory: String
     /// Its tables pinned outside the cube (SHARED and PUBLIC scopes).
     let sharedPins: [String]
+    /// Its pcn_log formats by call-site id, and the source number its records carry.
+    let logFormats: [UInt16: String]
+    let logSource: UInt32
     let object: BPFObject
 
     init(spec: StageSpec, object: BPFObject, sharedPins: [String]) {
@@ -51,6 +54,15 @@ final class LoadedStage {
         privateDirectory = spec.privateDirectory
         self.sharedPins = sharedPins
         self.object = object
+        logSource = spec.config.log_source
+        var formats: [UInt16: String] = [:]
+        for entry in object.sectionData(".rodata.pcn_log").split(separator: 0) {
+            let text = String(decoding: entry, as: UTF8.self)
+            if let colon = text.firstIndex(of: ":"), let id = UInt16(text[..<colon]) {
+                formats[id] = String(text[text.index(after: colon)...])
+            }
+        }
+        logFormats = formats
     }
 }
 
@@ -93,6 +105,7 @@ extension Datapath {
     private func config(of cube: Topology.Cube, _ role: Topology.Role) -> pcn_cube_config {
         var config = pcn_cube_config()
         config.cube_id = cube.node
+        config.log_level = (cube.logLevel ?? .info).value
         let hook = topology.hook(of: cube, role)
         if cube.transparent {
             config.port_count = 1
@@ -127,7 +140,7 @@ extension Datapath {
                 case .egress, .egressTC: codes = cube.egressCode.mapValues { $0 }
                 default: codes = [0: cube.code[0]]
                 }
-                let config = config(of: cube, role)
+                let roleConfig = config(of: cube, role)
                 for (index, code) in codes.sorted(by: { $0.key < $1.key }) {
                     var defines = ["PCN_UCUBE_INDEX=\(index)"]
                     if hook == .xdp { defines.append("PCN_XDP=1") }
@@ -144,6 +157,13 @@ extension Datapath {
                     } catch {
                         throw DatapathError("\(what): \(error)")
                     }
+                    // Names this program's table of log formats: stable for the same program and object,
+                    // so records still in the ring when pcn-core restarts keep their meaning.
+                    var config = roleConfig
+                    var hasher = FNV1a()
+                    hasher.add("\(cube.name)/\(role.rawValue)/\(index)")
+                    hasher.add(objectPath)
+                    config.log_source = UInt32(truncatingIfNeeded: hasher.value)
                     let placement: StageSpec.Placement
                     if index == 0 {
                         placement = .panel(hook, topology.node(cube.name, role))

@@ -44,6 +44,7 @@ struct CubeHost: AsyncParsableCommand {
         let logger = Logger(label: "pcn.cube-host.\(service)")
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         let bus = BusClient(socketPath: paths.busSocket, name: component, logger: Logger(label: "pcn.cube-host.bus"))
+        LogForwarding.shared.attach(bus: bus)
         try await DaemonLifecycle(component: component, paths: paths, logger: logger)
             .run(services: [BusClientService(client: bus), HostEndpoint(bus: bus, service: service)],
                  status: "hosting \(service)")

@@ -41,6 +41,7 @@ struct PcnAPI: AsyncParsableCommand {
         try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
 
         let bus = BusClient(socketPath: paths.busSocket, name: "api", logger: Logger(label: "pcn.api.bus"))
+        LogForwarding.shared.attach(bus: bus)
         let gate = ReadyGate()
         let app = Application(
             router: RestRoutes(bus: bus).router(),

@@ -74,6 +74,7 @@ struct PcnCore: AsyncParsableCommand {
         links.start()
         defer { links.stop() }
         let endpoint = hub.localEndpoint(name: "core")
+        LogForwarding.shared.attach(bus: endpoint)
         let (records, sink) = SlowPath.recordStream()
         let slowPath = SlowPath(endpoint: endpoint, datapath: datapath, logger: Logger(label: "pcn.core.slowpath"))
         let pump = PacketInPump(sink: sink, logger: logger)
@@ -100,6 +101,7 @@ struct CoreEndpoint: Service {
     struct CubeCreate: Codable { var name: String; var service: String; var type: String?; var transparent: Bool? }
     struct Attach: Codable { var cube: String; var to: String; var position: String?; var before: String?; var after: String? }
     struct ChainQuery: Codable { var at: String }
+    struct LogLevelSet: Codable { var name: String; var level: String }
     struct CubeName: Codable { var name: String }
     struct PortRef: Codable { var cube: String; var port: String }
     struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
@@ -158,6 +160,9 @@ struct CoreEndpoint: Service {
     private func handle(_ message: BusMessage) async {
         do {
             let reply: BusReply
+            // What must stay open until the reply (and its fds) is handed to the bus.
+            var keepAlive: [AnyObject] = []
+            defer { withExtendedLifetime(keepAlive) {} }
             switch message.method {
             case "ping":
                 reply = try .json(Pong(component: "pcn-core", pid: getpid()))
@@ -211,6 +216,20 @@ struct CoreEndpoint: Service {
                 reply = try .json(Done())
             case "chain.list":
                 reply = try .json(try await datapath.chain(at: .init(parsing: try message.decode(ChainQuery.self).at)))
+            case "cube.set-loglevel":
+                let body = try message.decode(LogLevelSet.self)
+                guard let level = DatapathLogLevel(parsing: body.level) else {
+                    throw BusError(code: .badRequest, message: "log level '\(body.level)' is not one of \(DatapathLogLevel.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                try await datapath.setLogLevel(cube: body.name, level: level)
+                reply = try .json(Done())
+            case "log.formats":
+                reply = try .json(await datapath.logFormats())
+            case "log.ring":
+                // The ring and the lost counter, as fds: pcn-logd needs no privilege to drain them.
+                let (ring, lost) = try await datapath.logMaps()
+                reply = try .json(Done(), fds: [ring.fd, lost.fd])
+                keepAlive = [ring, lost]
             case "netdev.chains":
                 reply = try .json(await datapath.netdevChains())
             case "port.set-peer":

@@ -13,7 +13,8 @@ struct Entry {
     static func main() async { await DaemonMain.run(PcnLogd.self) }
 }
 
-/// pcn-logd: writes the log lines of the datapath and of the daemons to the log file.
+/// pcn-logd: drains the datapath's log ring and receives the daemons' log lines; writes both, as
+/// `[service] [cube] [LEVEL] message`, to the log file, to journald when it runs, and to stdout.
 struct PcnLogd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pcn-logd",
@@ -21,67 +22,45 @@ struct PcnLogd: AsyncParsableCommand {
 
     @OptionGroup var paths: PathOptions
 
+    @Flag(name: .customLong("stdout"), inversion: .prefixedNo,
+          help: "Also write every line to standard output (default: when it is a terminal).")
+    var toStdout: Bool?
+
     func run() async throws {
         LogSetup.bootstrap(component: "pcn-logd", level: LogSetup.level(named: paths.logLevelName)!)
         let logger = Logger(label: "pcn.logd")
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         try DirectoryCheck.writable(paths.logDir, purpose: "log directory")
-        let file = try LogFile(path: paths.logDir + "/pcn.log")
+        try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
+        let sinks = LogSinks(file: try LogFile(path: paths.logDir + "/pcn.log"),
+                             stdout: toStdout ?? (isatty(STDOUT_FILENO) == 1),
+                             journal: FileManager.default.fileExists(atPath: "/run/systemd/journal/socket"))
+        // Our own lines go straight to the sinks.
+        LogForwarding.shared.attach { line in sinks.write(line) }
         let bus = BusClient(socketPath: paths.busSocket, name: "logd", logger: Logger(label: "pcn.logd.bus"))
+        let reader = DatapathLogReader(bus: bus, sinks: sinks, lostFile: paths.stateDir + "/logd-lost",
+                                       logger: Logger(label: "pcn.logd.datapath"))
         try await DaemonLifecycle(component: "pcn-logd", paths: paths, logger: logger)
-            .run(services: [BusClientService(client: bus), LogSink(bus: bus, file: file, logger: logger)],
-                 status: "writing \(file.path)")
+            .run(services: [BusClientService(client: bus), LogService(bus: bus, sinks: sinks, reader: reader, logger: logger), reader],
+                 status: "writing \(sinks.file.path)")
     }
 }
 
-/// One log record sent over the bus (method `log.line`).
-struct LogLine: Codable {
-    var component: String
-    var level: String
-    var message: String
-}
-
-/// The log file, reopened on SIGHUP so that logrotate can move it away.
-final class LogFile: @unchecked Sendable {
-    let path: String
-    private var fd: Int32
-    private let lock = NSLock()
-
-    init(path: String) throws {
-        self.path = path
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw DaemonError("cannot open log file \(path): \(String(cString: strerror(errno)))") }
-    }
-
-    func write(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        lock.withLock { _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } }
-    }
-
-    func reopen() throws {
-        let fresh = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fresh >= 0 else { throw DaemonError("cannot reopen log file \(path): \(String(cString: strerror(errno)))") }
-        lock.withLock {
-            close(fd)
-            fd = fresh
-        }
-    }
-
-    deinit { close(fd) }
-}
-
-struct LogSink: Service {
+/// Answers the bus: daemons' `log.line` events, and the hub's notices (a pcn-core that registers
+/// is where the datapath's ring comes from).
+struct LogService: Service {
     let bus: BusClient
-    let file: LogFile
+    let sinks: LogSinks
+    let reader: DatapathLogReader
     let logger: Logger
 
     func run() async throws {
         signal(SIGHUP, SIG_IGN)
         let hangup = DispatchSource.makeSignalSource(signal: SIGHUP)
-        hangup.setEventHandler { [file, logger] in
+        hangup.setEventHandler { [sinks, logger] in
             do {
-                try file.reopen()
-                logger.info("reopened \(file.path)")
+                try sinks.file.reopen()
+                logger.info("reopened \(sinks.file.path)")
             } catch {
                 logger.error("\(error)")
             }
@@ -90,22 +69,24 @@ struct LogSink: Service {
         defer { hangup.cancel() }
         await cancelWhenGracefulShutdown {
             for await message in bus.messages {
-                handle(message)
+                await handle(message)
             }
         }
     }
 
-    private func handle(_ message: BusMessage) {
+    private func handle(_ message: BusMessage) async {
         switch message.method {
         case "log.line":
-            guard let line = try? message.decode(LogLine.self) else {
+            guard let line = try? message.decode(ControlLogLine.self) else {
                 logger.warning("malformed log.line from \(message.source)")
                 return
             }
-            file.write("[\(line.component)] [\(line.level.uppercased())] \(line.message)")
+            sinks.write(line)
         case "ping":
             bus.reply(to: message, BusReply(payload: Array("pcn-logd".utf8)))
-        case HubMethod.registered, HubMethod.unregistered:
+        case HubMethod.registered:
+            if (try? message.decode(HubNotice.self))?.name == "core" { await reader.coreRegistered() }
+        case HubMethod.unregistered:
             break
         default:
             bus.fail(message, BusError(code: .unknownMethod, message: "pcn-logd offers no method '\(message.method)'"))

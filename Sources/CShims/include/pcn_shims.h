@@ -48,4 +48,8 @@ int pcn_link_monitor_open(void);
 // deleted[0..max) and returns how many, or -1 with errno.
 int pcn_link_monitor_read(int fd, int *deleted, int max);
 
+// Sends one entry to journald with the fields SERVICE, CUBE and LEVEL (sd_journal_send is variadic).
+// 0 or -errno.
+int pcn_journal_send(const char *message, int priority, const char *service, const char *cube, const char *level);
+
 #endif

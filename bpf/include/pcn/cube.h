@@ -24,6 +24,8 @@
 /* Filled by pcn-core at load time. */
 const volatile struct pcn_cube_config pcn_config SEC(".rodata.pcn") = {};
 
+#include "log.h"
+
 /* This cube's µCubes (SHARED by all of them: pcn-core gives every µCube the cube's pinned maps).
  * A prog array holds one program type, so an XDP cube's egress programs built for TC (the host
  * stack's traffic) have their own array. */

@@ -45,4 +45,20 @@ struct {
     __uint(pinning, LIBBPF_PIN_BY_NAME);
 } pcn_packet_in SEC(".maps");
 
+/* Datapath log records (struct pcn_log_record), drained by pcn-logd. */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 1 << 22);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} pcn_log_ring SEC(".maps");
+
+/* Log records lost because the ring was full (per-CPU, index 0). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+    __uint(pinning, LIBBPF_PIN_BY_NAME);
+} pcn_log_lost SEC(".maps");
+
 #endif

@@ -103,9 +103,9 @@ struct pcn_port_peer {
  * known values, so jumps use constant keys and dead branches disappear). */
 struct pcn_cube_config {
     __u32 cube_id;       /* the cube's identity (its first patch-panel node) */
-    __u32 log_level;
+    __u32 log_level;     /* enum pcn_log_level: pcn_log statements below it are removed */
     __u32 port_count;
-    __u32 reserved;
+    __u32 log_source;    /* names this program's table of log formats (see pcn_log_record) */
     /* Standard cube: where each port leads. Transparent cube: peers[0] is the next hop. */
     struct pcn_port_peer peers[PCN_MAX_PORTS];
     /* Standard cube's egress program: where a packet it lets go through port i goes next (the
@@ -145,6 +145,32 @@ struct pcn_port_stats {
     __u64 rx_bytes;
     __u64 tx_packets;
     __u64 tx_bytes;
+};
+
+/* Datapath log levels, lowest first; a cube at level L keeps the pcn_log statements of level >= L. */
+enum pcn_log_level {
+    PCN_LOG_TRACE = 0,
+    PCN_LOG_DEBUG = 1,
+    PCN_LOG_INFO = 2,
+    PCN_LOG_WARN = 3,
+    PCN_LOG_ERR = 4,
+    PCN_LOG_CRITICAL = 5,
+    PCN_LOG_OFF = 6,
+};
+
+#define PCN_LOG_MAX_ARGS 4
+
+/* One record in the ring `pcn_log_ring`. The format string is not in it: `format` is the id of
+ * the pcn_log call site in the program's section .rodata.pcn_log, which pcn-core reads at load time
+ * and hands to pcn-logd keyed by `source`. */
+struct pcn_log_record {
+    __u32 cube_id;
+    __u32 source;
+    __u16 format;
+    __u8 level;
+    __u8 arg_count;
+    __u32 reserved;
+    __u64 args[PCN_LOG_MAX_ARGS];
 };
 
 #endif
