@@ -67,6 +67,8 @@ let package = Package(
 
         .executableTarget(name: "bench-datapath", dependencies: ["DatapathKit", "BPFKit", "CLibbpfShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/datapath", exclude: ["bpf"]),
+        .executableTarget(name: "bench-log", dependencies: ["DatapathKit", "BPFKit", "CBPF", "CLibbpfShims", "IPC",
+            .product(name: "Logging", package: "swift-log")], path: "bench/log", exclude: ["bpf"]),
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
 

@@ -44,7 +44,7 @@ struct PcnAPI: AsyncParsableCommand {
         LogForwarding.shared.attach(bus: bus)
         let gate = ReadyGate()
         let app = Application(
-            router: RestRoutes(bus: bus).router(),
+            router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log")).router(),
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "pcn-api"),
             onServerRunning: { _ in gate.open() },
             logger: logger)

@@ -5,6 +5,7 @@ import IPC
 /// The REST tree under /polycube/v1.
 struct RestRoutes: Sendable {
     let bus: BusClient
+    let logs: LogsRoute
 
     struct Version: ResponseEncodable {
         var name = "polycube-swift"
@@ -28,6 +29,7 @@ struct RestRoutes: Sendable {
                                           message: "the bus hub (pcn-core) is not reachable: \(error)")
             }
         }
+        v1.get("logs") { request, _ in try await logs.handle(request) }
         return router
     }
 }

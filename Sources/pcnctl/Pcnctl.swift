@@ -37,6 +37,8 @@ struct Pcnctl: AsyncParsableCommand {
               pcnctl <path...> add [k=v...]   POST
               pcnctl <path...> set k=v...     PATCH
               pcnctl <path...> del            DELETE
+              pcnctl logs [CUBE] [--follow] [--level L] [--tail N]
+                                              the datapath's and the daemons' log lines
             """)
 
     @Option(help: "pcn-api URL (env PCN_API_URL, default http://127.0.0.1:9000).")
@@ -48,8 +50,12 @@ struct Pcnctl: AsyncParsableCommand {
     func run() async throws {
         let base = url ?? ProcessInfo.processInfo.environment["PCN_API_URL"].flatMap { $0.isEmpty ? nil : $0 }
             ?? "http://127.0.0.1:9000"
-        let request = try CommandLineRequest(words: words)
         let client = APIClient(base: base)
+        if words.first == "logs" {
+            try await LogsCommand(words: Array(words.dropFirst())).run(client)
+            return
+        }
+        let request = try CommandLineRequest(words: words)
         let (status, body) = try await client.send(request)
         if (200..<300).contains(status) {
             if !body.isEmpty { print(Render.pretty(body)) }
@@ -112,8 +118,71 @@ struct CommandLineRequest: Equatable {
     }
 }
 
+/// `pcnctl logs [CUBE] [--follow|-f] [--level L] [--tail N]`.
+struct LogsCommand {
+    var cube: String?
+    var follow = false
+    var level: String?
+    var tail = 50
+
+    init(words: [String]) throws {
+        var rest = words[...]
+        while let word = rest.popFirst() {
+            switch word {
+            case "--follow", "-f": follow = true
+            case "--level":
+                guard let value = rest.popFirst() else { throw CommandFailure(message: "--level needs a value (TRACE, DEBUG, INFO, WARN, ERR, CRITICAL)", code: 64) }
+                level = value
+            case "--tail", "-n":
+                guard let value = rest.popFirst(), let count = Int(value), count >= 0 else { throw CommandFailure(message: "--tail needs a number of lines", code: 64) }
+                tail = count
+            default:
+                guard !word.hasPrefix("-"), cube == nil else { throw CommandFailure(message: "logs: unexpected '\(word)' (usage: pcnctl logs [CUBE] [--follow] [--level L] [--tail N])", code: 64) }
+                cube = word
+            }
+        }
+    }
+
+    func run(_ client: APIClient) async throws {
+        var query = [("tail", "\(tail)")]
+        if let cube { query.append(("cube", cube)) }
+        if let level { query.append(("level", level)) }
+        var answer = try await client.logs(query)
+        while true {
+            for line in answer.lines { print(line) }
+            fflush(nil)
+            guard follow else { return }
+            answer = try await client.logs(query.filter { $0.0 != "tail" } + [("from", "\(answer.next)"), ("wait", "10")])
+        }
+    }
+}
+
 struct APIClient {
     let base: String
+
+    struct Logs: Decodable {
+        var lines: [String]
+        var next: Int
+    }
+
+    func logs(_ query: [(String, String)]) async throws -> Logs {
+        var components = URLComponents(string: base + "/polycube/v1/logs")
+        components?.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) }
+        guard let url = components?.url else { throw CommandFailure(message: "'\(base)' is not a valid URL", code: 64) }
+        var http = URLRequest(url: url)
+        http.timeoutInterval = 40
+        let (data, response): (Data, URLResponse)
+        do {
+            (data, response) = try await URLSession.shared.data(for: http)
+        } catch {
+            throw CommandFailure(message: "cannot reach pcn-api at \(base): \(error.localizedDescription)", code: 69)
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard status == 200, let logs = try? JSONDecoder().decode(Logs.self, from: data) else {
+            throw CommandFailure(message: Render.error(status: status, body: data), code: 1)
+        }
+        return logs
+    }
 
     func send(_ request: CommandLineRequest) async throws -> (Int, Data) {
         let escaped = request.path.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }

@@ -118,6 +118,52 @@ final class DaemonTests: XCTestCase {
         }
     }
 
+    func testPcnctlLogsFiltersAndFollows() throws {
+        let environment = isolatedEnvironment
+        try FileManager.default.createDirectory(atPath: directory + "/log", withIntermediateDirectories: true)
+        let file = directory + "/log/pcn.log"
+        try """
+            [router] [r1] [INFO] route added
+            [router] [r2] [DEBUG] arp request for 10.0.0.1
+            [pcn-core] [-] [WARN] netdev 'veth9' is gone
+            [router] [r1] [ERR] no route to 10.9.9.9
+
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let api = try Child("pcn-api", [], environment: environment)
+        defer { api.killAndWait(SIGTERM) }
+        try waitForMarker("pcn-api", pid: api.pid)
+        let url = "http://" + environment["PCN_API_ADDR"]!
+        func logs(_ arguments: [String]) throws -> (Int32, [String], String) {
+            let result = try runCommand(binary("pcnctl"), ["--url", url, "logs"] + arguments)
+            return (result.status, result.stdout.split(separator: "\n").map(String.init), result.stderr)
+        }
+        XCTAssertEqual(try logs([]).1.count, 4)
+        XCTAssertEqual(try logs(["r1"]).1, ["[router] [r1] [INFO] route added", "[router] [r1] [ERR] no route to 10.9.9.9"])
+        XCTAssertEqual(try logs(["--level", "warn"]).1, ["[pcn-core] [-] [WARN] netdev 'veth9' is gone", "[router] [r1] [ERR] no route to 10.9.9.9"])
+        XCTAssertEqual(try logs(["r1", "--level", "err", "--tail", "5"]).1, ["[router] [r1] [ERR] no route to 10.9.9.9"])
+        let bad = try logs(["--level", "loud"])
+        XCTAssertEqual(bad.0, 1)
+        XCTAssertTrue(bad.2.contains("level 'loud' is not one of TRACE"), bad.2)
+
+        // --follow prints what is appended, as it comes.
+        let output = directory + "/follow.out"
+        FileManager.default.createFile(atPath: output, contents: nil)
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: binary("pcnctl"))
+        follower.arguments = ["--url", url, "logs", "r2", "--follow", "--tail", "0"]
+        follower.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+        try follower.run()
+        defer { follower.terminate(); follower.waitUntilExit() }
+        usleep(500_000)
+        let append = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        try append.seekToEnd()
+        try append.write(contentsOf: Data("[router] [r1] [INFO] not this one\n[router] [r2] [INFO] arp reply from 10.0.0.1\n".utf8))
+        try append.close()
+        try eventuallySync(timeout: 15) {
+            (try? String(contentsOfFile: output, encoding: .utf8)) == "[router] [r2] [INFO] arp reply from 10.0.0.1\n"
+        }
+    }
+
     private func waitForMarker(_ name: String, pid: Int32) throws {
         let path = directory + "/run/ready/" + name
         try eventuallySync { (try? String(contentsOfFile: path, encoding: .utf8)) == "\(pid)\n" }
