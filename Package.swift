@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
-        .testTarget(name: "DatapathTests", dependencies: ["IPC", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
+        .testTarget(name: "DatapathTests", dependencies: ["IPC", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["DatapathKit", "PCNDatapathABI"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",

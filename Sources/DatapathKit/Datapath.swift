@@ -429,6 +429,39 @@ public actor Datapath {
         return (try BPFMap.openPinned("\(bpffsRoot)/pcn_log_ring"), try BPFMap.openPinned("\(bpffsRoot)/pcn_log_lost"))
     }
 
+    /// The tables of a cube, opened, for its cube-host: those of the cube (`fdb`), its µCubes'
+    /// private ones (`private/<program>-<index>/<table>`), and the shared and public ones its programs
+    /// use (`shared/<set>/<table>`, `public/<table>`). The µCube prog arrays are not handed out.
+    /// `only` picks some by name.
+    public func tables(of name: String, only: [String]? = nil) throws -> [(name: String, map: BPFMap)] {
+        _ = try existing(name)
+        let directory = "\(bpffsRoot)/cubes/\(name)"
+        var found: [(String, String)] = []
+        let frameworkArrays: Set = ["pcn_ingress_programs", "pcn_egress_programs", "pcn_egress_programs_xdp"]
+        for table in (try? FileManager.default.contentsOfDirectory(atPath: directory + "/maps")) ?? [] where !frameworkArrays.contains(table) {
+            found.append((table, "\(directory)/maps/\(table)"))
+        }
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where entry.hasPrefix("private-") {
+            for table in (try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/\(entry)")) ?? [] {
+                found.append(("private/\(entry.dropFirst("private-".count))/\(table)", "\(directory)/\(entry)/\(table)"))
+            }
+        }
+        for pin in Set(stages.values.filter { $0.cube == name }.flatMap(\.sharedPins)) {
+            found.append((String(pin.dropFirst(bpffsRoot.count + 1)), pin))
+        }
+        if let only {
+            let unknown = only.filter { wanted in !found.contains { $0.0 == wanted } }
+            guard unknown.isEmpty else {
+                throw DatapathError("cube '\(name)' has no table \(unknown.joined(separator: ", ")) (it has \(found.map(\.0).sorted().joined(separator: ", ")))")
+            }
+            found = found.filter { only.contains($0.0) }
+        }
+        return try found.sorted { $0.0 < $1.0 }.map { ($0.0, try BPFMap.openPinned($0.1)) }
+    }
+
+    /// The service of a cube.
+    public func service(of name: String) throws -> String { try existing(name).service }
+
     /// The transparent cubes attached to each netdev, in ingress order.
     public func netdevChains() -> [String: [String]] { topology.netdevChains }
 

@@ -102,6 +102,8 @@ struct CoreEndpoint: Service {
     struct Attach: Codable { var cube: String; var to: String; var position: String?; var before: String?; var after: String? }
     struct ChainQuery: Codable { var at: String }
     struct LogLevelSet: Codable { var name: String; var level: String }
+    struct TablesQuery: Codable { var name: String; var tables: [String]? }
+    struct TableDescription: Codable { var name: String; var type: UInt32; var keySize: Int; var valueSize: Int; var maxEntries: Int }
     struct CubeName: Codable { var name: String }
     struct PortRef: Codable { var cube: String; var port: String }
     struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
@@ -223,6 +225,22 @@ struct CoreEndpoint: Service {
                 }
                 try await datapath.setLogLevel(cube: body.name, level: level)
                 reply = try .json(Done())
+            case "cube.tables":
+                // A cube's tables as fds, in the order of the answer. Only the cube's own cube-host
+                // may have them (a compromised cube-host reaches its own service's tables, no other).
+                let body = try message.decode(TablesQuery.self)
+                let service = try await datapath.service(of: body.name)
+                guard !message.source.hasPrefix("cube-host/") || message.source == "cube-host/\(service)" else {
+                    throw BusError(code: .failed, message: "\(message.source) may not open the tables of cube '\(body.name)' (service \(service))")
+                }
+                let tables = try await datapath.tables(of: body.name, only: body.tables)
+                guard tables.count <= 16 else {
+                    throw BusError(code: .badRequest, message: "cube '\(body.name)' has \(tables.count) tables, more than one answer carries (16): ask for some by name (\(tables.map(\.name).joined(separator: ", ")))")
+                }
+                reply = try .json(tables.map { TableDescription(name: $0.name, type: $0.map.type.rawValue, keySize: $0.map.keySize,
+                                                                valueSize: $0.map.valueSize, maxEntries: $0.map.maxEntries) },
+                                  fds: tables.map(\.map.fd))
+                keepAlive = tables.map(\.map)
             case "log.formats":
                 reply = try .json(await datapath.logFormats())
             case "log.ring":

@@ -1,3 +1,4 @@
+import BPFKit
 import Foundation
 import IPC
 import PCNDatapathABI
@@ -423,6 +424,63 @@ final class DatapathTests: CoreTestCase {
         try await core("cube.destroy", ["name": "c2"])
         XCTAssertFalse(FileManager.default.fileExists(atPath: bpffsRoot + "/shared"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: everyone))
+    }
+
+    func testTheOwningCubeHostGetsItsTablesAsFdsAndNoOneElseDoes() async throws {
+        let (a, _, _) = try await hostsJoined(subnet: 13, cubes: 1)
+        try await core("cube.reload", ["name": "c1", "index": "0", "code": """
+            #include <pcn/cube.h>
+            struct {
+                __uint(type, BPF_MAP_TYPE_ARRAY);
+                __uint(max_entries, 1);
+                __type(key, __u32);
+                __type(value, __u32);
+            } blocked SEC(".maps");
+            static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+                __u32 zero = 0;
+                __u32 *on = bpf_map_lookup_elem(&blocked, &zero);
+                if (on && *on)
+                    return RX_DROP;
+                return pcn_pkt_redirect(ctx, md, md->in_port == 0 ? 1 : 0);
+            }
+            """].json)
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.13.2", count: 1))
+
+        func client(_ name: String) async -> BusClient {
+            let client = BusClient(socketPath: directory + "/run/bus.sock", name: name, logger: quietLogger)
+            client.start()
+            _ = await client.waitUntilRegistered(timeout: .seconds(10))
+            return client
+        }
+        let other = await client("cube-host/router")
+        defer { other.stop() }
+        do {
+            _ = try await other.request("core", method: "cube.tables", payload: Array(#"{"name":"c1"}"#.utf8))
+            XCTFail("another service's cube-host got c1's tables")
+        } catch {
+            XCTAssertTrue("\(error)".contains("cube-host/router may not open the tables of cube 'c1' (service testfwd)"), "\(error)")
+        }
+        let owner = await client("cube-host/testfwd")
+        defer { owner.stop() }
+        let answer = try await owner.request("core", method: "cube.tables", payload: Array(#"{"name":"c1","tables":["blocked"]}"#.utf8))
+        let described = try JSONSerialization.jsonObject(with: Data(answer.payload)) as? [[String: Any]]
+        XCTAssertEqual(described?.map { $0["name"] as? String }, ["blocked"])
+        XCTAssertEqual(answer.fds.count, 1)
+        let blocked = try BPFMap(adopting: answer.fds[0].take())
+        try blocked.update(UInt32(0), UInt32(1))
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.13.2", count: 1), "the datapath did not see the table change")
+        try blocked.update(UInt32(0), UInt32(0))
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.13.2", count: 1))
+
+        let all = try await owner.request("core", method: "cube.tables", payload: Array(#"{"name":"c1"}"#.utf8))
+        let names = (try JSONSerialization.jsonObject(with: Data(all.payload)) as? [[String: Any]])?.compactMap { $0["name"] as? String }
+        XCTAssertEqual(names, ["blocked", "pcn_port_stats", "pcn_stats"])
+        do {
+            _ = try await owner.request("core", method: "cube.tables", payload: Array(#"{"name":"c1","tables":["fdb"]}"#.utf8))
+            XCTFail("an unknown table was handed out")
+        } catch {
+            XCTAssertTrue("\(error)".contains("has no table fdb (it has blocked, pcn_port_stats, pcn_stats)"), "\(error)")
+        }
     }
 
     func testDestroyRemovesExactlyItsPins() async throws {
