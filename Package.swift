@@ -26,6 +26,7 @@ let package = Package(
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .target(name: "CShims", linkerSettings: [.linkedLibrary("systemd")]),
         .target(name: "CLibbpfShims", dependencies: ["CBPF"]),
+        .target(name: "CYangShims", dependencies: ["CYang"]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
 
@@ -35,7 +36,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BPFKit", dependencies: ["CBPF", "CLibbpfShims"]),
-        .target(name: "YangKit", dependencies: ["CYang"]),
+        .target(name: "YangKit", dependencies: ["CYang", "CYangShims"]),
         // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
         .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF", "CShims",
             .product(name: "Logging", package: "swift-log")]),

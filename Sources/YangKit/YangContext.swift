@@ -1,4 +1,8 @@
 import CYang
+import CYangShims
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One validation problem, as libyang reports it: what is wrong and where in the data tree.
 public struct YangIssue: Error, Equatable, CustomStringConvertible, Sendable {
@@ -19,7 +23,8 @@ public final class YangContext {
         // Errors are collected per call and returned to the caller; nothing is printed.
         ly_log_options(UInt32(LY_LOSTORE))
         var created: OpaquePointer?
-        let result = ly_ctx_new(searchDirectory, 0, &created)
+        // Keep the parsed schema reachable from the compiled one: it has the type names as written.
+        let result = ly_ctx_new(searchDirectory, UInt16(LY_CTX_SET_PRIV_PARSED), &created)
         guard result == LY_SUCCESS, let created else {
             throw YangIssue(message: "cannot create a libyang context (error \(result.rawValue))", path: nil)
         }
@@ -55,6 +60,17 @@ public final class YangContext {
         let result = lyd_parse_data_mem(context, json, LYD_JSON, UInt32(LYD_PARSE_STRICT), UInt32(LYD_VALIDATE_PRESENT), &tree)
         defer { lyd_free_all(tree) }
         guard result == LY_SUCCESS else { throw firstIssue(fallback: "data does not validate") }
+    }
+
+    /// Parses config data strictly, validates the whole tree (must, when, leafref, unique, min/max…)
+    /// and returns it as JSON with every default filled in.
+    public func normalize(json: String) throws -> String {
+        ly_err_clean(context, nil)
+        var out: UnsafeMutablePointer<CChar>?
+        let result = pcn_ly_normalize(context, json, &out)
+        defer { free(out) }
+        guard result == 0, let out else { throw firstIssue(fallback: "data does not validate") }
+        return String(cString: out)
     }
 
     private func firstIssue(fallback: String) -> YangIssue {

@@ -89,4 +89,20 @@ class CoreTestCase: XCTestCase {
         try await chain(cubes, from: veth1, to: veth2, type: type)
         return (a, veth1, veth2)
     }
+
+    /// 300 pings 10 ms apart (3 s) from `namespace` while pcn-core is killed with SIGKILL and started
+    /// again: every one must be answered.
+    func assertNoPingLostWhileCoreIsKilled(from namespace: String, to address: String,
+                                           file: StaticString = #filePath, line: UInt = #line) async throws {
+        let flood = Task.detached { [network] in
+            try network.exec(namespace, ["ping", "-c", "300", "-i", "0.01", "-W", "1", address], timeout: 60)
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        bus?.stop()
+        core?.killAndWait(SIGKILL)
+        try await Task.sleep(for: .milliseconds(500))
+        try await setUpCoreOnly()
+        let result = try await flood.value
+        XCTAssertTrue(result.stdout.contains("300 packets transmitted, 300 received"), result.stdout, file: file, line: line)
+    }
 }
