@@ -36,6 +36,11 @@ public struct ConfigCheck {
     public struct Result {
         public var value: Any
         public var errors: [RestconfError]
+
+        public init(value: Any, errors: [RestconfError]) {
+            self.value = value
+            self.errors = errors
+        }
     }
 
     /// `existing` is what is stored now at the same place (nil when it is being created).
