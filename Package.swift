@@ -49,7 +49,7 @@ let package = Package(
 
         // The processes
         .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit", "BPFKit", "PCNDatapathABI"]),
-        .executableTarget(name: "pcn-api", dependencies: [
+        .executableTarget(name: "pcn-api", dependencies: ["YangKit", 
             "DaemonKit", "IPC",
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
@@ -80,6 +80,7 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["DatapathKit", "PCNDatapathABI"]),
+        .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),

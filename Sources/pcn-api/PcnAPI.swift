@@ -22,6 +22,9 @@ struct PcnAPI: AsyncParsableCommand {
     @Option(name: .customLong("api-addr"), help: "HOST:PORT to listen on (env PCN_API_ADDR, default 127.0.0.1:9000).")
     var apiAddressFlag: String?
 
+    @Option(name: .customLong("yang-dir"), help: "The base YANG models (env PCN_YANG_DIR, default: the yang/ of the checkout or /usr/share/pcn/yang).")
+    var yangDirectoryFlag: String?
+
     var apiAddress: String {
         apiAddressFlag ?? ProcessInfo.processInfo.environment["PCN_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:9000"
     }
@@ -40,16 +43,29 @@ struct PcnAPI: AsyncParsableCommand {
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
 
+        guard let yangDirectory = ResourceDirectory.locate(flag: yangDirectoryFlag, environment: "PCN_YANG_DIR", name: "yang", marker: "polycube-base.yang") else {
+            throw DaemonError("cannot find the base YANG models (yang/polycube-base.yang): give --yang-dir")
+        }
         let bus = BusClient(socketPath: paths.busSocket, name: "api", logger: Logger(label: "pcn.api.bus"))
         LogForwarding.shared.attach(bus: bus)
+        let engine: ConfigEngine
+        do {
+            engine = try ConfigEngine(yangDirectory: yangDirectory, datastorePath: paths.stateDir + "/datastore.json", bus: bus,
+                                      logger: Logger(label: "pcn.api.config"))
+        } catch let error as DaemonError {
+            throw error
+        } catch {
+            throw DaemonError("cannot load the base YANG models from \(yangDirectory): \(error)")
+        }
         let gate = ReadyGate()
         let app = Application(
-            router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log")).router(),
+            router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log"), services: ServiceRoutes(engine: engine)).router(),
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "pcn-api"),
             onServerRunning: { _ in gate.open() },
             logger: logger)
         try await DaemonLifecycle(component: "pcn-api", paths: paths, logger: logger)
-            .run(services: [BusClientService(client: bus), app], status: "REST on \(apiAddress)", gate: gate)
+            .run(services: [BusClientService(client: bus), ApiEndpoint(bus: bus, engine: engine, logger: logger), app],
+                 status: "REST on \(apiAddress)", gate: gate)
     }
 }
 
@@ -68,4 +84,48 @@ struct ListenAddress {
     }
 
     var isLoopback: Bool { host == "localhost" || host.hasPrefix("127.") || host == "::1" }
+}
+
+/// What pcn-api answers on the bus: cube-hosts registering their service's model; pcn-core coming
+/// (back) gets the stored configuration replayed.
+struct ApiEndpoint: Service {
+    let bus: BusClient
+    let engine: ConfigEngine
+    let logger: Logger
+
+    struct Registration: Codable { var service: String; var yang: String }
+    struct Done: Codable { var ok = true }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for await message in bus.messages {
+                    group.addTask { await handle(message) }
+                }
+            }
+        }
+    }
+
+    private func handle(_ message: BusMessage) async {
+        switch message.method {
+        case "service.register":
+            do {
+                let registration = try message.decode(Registration.self)
+                try await engine.register(service: registration.service, yang: registration.yang, endpoint: message.source)
+                bus.reply(to: message, try .json(Done()))
+            } catch let failure as RestFailure {
+                bus.fail(message, BusError(code: .badRequest, message: failure.errors.map(\.description).joined(separator: "; ")))
+            } catch {
+                bus.fail(message, BusError(code: .badRequest, message: "\(error)"))
+            }
+        case HubMethod.registered:
+            if (try? message.decode(HubNotice.self))?.name == "core" { await engine.replayAll() }
+        case HubMethod.unregistered:
+            break
+        case "ping":
+            bus.reply(to: message, BusReply(payload: Array("pcn-api".utf8)))
+        default:
+            bus.fail(message, BusError(code: .unknownMethod, message: "pcn-api offers no method '\(message.method)'"))
+        }
+    }
 }

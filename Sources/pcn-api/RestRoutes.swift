@@ -1,11 +1,13 @@
 import Foundation
 import Hummingbird
 import IPC
+import YangKit
 
 /// The REST tree under /polycube/v1.
 struct RestRoutes: Sendable {
     let bus: BusClient
     let logs: LogsRoute
+    let services: ServiceRoutes
 
     struct Version: ResponseEncodable {
         var name = "polycube-swift"
@@ -30,6 +32,19 @@ struct RestRoutes: Sendable {
             }
         }
         v1.get("logs") { request, _ in try await logs.handle(request) }
+        v1.get("services") { _, _ -> Response in
+            let data = await services.engine.serviceList()
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        // Everything else under /polycube/v1 is a service's tree (or a cube's, redirected).
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+            v1.on("**", method: method) { request, _ in
+                let path = request.uri.path
+                let rest = path.hasPrefix("/polycube/v1/") ? String(path.dropFirst("/polycube/v1/".count)) : ""
+                let segments = rest.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+                return await services.handle(request, segments: segments)
+            }
+        }
         return router
     }
 }
@@ -37,10 +52,18 @@ struct RestRoutes: Sendable {
 /// RFC 8040 error bodies.
 enum RestError {
     static func response(status: HTTPResponse.Status, tag: String, message: String, path: String? = nil) -> Response {
-        var error: [String: String] = ["error-type": "application", "error-tag": tag, "error-message": message]
-        if let path { error["error-path"] = path }
-        let body = ["ietf-restconf:errors": ["error": [error]]]
-        let data = (try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()
+        response(status: status, errors: [RestconfError(tag: tag, path: path, message: message)])
+    }
+
+    static func response(status: HTTPResponse.Status, errors: [RestconfError]) -> Response {
+        struct Body: Encodable {
+            struct Errors: Encodable { var error: [RestconfError] }
+            var errors: Errors
+            enum CodingKeys: String, CodingKey { case errors = "ietf-restconf:errors" }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(Body(errors: .init(error: errors)))) ?? Data()
         return Response(status: status, headers: [.contentType: "application/yang-data+json"],
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }

@@ -25,17 +25,7 @@ struct PcnCore: AsyncParsableCommand {
 
     /// The bpf/ tree: flag, environment, else found next to the executable, else the installed copy.
     var bpfDirectory: String? {
-        if let flag = bpfDirectoryFlag { return flag }
-        if let env = ProcessInfo.processInfo.environment["PCN_BPF_DIR"], !env.isEmpty { return env }
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<5 {
-            let candidate = directory.appendingPathComponent("bpf")
-            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent("include/pcn/shared.h").path) {
-                return candidate.path
-            }
-            directory.deleteLastPathComponent()
-        }
-        return FileManager.default.fileExists(atPath: "/usr/share/pcn/bpf/include/pcn/shared.h") ? "/usr/share/pcn/bpf" : nil
+        ResourceDirectory.locate(flag: bpfDirectoryFlag, environment: "PCN_BPF_DIR", name: "bpf", marker: "include/pcn/shared.h")
     }
 
     func run() async throws {

@@ -17,12 +17,18 @@ struct BusPeer: AsyncParsableCommand {
         /// Registers with a raw socket and reads nothing until the file `--resume-when` appears, then
         /// drains and prints `DRAINED <n>`.
         case stall
+        /// A stand-in cube-host: registers the model `--yang` for service `--service` with pcn-api
+        /// (again whenever pcn-api registers), prints `APPLY <cube> <config JSON>` for each
+        /// `cube.apply` and refuses a configuration whose `refuse` leaf is true.
+        case service
     }
 
     @Option var socket: String
     @Option var name: String
     @Option var mode: Mode = .serve
     @Option(help: "stall mode: start draining once this path exists") var resumeWhen: String?
+    @Option(help: "service mode: the service's name") var service: String?
+    @Option(help: "service mode: the service's YANG model file") var yang: String?
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -33,6 +39,7 @@ struct BusPeer: AsyncParsableCommand {
         switch mode {
         case .serve: await serve()
         case .stall: try stall()
+        case .service: try await serveModel()
         }
     }
 
@@ -88,6 +95,50 @@ struct BusPeer: AsyncParsableCommand {
             break
         default:
             client.fail(message, BusError(code: .unknownMethod, message: "peer offers no '\(message.method)'"))
+        }
+    }
+
+    private func serveModel() async throws {
+        guard let service, let yang else { throw ValidationError("--mode service needs --service and --yang") }
+        let model = try String(contentsOfFile: yang, encoding: .utf8)
+        let client = BusClient(socketPath: socket, name: name, logger: Logger(label: "peer.\(name)"))
+        client.start()
+        struct Registration: Codable { var service: String; var yang: String }
+        let payload = Array(try JSONEncoder().encode(Registration(service: service, yang: model)))
+        @Sendable func register() async {
+            for _ in 0..<100 {
+                do {
+                    _ = try await client.request("api", method: "service.register", payload: payload, timeout: .seconds(10))
+                    emit("MODEL REGISTERED")
+                    return
+                } catch {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            }
+        }
+        // Register the model each time we are (re)connected to the hub, and whenever pcn-api comes (back).
+        Task {
+            for await _ in client.registrations { await register() }
+        }
+        for await message in client.messages {
+            switch message.method {
+            case "cube.apply":
+                let body = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any] ?? [:]
+                let cube = body["cube"] as? String ?? "?"
+                let config = body["config"] as? [String: Any]
+                if config?["refuse"] as? Bool == true {
+                    emit("REFUSED \(cube)")
+                    client.fail(message, BusError(code: .failed, message: "cube \(cube): this test service refuses refuse=true"))
+                    continue
+                }
+                let text = config.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map { String(decoding: $0, as: UTF8.self) } ?? "null"
+                emit("APPLY \(cube) \(text)")
+                client.reply(to: message, BusReply(payload: Array("{}".utf8)))
+            case HubMethod.registered:
+                if (try? message.decode(HubNotice.self))?.name == "api" { Task { await register() } }
+            default:
+                client.fail(message, BusError(code: .unknownMethod, message: "peer offers no '\(message.method)'"))
+            }
         }
     }
 

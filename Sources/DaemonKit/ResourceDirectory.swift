@@ -1,0 +1,20 @@
+import Foundation
+
+/// Finds a directory of shipped resources (the `bpf/` tree, the `yang/` models): a flag, else an
+/// environment variable, else next to the executable (a checkout: up to five levels above it), else
+/// the installed copy under /usr/share/pcn.
+public enum ResourceDirectory {
+    /// `marker` is a file the directory must contain, relative to it.
+    public static func locate(flag: String?, environment: String, name: String, marker: String) -> String? {
+        if let flag { return flag }
+        if let value = ProcessInfo.processInfo.environment[environment], !value.isEmpty { return value }
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<5 {
+            let candidate = directory.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: candidate.appendingPathComponent(marker).path) { return candidate.path }
+            directory.deleteLastPathComponent()
+        }
+        let installed = "/usr/share/pcn/\(name)"
+        return FileManager.default.fileExists(atPath: "\(installed)/\(marker)") ? installed : nil
+    }
+}

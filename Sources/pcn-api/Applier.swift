@@ -1,0 +1,138 @@
+import Foundation
+import IPC
+import Logging
+import YangKit
+
+/// Makes the datapath and the service's cube-host match a cube's new configuration. The generic
+/// part (the cube, its type, ports, peers, log level) goes to pcn-core, compared with what pcn-core
+/// has now (so replaying after a restart of either side is the same call); the whole configuration
+/// goes to the cube-host (`cube.apply {cube, config, previous}`). Anything refused undoes what was
+/// done, in reverse order, and the refusal is returned.
+struct Applier {
+    let bus: BusClient
+    let logger: Logger
+
+    private struct CoreCube: Decodable {
+        struct Port: Decodable { var name: String; var peer: String }
+        var name: String
+        var loglevel: String
+        var ports: [Port]
+    }
+
+    nonisolated(nonsending) private func core(_ method: String, _ body: [String: Any]) async throws {
+        _ = try await bus.request("core", method: method, payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(60))
+    }
+
+    nonisolated(nonsending) private func coreCube(_ name: String) async throws -> CoreCube? {
+        let answer = try await bus.request("core", method: "cube.list", timeout: .seconds(10))
+        return try answer.decode([CoreCube].self).first { $0.name == name }
+    }
+
+    private static func ports(_ cube: [String: Any]?) -> [(name: String, peer: String)] {
+        (cube?["ports"] as? [Any] ?? []).compactMap { entry in
+            guard let port = entry as? [String: Any], let name = port["name"] as? String else { return nil }
+            return (name, port["peer"] as? String ?? "")
+        }
+    }
+
+    nonisolated(nonsending) func apply(service: String, endpoint: String, top: SchemaNode, old: [String: Any]?, new: [String: Any]?, replaying: Bool) async throws {
+        guard let name = (new ?? old)?["name"] as? String else { return }
+        let path = "/\(service):\(service)[name='\(name)']"
+        var undo: [() async throws -> Void] = []
+        func rollback() async {
+            for step in undo.reversed() {
+                do { try await step() } catch { logger.error("undoing a refused change of \(name): \(error)") }
+            }
+        }
+        func fail(_ status: Int, _ tag: String, _ errorPath: String, _ error: Error) -> RestFailure {
+            let message = (error as? BusError)?.message ?? "\(error)"
+            return RestFailure(status, tag: tag, path: errorPath, message)
+        }
+
+        let actual: CoreCube?
+        do {
+            actual = try await coreCube(name)
+        } catch {
+            throw RestFailure(503, tag: "resource-denied", "pcn-core is not reachable: \(error)")
+        }
+
+        guard let new else {
+            // Deletion: the cube-host lets go first, then the datapath.
+            try await cubeHost(endpoint, name: name, config: nil, previous: old, path: path)
+            if let actual {
+                for port in actual.ports where !port.peer.isEmpty {
+                    try? await core("port.set-peer", ["cube": name, "port": port.name, "peer": ""])
+                }
+                do {
+                    try await core("cube.destroy", ["name": name])
+                } catch {
+                    throw fail(409, "operation-failed", path, error)
+                }
+            }
+            return
+        }
+
+        do {
+            if actual == nil {
+                let transparent = top.child("ports") == nil
+                try await core("cube.create", ["name": name, "service": service, "type": new["type"] as? String ?? "TC", "transparent": transparent])
+                undo.append { try await core("cube.destroy", ["name": name]) }
+            }
+        } catch {
+            throw fail(409, "operation-failed", path, error)
+        }
+        do {
+            let level = new["loglevel"] as? String ?? "INFO"
+            let previousLevel = actual?.loglevel ?? "INFO"
+            if level != previousLevel {
+                try await core("cube.set-loglevel", ["name": name, "level": level])
+                undo.append { try await core("cube.set-loglevel", ["name": name, "level": previousLevel]) }
+            }
+            let wanted = Self.ports(new)
+            let existing = actual?.ports ?? []
+            for port in existing where !wanted.contains(where: { $0.name == port.name }) {
+                if !port.peer.isEmpty { try await core("port.set-peer", ["cube": name, "port": port.name, "peer": ""]) }
+                try await core("port.remove", ["cube": name, "port": port.name])
+                undo.append {
+                    try await core("port.add", ["cube": name, "port": port.name])
+                    if !port.peer.isEmpty { try await core("port.set-peer", ["cube": name, "port": port.name, "peer": port.peer]) }
+                }
+            }
+            for port in wanted where !existing.contains(where: { $0.name == port.name }) {
+                try await core("port.add", ["cube": name, "port": port.name])
+                undo.append { try await core("port.remove", ["cube": name, "port": port.name]) }
+            }
+            for port in wanted {
+                let before = existing.first { $0.name == port.name }?.peer ?? ""
+                guard port.peer != before else { continue }
+                do {
+                    try await core("port.set-peer", ["cube": name, "port": port.name, "peer": port.peer])
+                    undo.append { try await core("port.set-peer", ["cube": name, "port": port.name, "peer": before]) }
+                } catch where replaying {
+                    // The peer's cube may come with a service that has not registered yet: its own
+                    // replay links the two ends.
+                    logger.info("replay of \(name):\(port.name): peer '\(port.peer)' not linked yet: \((error as? BusError)?.message ?? "\(error)")")
+                } catch {
+                    throw fail(400, "invalid-value", "\(path)/ports[name='\(port.name)']/peer", error)
+                }
+            }
+            try await cubeHost(endpoint, name: name, config: new, previous: replaying ? nil : old, path: path)
+        } catch {
+            await rollback()
+            if let failure = error as? RestFailure { throw failure }
+            throw fail(409, "operation-failed", path, error)
+        }
+    }
+
+    /// The service's part: the cube-host applies the whole configuration of the cube, or refuses.
+    nonisolated(nonsending) private func cubeHost(_ endpoint: String, name: String, config: [String: Any]?, previous: [String: Any]?, path: String) async throws {
+        let body: [String: Any] = ["cube": name, "config": config ?? NSNull(), "previous": previous ?? NSNull()]
+        do {
+            _ = try await bus.request(endpoint, method: "cube.apply", payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(30))
+        } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
+            throw RestFailure(503, tag: "resource-denied", path: path, "\(endpoint) is not running: the change was not applied")
+        } catch let error as BusError {
+            throw RestFailure(409, tag: "operation-failed", path: path, "\(endpoint) refused the change: \(error.message)")
+        }
+    }
+}

@@ -1,0 +1,305 @@
+import DaemonKit
+import Foundation
+import IPC
+import Logging
+import YangKit
+
+/// A refused request: its HTTP status and every error, RFC 8040 style.
+struct RestFailure: Error {
+    let status: Int
+    let errors: [RestconfError]
+
+    init(_ status: Int, _ errors: [RestconfError]) {
+        self.status = status
+        self.errors = errors
+    }
+
+    init(_ status: Int, tag: String, path: String? = nil, _ message: String) {
+        self.init(status, [RestconfError(tag: tag, path: path, message: message)])
+    }
+}
+
+/// The services' models, the datastore, and every write: resolve, validate the whole candidate,
+/// apply to the datapath and the service's cube-host, commit; or refuse with nothing changed. One
+/// actor, so writers are serialised and readers only ever see committed configuration.
+actor ConfigEngine {
+    struct Service {
+        var name: String
+        var yang: String
+        /// The cube-host that registered it (receives `cube.apply`).
+        var endpoint: String
+    }
+
+    private let yangDirectory: String
+    private let bus: BusClient
+    private let logger: Logger
+    private var services: [String: Service] = [:]
+    private var context: YangContext?
+    private var tops: [String: SchemaNode] = [:]
+    private(set) var store: Datastore
+    private let applier: Applier
+
+    init(yangDirectory: String, datastorePath: String, bus: BusClient, logger: Logger) throws {
+        self.yangDirectory = yangDirectory
+        self.bus = bus
+        self.logger = logger
+        store = try Datastore(path: datastorePath)
+        applier = Applier(bus: bus, logger: logger)
+        context = try YangContext(searchDirectory: yangDirectory)
+        _ = try context!.loadModule(named: "polycube-base")
+    }
+
+    // MARK: - Services
+
+    /// A cube-host registers its service's model. The REST tree of the service exists from then on,
+    /// and the service's stored cubes are replayed to the datapath and to it.
+    func register(service name: String, yang: String, endpoint: String) async throws {
+        var models = services
+        models[name] = Service(name: name, yang: yang, endpoint: endpoint)
+        let fresh = try YangContext(searchDirectory: yangDirectory)
+        _ = try fresh.loadModule(named: "polycube-base")
+        for service in models.values.sorted(by: { $0.name < $1.name }) {
+            let module: String
+            do {
+                module = try fresh.addModule(yang: service.yang)
+            } catch {
+                throw RestFailure(400, tag: "invalid-value", "the model of service '\(service.name)' does not load: \(error)")
+            }
+            guard module == service.name else {
+                throw RestFailure(400, tag: "invalid-value", "the model of service '\(service.name)' is module '\(module)': it must be named after the service")
+            }
+            guard let top = fresh.schema(module: module).first(where: { $0.name == module && $0.kind == .list && $0.keys == ["name"] }) else {
+                throw RestFailure(400, tag: "invalid-value", "the model of service '\(service.name)' has no top list '\(module)' keyed by name")
+            }
+            _ = top
+        }
+        services = models
+        context = fresh
+        tops = Dictionary(uniqueKeysWithValues: models.keys.compactMap { name in fresh.schema(module: name).first { $0.name == name }.map { (name, $0) } })
+        logger.info("service registered", metadata: ["service": "\(name)", "by": "\(endpoint)"])
+        await replay(service: name)
+    }
+
+    /// Sends every stored cube of a service to the datapath and to its cube-host (after a restart of
+    /// either, or of everything). Failures are logged: the configuration stays stored.
+    private func replay(service: String) async {
+        guard let top = tops[service], let endpoint = services[service]?.endpoint else { return }
+        let cubes = (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap { $0 as? [String: Any] }
+        for cube in cubes {
+            do {
+                try await applier.apply(service: service, endpoint: endpoint, top: top, old: nil, new: cube, replaying: true)
+            } catch {
+                logger.error("replaying cube '\(cube["name"] ?? "?")' of \(service) failed: \(error)")
+            }
+        }
+        if !cubes.isEmpty { logger.info("replayed \(cubes.count) cubes of \(service)") }
+    }
+
+    /// `GET /polycube/v1/services`, as JSON.
+    /// pcn-core came (back): every registered service's cubes are replayed.
+    func replayAll() async {
+        for service in services.keys.sorted() { await replay(service: service) }
+    }
+
+    func serviceList() -> Data {
+        let list: [[String: Any]] = services.values.sorted { $0.name < $1.name }.map { service in
+            ["name": service.name, "cube-host": service.endpoint,
+             "cubes": (store.document["\(service.name):\(service.name)"] as? [Any])?.count ?? 0]
+        }
+        return (try? JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])) ?? Data("[]".utf8)
+    }
+
+    func schema(of service: String) throws -> SchemaNode {
+        guard let top = tops[service] else {
+            throw RestFailure(404, tag: "invalid-value", "no service '\(service)' is registered (registered: \(services.keys.sorted().joined(separator: ", ")))")
+        }
+        return top
+    }
+
+    /// The service of a cube, for `/<cube>/...` paths.
+    func service(ofCube cube: String) -> String? {
+        for (member, value) in store.document {
+            if (value as? [Any])?.contains(where: { ConfigTree.matches($0, ["name": cube]) }) == true {
+                return String(member.split(separator: ":").first ?? "")
+            }
+        }
+        return nil
+    }
+
+    // MARK: - Reads
+
+    /// The configuration at a target, as JSON.
+    func readJSON(_ target: Target) throws -> Data {
+        try JSONSerialization.data(withJSONObject: try read(target), options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+    }
+
+    private func read(_ target: Target) throws -> Any {
+        let list = store.document["\(target.service):\(target.service)"] as? [Any] ?? []
+        guard let cube = target.cube else { return list }
+        guard let entry = list.first(where: { ConfigTree.matches($0, ["name": cube]) }) else {
+            throw RestFailure(404, tag: "data-missing", path: target.dataPath, "cube '\(cube)' does not exist")
+        }
+        guard let value = ConfigTree.get(entry, target.steps[...]) else {
+            throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath)")
+        }
+        return value
+    }
+
+    var etag: String { store.etag }
+    var lastModified: Date { store.lastModified }
+
+    // MARK: - Writes
+
+    enum Method: String { case post = "POST", put = "PUT", patch = "PATCH", delete = "DELETE" }
+
+    /// One write. Returns true when it created the target.
+    func write(_ method: Method, _ target: Target, body bodyData: Data?, ifMatch: String?) async throws -> Bool {
+        var body: Any?
+        if let bodyData {
+            do {
+                body = try JSONSerialization.jsonObject(with: bodyData, options: [.fragmentsAllowed])
+            } catch {
+                throw RestFailure(400, tag: "malformed-message", "the body is not JSON: \(error.localizedDescription)")
+            }
+        }
+        if let ifMatch, ifMatch != "*", ifMatch != store.etag {
+            throw RestFailure(412, tag: "operation-failed", "If-Match \(ifMatch) does not match the datastore's ETag \(store.etag)")
+        }
+        guard let context, let top = tops[target.service], let endpoint = services[target.service]?.endpoint else {
+            throw RestFailure(404, tag: "invalid-value", "no service '\(target.service)' is registered")
+        }
+        guard let cubeName = target.cube else {
+            throw RestFailure(405, tag: "operation-not-supported", path: target.dataPath, "\(method.rawValue) needs a cube: /polycube/v1/\(target.service)/<cube>")
+        }
+        if !target.node.config {
+            throw RestFailure(405, tag: "operation-not-supported", path: target.dataPath, "'\(target.node.name)' is read-only (state, config false)")
+        }
+        if target.isCollection && method != .post {
+            throw RestFailure(405, tag: "operation-not-supported", path: target.dataPath, "\(method.rawValue) needs an entry of '\(target.node.name)': give its key in the path")
+        }
+        let member = "\(target.service):\(target.service)"
+        let list = store.document[member] as? [Any] ?? []
+        let oldCube = list.first { ConfigTree.matches($0, ["name": cubeName]) } as? [String: Any]
+        let cubePath = "/\(member)[name='\(cubeName)']"
+        let current = oldCube.flatMap { ConfigTree.get($0, target.steps[...]) }
+
+        var newCube: [String: Any]?
+        switch method {
+        case .delete:
+            guard oldCube != nil, current != nil else {
+                throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath)")
+            }
+            newCube = target.steps.isEmpty ? nil : ConfigTree.set(oldCube, target.steps[...], to: nil) as? [String: Any]
+        case .post, .put, .patch:
+            guard let body else { throw RestFailure(400, tag: "malformed-message", "\(method.rawValue) needs a JSON body") }
+            let content = try unwrap(body, target: target)
+            var value: Any
+            switch method {
+            case .post:
+                if target.isCollection {
+                    // POST to a list: the body is a new entry, its keys inside.
+                    guard let entry = content as? [String: Any] else {
+                        throw RestFailure(400, tag: "invalid-value", path: target.dataPath, "POST to '\(target.node.name)' needs an object for the new entry")
+                    }
+                    let keys = Dictionary(uniqueKeysWithValues: target.node.keys.compactMap { key in entry[key].map { (key, ConfigCheck.text($0)) } })
+                    guard keys.count == target.node.keys.count else {
+                        throw RestFailure(400, tag: "missing-element", path: target.dataPath, "the new entry of '\(target.node.name)' needs its keys \(target.node.keys.joined(separator: ", "))")
+                    }
+                    if (current as? [Any])?.contains(where: { ConfigTree.matches($0, keys) }) == true {
+                        throw RestFailure(409, tag: "data-exists", path: target.dataPath, "'\(target.node.name)' already has an entry \(keys.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))")
+                    }
+                    value = (current as? [Any] ?? []) + [entry]
+                } else {
+                    if current != nil || (target.steps.isEmpty && oldCube != nil) {
+                        throw RestFailure(409, tag: "data-exists", path: target.dataPath, target.steps.isEmpty ? "cube '\(cubeName)' already exists" : "\(target.dataPath) already exists: use PATCH or PUT to change it")
+                    }
+                    value = try withPathKeys(content, target: target, cubeName: cubeName)
+                }
+            case .put:
+                value = try withPathKeys(content, target: target, cubeName: cubeName)
+            default:
+                guard current != nil, oldCube != nil else {
+                    throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath): create it with POST")
+                }
+                value = ConfigTree.merge(current, try withPathKeys(content, target: target, cubeName: cubeName), node: target.node)
+            }
+            if !target.steps.isEmpty && oldCube == nil {
+                throw RestFailure(404, tag: "data-missing", path: cubePath, "cube '\(cubeName)' does not exist: create it first (POST /polycube/v1/\(target.service)/\(cubeName))")
+            }
+            newCube = target.steps.isEmpty ? value as? [String: Any] : ConfigTree.set(oldCube, target.steps[...], to: value) as? [String: Any]
+            if newCube == nil { throw RestFailure(400, tag: "invalid-value", path: cubePath, "a cube is an object") }
+        }
+
+        // Validate: every node of the new cube, then the whole candidate datastore.
+        var candidateList = list.filter { !ConfigTree.matches($0, ["name": cubeName]) }
+        var typedCube: [String: Any]?
+        if let newCube {
+            let checked = ConfigCheck(context: context).check([newCube], node: top, path: "/\(member)", existing: oldCube.map { [$0] })
+            if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }
+            typedCube = (checked.value as? [Any])?.first as? [String: Any]
+            candidateList.append(typedCube!)
+        }
+        var candidate = store.document
+        candidate[member] = candidateList.isEmpty ? nil : candidateList
+        let normalized: [String: Any]
+        do {
+            let text = try context.normalize(json: String(decoding: try JSONSerialization.data(withJSONObject: candidate), as: UTF8.self))
+            normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+        } catch let issue as YangIssue {
+            throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
+        }
+        let committedCube = (normalized[member] as? [Any])?.first { ConfigTree.matches($0, ["name": cubeName]) } as? [String: Any]
+
+        // Apply, then commit; a refusal undoes what was applied.
+        try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, replaying: false)
+        do {
+            try store.commit(normalized)
+        } catch {
+            try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
+            throw RestFailure(500, tag: "operation-failed", "\(error)")
+        }
+        return current == nil && method != .delete
+    }
+
+    /// RFC 8040 bodies wrap the value in its name (`{"mtu": 1500}` for .../mtu); Polycube's carry the
+    /// bare value. Both are accepted.
+    private func unwrap(_ body: Any, target: Target) throws -> Any {
+        if let object = body as? [String: Any], object.count == 1, let (key, value) = object.first,
+           key == target.node.name || key == "\(target.node.module):\(target.node.name)",
+           target.node.kind != .container || target.node.child(key) == nil {
+            return target.isCollection || target.node.kind != .list ? value : ((value as? [Any])?.first ?? value)
+        }
+        return body
+    }
+
+    /// A list entry's body gets the keys of its path (a different key in the body is an error).
+    private func withPathKeys(_ content: Any, target: Target, cubeName: String) throws -> Any {
+        let keys: [String: String]
+        if target.steps.isEmpty {
+            keys = ["name": cubeName]
+        } else if case .entry(let entryKeys)? = target.steps.last {
+            keys = entryKeys
+        } else {
+            return content
+        }
+        guard var object = content as? [String: Any] else {
+            throw RestFailure(400, tag: "invalid-value", path: target.dataPath, "'\(target.node.name)' entries are objects")
+        }
+        for (key, value) in keys {
+            if let given = object[key], ConfigCheck.text(given) != value {
+                throw RestFailure(400, tag: "invalid-value", path: target.dataPath + "/" + key, "the body's \(key) '\(ConfigCheck.text(given))' differs from the path's '\(value)'")
+            }
+            if object[key] == nil { object[key] = value }
+        }
+        return object
+    }
+
+    /// libyang's `Data location "/m:a/b", line number 1.` (or a plain path) as a data path.
+    static func restPath(_ location: String?) -> String? {
+        guard let location else { return nil }
+        if let start = location.range(of: "\"")?.upperBound, let end = location[start...].firstIndex(of: "\"") {
+            return String(location[start..<end])
+        }
+        return location.hasPrefix("/") ? location : nil
+    }
+}

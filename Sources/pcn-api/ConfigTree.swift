@@ -1,0 +1,149 @@
+import Foundation
+import YangKit
+
+/// Where a REST path points in a service's data: `/polycube/v1/router/r1/ports/p1/ip` is the cube
+/// r1, then the member `ports`, the entry keyed p1, the member `ip`. One path segment per list key.
+struct Target {
+    enum Step: Equatable {
+        case member(String)
+        case entry([String: String])
+    }
+
+    let service: String
+    /// The cube (the service list's key); nil for the service's whole list.
+    let cube: String?
+    /// Steps below the cube entry.
+    let steps: [Step]
+    /// The schema node the path ends on.
+    let node: SchemaNode
+    /// True when the path names a list without its keys (all entries).
+    let isCollection: Bool
+
+    /// The data path in errors: `/router:router[name='r1']/ports[name='p1']/ip`.
+    var dataPath: String {
+        var path = "/\(service):\(service)"
+        if let cube { path += "[name='\(cube)']" }
+        for step in steps {
+            switch step {
+            case .member(let name): path += "/" + name
+            case .entry(let keys): path += keys.sorted { $0.key < $1.key }.map { "[\($0.key)='\($0.value)']" }.joined()
+            }
+        }
+        return path
+    }
+
+    enum ResolveError: Error {
+        case notInModel(String)
+    }
+
+    /// Resolves the segments after the service name against the service's top list.
+    static func resolve(service: String, top: SchemaNode, segments: [String]) throws -> Target {
+        guard let cube = segments.first else {
+            return Target(service: service, cube: nil, steps: [], node: top, isCollection: true)
+        }
+        var node = top
+        var steps: [Step] = []
+        var rest = segments.dropFirst()[...]
+        var isCollection = false
+        while let segment = rest.popFirst() {
+            guard let child = node.child(segment) else {
+                let known = node.children.map(\.name).joined(separator: ", ")
+                throw ResolveError.notInModel("'\(node.name)' has no member '\(segment)' (it has \(known))")
+            }
+            node = child
+            steps.append(.member(child.name))
+            if child.kind == .list {
+                if rest.count < child.keys.count {
+                    guard rest.isEmpty else {
+                        throw ResolveError.notInModel("'\(child.name)' is keyed by \(child.keys.joined(separator: ", ")): give one path segment per key")
+                    }
+                    isCollection = true
+                    break
+                }
+                var keys: [String: String] = [:]
+                for key in child.keys { keys[key] = rest.popFirst()! }
+                steps.append(.entry(keys))
+            } else if child.kind == .leaf || child.kind == .leafList || child.kind == .action {
+                guard rest.isEmpty else { throw ResolveError.notInModel("'\(child.name)' is a \(child.kind.rawValue): nothing is below it") }
+            }
+        }
+        return Target(service: service, cube: cube, steps: steps, node: node, isCollection: isCollection)
+    }
+}
+
+/// Reading and changing JSON trees (values from JSONSerialization) along target steps.
+enum ConfigTree {
+    static func matches(_ entry: Any, _ keys: [String: String]) -> Bool {
+        guard let object = entry as? [String: Any] else { return false }
+        return keys.allSatisfy { object[$0.key].map(ConfigCheck.text) == $0.value }
+    }
+
+    static func get(_ value: Any?, _ steps: ArraySlice<Target.Step>) -> Any? {
+        guard let first = steps.first else { return value }
+        switch first {
+        case .member(let name):
+            guard let object = value as? [String: Any] else { return nil }
+            return get(object[name], steps.dropFirst())
+        case .entry(let keys):
+            guard let entries = value as? [Any], let entry = entries.first(where: { matches($0, keys) }) else { return nil }
+            return get(entry, steps.dropFirst())
+        }
+    }
+
+    /// `value` with the node at `steps` replaced by `new` (nil removes it). Missing containers on the
+    /// way are created; a missing list entry is created with its keys.
+    static func set(_ value: Any?, _ steps: ArraySlice<Target.Step>, to new: Any?) -> Any? {
+        guard let first = steps.first else { return new }
+        switch first {
+        case .member(let name):
+            var object = value as? [String: Any] ?? [:]
+            object[name] = set(object[name], steps.dropFirst(), to: new)
+            return object
+        case .entry(let keys):
+            var entries = value as? [Any] ?? []
+            if let index = entries.firstIndex(where: { matches($0, keys) }) {
+                if let updated = set(entries[index], steps.dropFirst(), to: new) {
+                    entries[index] = updated
+                } else {
+                    entries.remove(at: index)
+                }
+            } else if new != nil {
+                var entry: [String: Any] = keys
+                if let updated = set(entry, steps.dropFirst(), to: new) as? [String: Any] { entry = updated }
+                entries.append(entry)
+            }
+            return entries
+        }
+    }
+
+    /// RFC 7386-style merge of a PATCH body into what is there: objects merge member by member,
+    /// list entries merge by key, anything else is replaced.
+    static func merge(_ base: Any?, _ patch: Any, node: SchemaNode) -> Any {
+        switch node.kind {
+        case .container, .list where patch is [String: Any]:
+            guard var object = base as? [String: Any], let changes = patch as? [String: Any] else { return patch }
+            for (name, value) in changes {
+                if let child = node.child(name) {
+                    object[child.name] = merge(object[child.name], value, node: child)
+                } else {
+                    object[name] = value
+                }
+            }
+            return object
+        case .list:
+            guard var entries = base as? [Any], let changes = patch as? [Any] else { return patch }
+            for change in changes {
+                guard let object = change as? [String: Any] else { entries.append(change); continue }
+                let keys = Dictionary(uniqueKeysWithValues: node.keys.compactMap { key in object[key].map { (key, ConfigCheck.text($0)) } })
+                if let index = entries.firstIndex(where: { matches($0, keys) }) {
+                    entries[index] = merge(entries[index], change, node: node)
+                } else {
+                    entries.append(change)
+                }
+            }
+            return entries
+        default:
+            return patch
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import DaemonKit
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running configuration: RFC 7951 JSON, one member per service (`"router:router": [cubes]`),
+/// with a version that is the ETag. Written atomically (temp file, fsync, rename) on every commit.
+struct Datastore {
+    let path: String
+    private(set) var document: [String: Any] = [:]
+    private(set) var version: UInt64 = 0
+    private(set) var lastModified = Date()
+
+    /// Reads the file if there is one. A file that does not parse stops pcn-api (and is kept).
+    init(path: String) throws {
+        self.path = path
+        guard let data = FileManager.default.contents(atPath: path) else { return }
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let content = object["config"] as? [String: Any] else {
+            throw DaemonError("the datastore \(path) is corrupt (not the JSON pcn-api writes); it was left as it is: move it away to start empty, or repair it")
+        }
+        document = content
+        version = (object["version"] as? NSNumber)?.uint64Value ?? 0
+        if let attributes = try? FileManager.default.attributesOfItem(atPath: path), let date = attributes[.modificationDate] as? Date {
+            lastModified = date
+        }
+    }
+
+    var etag: String { "\"\(version)\"" }
+
+    /// Commits a new document: written to disk before it becomes the running one.
+    mutating func commit(_ next: [String: Any]) throws {
+        let body: [String: Any] = ["version": version + 1, "config": next]
+        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw DaemonError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
+            throw DaemonError("cannot commit the datastore \(path): \(String(cString: strerror(errno)))")
+        }
+        document = next
+        version += 1
+        lastModified = Date()
+    }
+}

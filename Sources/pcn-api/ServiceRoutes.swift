@@ -1,0 +1,86 @@
+import Foundation
+import Hummingbird
+import IPC
+import NIOCore
+import YangKit
+
+/// The services' trees: `/polycube/v1/<service>/<cube>/<path...>` with GET, POST, PUT, PATCH and
+/// DELETE, from the models the cube-hosts registered; `/polycube/v1/<cube>/...` redirects to the
+/// cube's service.
+struct ServiceRoutes: Sendable {
+    let engine: ConfigEngine
+
+    static let jsonTypes = ["application/json", "application/yang-data+json"]
+
+    func handle(_ request: Request, segments: [String]) async -> Response {
+        do {
+            guard let first = segments.first else {
+                throw RestFailure(404, tag: "invalid-value", "no such resource")
+            }
+            let top: SchemaNode
+            do {
+                top = try await engine.schema(of: first)
+            } catch {
+                // `/polycube/v1/r1/...`: the cube's service is found from the datastore.
+                if let service = await engine.service(ofCube: first) {
+                    let location = "/polycube/v1/" + ([service] + segments).joined(separator: "/")
+                    return Response(status: .temporaryRedirect, headers: [.location: location])
+                }
+                throw error
+            }
+            let target: Target
+            do {
+                target = try Target.resolve(service: first, top: top, segments: Array(segments.dropFirst()))
+            } catch Target.ResolveError.notInModel(let message) {
+                throw RestFailure(404, tag: "invalid-value", path: "/polycube/v1/" + segments.joined(separator: "/"), message)
+            }
+            switch request.method {
+            case .get:
+                return await json(try await engine.readJSON(target), status: .ok)
+            case .post, .put, .patch, .delete:
+                let method = ConfigEngine.Method(rawValue: request.method.rawValue)!
+                var body: Data?
+                if method != .delete {
+                    let buffer = try await request.body.collect(upTo: 16 << 20)
+                    let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                    if buffer.readableBytes > 0 {
+                        guard let contentType, Self.jsonTypes.contains(contentType) else {
+                            throw RestFailure(415, tag: "invalid-value", "the body must be application/json or application/yang-data+json (got \(contentType ?? "no Content-Type"))")
+                        }
+                        body = Data(buffer: buffer)
+                    }
+                }
+                if target.node.kind == .action {
+                    throw RestFailure(405, tag: "operation-not-supported", path: target.dataPath, "actions are called by the services (not available yet)")
+                }
+                let created = try await engine.write(method, target, body: body, ifMatch: request.headers[.ifMatch])
+                var headers = HTTPFields()
+                headers[.eTag] = await engine.etag
+                let status: HTTPResponse.Status = created && method != .patch ? .created : .noContent
+                return Response(status: status, headers: headers)
+            default:
+                throw RestFailure(405, tag: "operation-not-supported", "\(request.method.rawValue) is not supported")
+            }
+        } catch let failure as RestFailure {
+            return RestError.response(status: .init(code: failure.status), errors: failure.errors)
+        } catch {
+            return RestError.response(status: .internalServerError, tag: "operation-failed", message: "\(error)")
+        }
+    }
+
+    private func json(_ data: Data, status: HTTPResponse.Status) async -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.eTag] = await engine.etag
+        headers[.lastModified] = Self.httpDate(await engine.lastModified)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func httpDate(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: date)
+    }
+}

@@ -1,0 +1,304 @@
+import Foundation
+import IPC
+import TestSupport
+import XCTest
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// pcn-api's service trees against a real pcn-core and a stand-in cube-host serving the testfwd
+/// model (Tests/Fixtures/testfwd.yang).
+final class RestTests: XCTestCase {
+    var directory = ""
+    var bpffsRoot = ""
+    var core: Child?
+    var api: Child?
+    var service: Child?
+    var bus: BusClient?
+    var base = ""
+    var apiArguments: [String] = []
+
+    override func setUp() async throws {
+        directory = makeTemporaryDirectory()
+        bpffsRoot = "/sys/fs/bpf/pcntest-api-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        let common = ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--log-dir", directory + "/log",
+                      "--bpffs-root", bpffsRoot, "--log-level", "warning"]
+        core = try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        let port = Self.freePort()
+        base = "http://127.0.0.1:\(port)/polycube/v1"
+        apiArguments = common + ["--api-addr", "127.0.0.1:\(port)"]
+        try startAPI()
+        service = try Child("pcn-bus-peer", ["--socket", directory + "/run/bus.sock", "--name", "cube-host/testfwd", "--mode", "service",
+                                             "--service", "testfwd", "--yang", repositoryRoot.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])
+        try service!.waitForLine(timeout: 30) { $0 == "MODEL REGISTERED" }
+        let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
+        client.start()
+        _ = await client.waitUntilRegistered(timeout: .seconds(10))
+        bus = client
+    }
+
+    private func startAPI() throws {
+        let marker = directory + "/run/ready/pcn-api"
+        unlink(marker)
+        api = try Child("pcn-api", apiArguments)
+        let deadline = Date().addingTimeInterval(30)
+        while (try? String(contentsOfFile: marker, encoding: .utf8)) != "\(api!.pid)\n" {
+            guard Date() < deadline else { throw TestFailure("pcn-api did not become ready") }
+            usleep(20_000)
+        }
+    }
+
+    override func tearDown() {
+        bus?.stop()
+        for child in [service, api, core] { child?.killAndWait(SIGTERM) }
+        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    struct Answer {
+        var status: Int
+        var headers: [String: String]
+        var json: Any?
+        var errors: [[String: String]] {
+            ((json as? [String: Any])?["ietf-restconf:errors"] as? [String: Any])?["error"] as? [[String: String]] ?? []
+        }
+    }
+
+    @discardableResult
+    func call(_ method: String, _ path: String, _ body: String? = nil, contentType: String = "application/json",
+              headers: [String: String] = [:]) async throws -> Answer {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+        }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
+        let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        return Answer(status: http.statusCode, headers: fields, json: json)
+    }
+
+    func coreCubes() async throws -> [[String: Any]] {
+        let answer = try await bus!.request("core", method: "cube.list", timeout: .seconds(10))
+        return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [[String: Any]]
+    }
+
+    static func freePort() -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static let t1 = "/testfwd:testfwd[name='t1']"
+    static let t2 = "/testfwd:testfwd[name='t2']"
+
+    func testGoodRequestsCreateChangeReadAndDelete() async throws {
+        var answer = try await call("POST", "/testfwd/t1", #"{"type":"tc","mtu":"9000","ports":[{"name":"p1"},{"name":"p2"}]}"#)
+        XCTAssertEqual(answer.status, 201, "\(answer)")
+        let etag = try XCTUnwrap(answer.headers["etag"])
+        answer = try await call("GET", "/testfwd/t1")
+        XCTAssertEqual(answer.status, 200)
+        let cube = try XCTUnwrap(answer.json as? [String: Any])
+        XCTAssertEqual(cube["type"] as? String, "TC")
+        XCTAssertEqual(cube["mtu"] as? Int, 9000)
+        XCTAssertEqual(cube["mode"] as? String, "FORWARD", "defaults are filled in")
+        XCTAssertEqual(cube["loglevel"] as? String, "INFO")
+        XCTAssertEqual(cube["enabled"] as? Bool, true)
+        XCTAssertEqual(answer.headers["etag"], etag)
+        XCTAssertNotNil(answer.headers["last-modified"])
+        // The datapath has the cube and its ports; the cube-host got the whole configuration.
+        let inCore = try await coreCubes().first { $0["name"] as? String == "t1" }
+        XCTAssertEqual((inCore?["ports"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["p1", "p2"])
+        try service!.waitForLine { $0.hasPrefix("APPLY t1 ") && $0.contains(#""mtu":9000"#) }
+
+        let value1 = try await call("PATCH", "/testfwd/t1", #"{"mtu":1400,"loglevel":"debug"}"#, headers: ["If-Match": etag]).status
+        XCTAssertEqual(value1, 204)
+        let value2 = try await call("GET", "/testfwd/t1/mtu").json as? Int
+        XCTAssertEqual(value2, 1400)
+        let value3 = try await coreCubes().first { $0["name"] as? String == "t1" }?["loglevel"] as? String
+        XCTAssertEqual(value3, "DEBUG")
+        let value4 = try await call("PATCH", "/testfwd/t1/mtu", "1300").status
+        XCTAssertEqual(value4, 204, "a bare value")
+        let value5 = try await call("PATCH", "/testfwd/t1/mtu", #"{"mtu":1200}"#).status
+        XCTAssertEqual(value5, 204, "an RFC 8040 body")
+        let value6 = try await call("GET", "/testfwd/t1/mtu").json as? Int
+        XCTAssertEqual(value6, 1200)
+        let value7 = try await call("PUT", "/testfwd/t1/limits", #"{"rate":10}"#).status
+        XCTAssertEqual(value7, 201)
+        let value8 = try await call("PATCH", "/testfwd/t1/limits", #"{"burst":5}"#).status
+        XCTAssertEqual(value8, 204)
+        let value9 = try await call("GET", "/testfwd/t1/limits").json as? [String: Int]
+        XCTAssertEqual(value9, ["rate": 10, "burst": 5])
+        let value10 = try await call("POST", "/testfwd/t1/rules", #"{"id":1,"priority":3}"#).status
+        XCTAssertEqual(value10, 201)
+        let rule = try await call("GET", "/testfwd/t1/rules/1").json as? [String: Any]
+        XCTAssertEqual(rule?["action"] as? String, "PASS")
+        let value11 = try await call("DELETE", "/testfwd/t1/rules/1").status
+        XCTAssertEqual(value11, 204)
+        let value12 = try await call("GET", "/testfwd/t1/rules/1").status
+        XCTAssertEqual(value12, 404)
+        // Ports: one removed, one added, through the cube's list.
+        let value13 = try await call("DELETE", "/testfwd/t1/ports/p2").status
+        XCTAssertEqual(value13, 204)
+        let value14 = try await call("POST", "/testfwd/t1/ports/p3", "{}").status
+        XCTAssertEqual(value14, 201)
+        let ports = try await coreCubes().first { $0["name"] as? String == "t1" }?["ports"] as? [[String: Any]]
+        XCTAssertEqual(ports?.compactMap { $0["name"] as? String }, ["p1", "p3"])
+        // /<cube>/... is the cube's service's tree.
+        let value15 = try await call("GET", "/t1/mtu").json as? Int
+        XCTAssertEqual(value15, 1200)
+        let services = try await call("GET", "/services").json as? [[String: Any]]
+        XCTAssertEqual(services?.first?["name"] as? String, "testfwd")
+
+        let value16 = try await call("DELETE", "/testfwd/t1").status
+        XCTAssertEqual(value16, 204)
+        let value17 = try await coreCubes().count
+        XCTAssertEqual(value17, 0)
+        let value18 = try await call("GET", "/testfwd").json as? [String]
+        XCTAssertEqual(value18, [])
+    }
+
+    func testBadRequestsAreAllRefusedWithStatusTagAndPath() async throws {
+        let value19 = try await call("POST", "/testfwd/t1", #"{"ports":[{"name":"p1"}]}"#).status
+        XCTAssertEqual(value19, 201)
+        let t1 = Self.t1, t2 = Self.t2
+        let json = "application/json"
+        let matrix: [(method: String, path: String, body: String?, type: String, status: Int, tag: String, errorPath: String?)] = [
+            ("POST", "/testfwd/t1", "{}", json, 409, "data-exists", t1),
+            ("POST", "/testfwd/t2", #"{"mtu":20}"#, json, 400, "invalid-value", t2 + "/mtu"),
+            ("POST", "/testfwd/t2", #"{"mtu":9001}"#, json, 400, "invalid-value", t2 + "/mtu"),
+            ("POST", "/testfwd/t2", #"{"mtu":"abc"}"#, json, 400, "invalid-value", t2 + "/mtu"),
+            ("POST", "/testfwd/t2", #"{"label":"ABC"}"#, json, 400, "invalid-value", t2 + "/label"),
+            ("POST", "/testfwd/t2", #"{"label":"abcdefghij"}"#, json, 400, "invalid-value", t2 + "/label"),
+            ("POST", "/testfwd/t2", #"{"address":"10.0.1.300/24"}"#, json, 400, "invalid-value", t2 + "/address"),
+            ("POST", "/testfwd/t2", #"{"address":"10.0.1.1"}"#, json, 400, "invalid-value", t2 + "/address"),
+            ("POST", "/testfwd/t2", #"{"mode":"sideways"}"#, json, 400, "invalid-value", t2 + "/mode"),
+            ("POST", "/testfwd/t2", #"{"type":"XDP_FAST"}"#, json, 400, "invalid-value", t2 + "/type"),
+            ("POST", "/testfwd/t2", #"{"bogus":1}"#, json, 400, "unknown-element", t2 + "/bogus"),
+            ("POST", "/testfwd/t2", #"{"hits":5}"#, json, 400, "invalid-value", t2 + "/hits"),
+            ("POST", "/testfwd/t2", #"{"uuid":"x"}"#, json, 400, "invalid-value", t2 + "/uuid"),
+            ("POST", "/testfwd/t2", #"{"rules":[{"id":1}]}"#, json, 400, "missing-element", t2 + "/rules[id='1']/priority"),
+            ("POST", "/testfwd/t2", #"{"rules":[{"priority":1}]}"#, json, 400, "missing-element", t2 + "/rules[id='']"),
+            ("POST", "/testfwd/t2", #"{"rules":[{"id":1,"priority":1},{"id":1,"priority":2}]}"#, json, 400, "data-exists", t2 + "/rules[id='1']"),
+            ("POST", "/testfwd/t2", #"{"rules":[{"id":1,"priority":1},{"id":2,"priority":2},{"id":3,"priority":3},{"id":4,"priority":4}]}"#, json, 400, "operation-failed", t2 + "/rules"),
+            ("POST", "/testfwd/t2", #"{"rules":[{"id":1,"priority":5},{"id":2,"priority":5}]}"#, json, 400, "invalid-value", nil),
+            ("POST", "/testfwd/t2", #"{"low":5,"high":3}"#, json, 400, "invalid-value", t2 + "/low"),
+            ("POST", "/testfwd/t2", #"{"default-port":"p9"}"#, json, 400, "invalid-value", t2 + "/default-port"),
+            ("POST", "/testfwd/t2", #"{"tags":["a","b","c","d","e"]}"#, json, 400, "operation-failed", t2 + "/tags"),
+            ("POST", "/testfwd/t2", #"{"tags":["abcdefghijkl"]}"#, json, 400, "invalid-value", t2 + "/tags"),
+            ("POST", "/testfwd/t2", #"{"tags":"a"}"#, json, 400, "invalid-value", t2 + "/tags"),
+            ("POST", "/testfwd/t2", #"{"limits":{"rate":0}}"#, json, 400, "invalid-value", t2 + "/limits/rate"),
+            ("POST", "/testfwd/t2", #"{"limits":{"bogus":1}}"#, json, 400, "unknown-element", t2 + "/limits/bogus"),
+            ("POST", "/testfwd/t2", #"{"limits":5}"#, json, 400, "invalid-value", t2 + "/limits"),
+            ("POST", "/testfwd/t2", #"{"enabled":"maybe"}"#, json, 400, "invalid-value", t2 + "/enabled"),
+            ("POST", "/testfwd/t2", #"{"counter64":"-1"}"#, json, 400, "invalid-value", t2 + "/counter64"),
+            ("POST", "/testfwd/t2", #"{"name":"other"}"#, json, 400, "invalid-value", t2 + "/name"),
+            ("POST", "/testfwd/bad%21name", "{}", json, 400, "invalid-value", "/testfwd:testfwd[name='bad!name']/name"),
+            ("POST", "/testfwd/t2", #"{"ports":[{"name":"p1","status":"UP"}]}"#, json, 400, "invalid-value", t2 + "/ports[name='p1']/status"),
+            ("POST", "/testfwd/t2", #"{"ports":[{"name":"p1","peer":"nosuchdev0"}]}"#, json, 400, "invalid-value", t2 + "/ports[name='p1']/peer"),
+            ("PATCH", "/testfwd/t1", #"{"type":"XDP_SKB"}"#, json, 400, "invalid-value", t1 + "/type"),
+            ("PATCH", "/testfwd/t9", #"{"mtu":100}"#, json, 404, "data-missing", "/testfwd:testfwd[name='t9']"),
+            ("PATCH", "/testfwd/t1/hits", "1", json, 405, "operation-not-supported", t1 + "/hits"),
+            ("DELETE", "/testfwd/t1/label", nil, json, 404, "data-missing", t1 + "/label"),
+            ("GET", "/testfwd/t9", nil, json, 404, "data-missing", "/testfwd:testfwd[name='t9']"),
+            ("GET", "/testfwd/t1/nosuch", nil, json, 404, "invalid-value", "/polycube/v1/testfwd/t1/nosuch"),
+            ("GET", "/nosuchservice/x", nil, json, 404, "invalid-value", nil),
+            ("POST", "/testfwd/t1/ports/p2", "{}", "text/plain", 415, "invalid-value", nil),
+            ("POST", "/testfwd/t2", "{not json", json, 400, "malformed-message", nil),
+            ("PUT", "/testfwd/t1/ports", "{}", json, 405, "operation-not-supported", t1 + "/ports"),
+            ("POST", "/testfwd/t1/rules", #"{"priority":1}"#, json, 400, "missing-element", t1 + "/rules"),
+            ("POST", "/testfwd/t1/ports/p1/name/x", "{}", json, 404, "invalid-value", nil),
+            ("DELETE", "/testfwd", nil, json, 405, "operation-not-supported", "/testfwd:testfwd"),
+            ("PATCH", "/testfwd/t1", #"{"refuse":true}"#, json, 409, "operation-failed", t1),
+        ]
+        XCTAssertGreaterThanOrEqual(matrix.count, 40)
+        let before = try await call("GET", "/testfwd").json as? [[String: Any]]
+        let etag = try await call("GET", "/testfwd").headers["etag"]
+        for row in matrix {
+            let answer = try await call(row.method, row.path, row.body, contentType: row.type)
+            let what = "\(row.method) \(row.path) \(row.body ?? "")"
+            XCTAssertEqual(answer.status, row.status, "\(what): \(answer.json ?? "")")
+            XCTAssertEqual(answer.errors.first?["error-tag"], row.tag, "\(what): \(answer.json ?? "")")
+            XCTAssertEqual(answer.errors.first?["error-type"], "application", what)
+            XCTAssertFalse(answer.errors.first?["error-message"]?.isEmpty ?? true, what)
+            if let errorPath = row.errorPath {
+                XCTAssertEqual(answer.errors.first?["error-path"], errorPath, "\(what): \(answer.json ?? "")")
+            }
+        }
+        // All the errors of one request come back at once.
+        let many = try await call("POST", "/testfwd/t2", #"{"mtu":20,"label":"ABC","bogus":1,"mode":"x"}"#)
+        XCTAssertEqual(many.errors.count, 4, "\(many.json ?? "")")
+        // A stale If-Match is refused.
+        let stale = try await call("PATCH", "/testfwd/t1", #"{"mtu":100}"#, headers: ["If-Match": "\"999\""])
+        XCTAssertEqual(stale.status, 412)
+        // Nothing of the above changed anything: configuration, ETag, datapath.
+        let after = try await call("GET", "/testfwd")
+        XCTAssertEqual(after.headers["etag"], etag)
+        XCTAssertEqual((after.json as? [[String: Any]]).map { NSArray(array: $0) }, before.map { NSArray(array: $0) })
+        let value20 = try await coreCubes().compactMap { $0["name"] as? String }
+        XCTAssertEqual(value20, ["t1"])
+    }
+
+    func testARefusalByTheCubeHostRollsBackTheDatapath() async throws {
+        let refused = try await call("POST", "/testfwd/t3", #"{"refuse":true,"ports":[{"name":"p1"}]}"#)
+        XCTAssertEqual(refused.status, 409)
+        XCTAssertTrue(refused.errors.first?["error-message"]?.contains("refuses refuse=true") == true, "\(refused.json ?? "")")
+        let value21 = try await coreCubes().count
+        XCTAssertEqual(value21, 0, "the cube created in pcn-core was not removed")
+        let value22 = try await call("GET", "/testfwd/t3").status
+        XCTAssertEqual(value22, 404)
+
+        let value23 = try await call("POST", "/testfwd/t4", #"{"ports":[{"name":"p1"}]}"#).status
+        XCTAssertEqual(value23, 201)
+        let change = try await call("PATCH", "/testfwd/t4", #"{"refuse":true,"loglevel":"TRACE","ports":[{"name":"p2"}]}"#)
+        XCTAssertEqual(change.status, 409)
+        let t4 = try await coreCubes().first { $0["name"] as? String == "t4" }
+        XCTAssertEqual(t4?["loglevel"] as? String, "INFO", "the log level was not rolled back")
+        XCTAssertEqual((t4?["ports"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["p1"], "the added port was not rolled back")
+        let value24 = try await call("GET", "/testfwd/t4/loglevel").json as? String
+        XCTAssertEqual(value24, "INFO")
+    }
+
+    func testTheDatastoreSurvivesARestartOfPcnAPIAndIsReplayed() async throws {
+        let value25 = try await call("POST", "/testfwd/t5", #"{"mtu":1234,"ports":[{"name":"p1"}]}"#).status
+        XCTAssertEqual(value25, 201)
+        api?.killAndWait(SIGKILL)
+        let stored = try String(contentsOfFile: directory + "/state/datastore.json", encoding: .utf8)
+        XCTAssertTrue(stored.contains(#""mtu":1234"#), stored)
+        // pcn-core restarts empty (as after a reboot): pcn-api replays the cube when it comes back.
+        bus?.stop()
+        core?.killAndWait(SIGKILL)
+        _ = try runCommand("/bin/rm", ["-rf", bpffsRoot, directory + "/state/datapath.json"])
+        core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--bpffs-root", bpffsRoot,
+                                      "--log-level", "warning", "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        try startAPI()
+        let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
+        client.start()
+        _ = await client.waitUntilRegistered(timeout: .seconds(10))
+        bus = client
+        try await eventually(timeout: 30) { (try? await self.call("GET", "/testfwd/t5/mtu"))?.json as? Int == 1234 }
+        try await eventually(timeout: 30) { (try? await self.coreCubes())?.first?["name"] as? String == "t5" }
+
+        // A corrupt datastore: pcn-api refuses to start, names the file, keeps it.
+        api?.killAndWait(SIGTERM)
+        try "{ nope".write(toFile: directory + "/state/datastore.json", atomically: true, encoding: .utf8)
+        let result = try runCommand(productsDirectory.appendingPathComponent("pcn-api").path, apiArguments)
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("datastore \(directory)/state/datastore.json is corrupt"), result.stderr)
+        XCTAssertEqual(try String(contentsOfFile: directory + "/state/datastore.json", encoding: .utf8), "{ nope")
+        api = nil
+    }
+}
