@@ -93,12 +93,65 @@ actor ConfigEngine {
             }
         }
         if !cubes.isEmpty { logger.info("replayed \(cubes.count) cubes of \(service)") }
+        await replayAttachments()
     }
 
     /// `GET /polycube/v1/services`, as JSON.
     /// pcn-core came (back): every registered service's cubes are replayed.
     func replayAll() async {
         for service in services.keys.sorted() { await replay(service: service) }
+    }
+
+    // MARK: - Transparent cubes
+
+    private func core(_ method: String, _ body: [String: String]) async throws {
+        do {
+            _ = try await bus.request("core", method: method, payload: Array(try JSONEncoder().encode(body)), timeout: .seconds(60))
+        } catch let error as BusError {
+            throw RestFailure(error.code == .noRoute ? 503 : 409, tag: "operation-failed", error.message)
+        }
+    }
+
+    /// Attaches a transparent cube (pcn-core checks the position and types) and stores it.
+    func attach(_ request: [String: String]) async throws {
+        guard let cube = request["cube"], let to = request["to"] ?? request["port"] else {
+            throw RestFailure(400, tag: "missing-element", "attach needs {\"cube\": name, \"port\": netdev or cube:port}")
+        }
+        var body = ["cube": cube, "to": to]
+        for key in ["position", "before", "after"] { body[key] = request[key] }
+        try await core("cube.attach", body)
+        // The chain's order after the attach is what replay rebuilds.
+        var attachments = store.attachments.filter { $0["cube"] != cube }
+        let chain = try await chain(at: to)
+        attachments.removeAll { chain.contains($0["cube"] ?? "") }
+        attachments += chain.map { ["cube": $0, "to": to] }
+        try store.commit(store.document, attachments: attachments)
+    }
+
+    func detach(_ cube: String) async throws {
+        try await core("cube.detach", ["name": cube])
+        try store.commit(store.document, attachments: store.attachments.filter { $0["cube"] != cube })
+    }
+
+    private func chain(at point: String) async throws -> [String] {
+        let answer = try await bus.request("core", method: "chain.list", payload: Array(try JSONEncoder().encode(["at": point])), timeout: .seconds(10))
+        return try answer.decode([String].self)
+    }
+
+    /// Re-attaches stored transparent cubes that pcn-core does not have attached (after a restart).
+    private func replayAttachments() async {
+        struct CoreCube: Decodable { var name: String; var parent: String? }
+        guard let answer = try? await bus.request("core", method: "cube.list", timeout: .seconds(10)),
+              let cubes = try? answer.decode([CoreCube].self) else { return }
+        for attachment in store.attachments {
+            guard let cube = attachment["cube"], let to = attachment["to"],
+                  let current = cubes.first(where: { $0.name == cube }), current.parent == nil else { continue }
+            do {
+                try await core("cube.attach", ["cube": cube, "to": to, "position": "last"])
+            } catch {
+                logger.info("replay: '\(cube)' not attached to \(to) yet: \(error)")
+            }
+        }
     }
 
     func serviceList() -> Data {
@@ -249,16 +302,55 @@ actor ConfigEngine {
             throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
         }
         let committedCube = (normalized[member] as? [Any])?.first { ConfigTree.matches($0, ["name": cubeName]) } as? [String: Any]
+        var document = normalized
+        Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
 
         // Apply, then commit; a refusal undoes what was applied.
         try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, replaying: false)
         do {
-            try store.commit(normalized)
+            try store.commit(document)
         } catch {
             try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
             throw RestFailure(500, tag: "operation-failed", "\(error)")
         }
         return current == nil && method != .delete
+    }
+
+    /// A link between two cube ports is one fact with two ends: when a port's peer becomes (or stops
+    /// being) `other:port`, the other end's peer leaf follows (pcn-core links both ends at once).
+    static func mirrorPeers(of cube: String, old: [String: Any]?, new: [String: Any]?, in document: inout [String: Any]) {
+        func peers(_ config: [String: Any]?) -> [String: String] {
+            var result: [String: String] = [:]
+            for case let port as [String: Any] in config?["ports"] as? [Any] ?? [] {
+                if let name = port["name"] as? String { result[name] = port["peer"] as? String ?? "" }
+            }
+            return result
+        }
+        let before = peers(old), after = peers(new)
+        for port in Set(before.keys).union(after.keys) where before[port] != after[port] {
+            if let old = before[port], old.contains(":") { setPeer(old, to: nil, unlessNot: "\(cube):\(port)", in: &document) }
+            if let new = after[port], new.contains(":") { setPeer(new, to: "\(cube):\(port)", unlessNot: nil, in: &document) }
+        }
+    }
+
+    /// Sets the peer leaf of `end` (cube:port) in whichever service holds that cube; with `unlessNot`,
+    /// only if it currently names that peer.
+    private static func setPeer(_ end: String, to value: String?, unlessNot expected: String?, in document: inout [String: Any]) {
+        let parts = end.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else { return }
+        for (member, list) in document {
+            guard var entries = list as? [Any], let index = entries.firstIndex(where: { ConfigTree.matches($0, ["name": parts[0]]) }),
+                  var cube = entries[index] as? [String: Any], var ports = cube["ports"] as? [Any],
+                  let portIndex = ports.firstIndex(where: { ConfigTree.matches($0, ["name": parts[1]]) }),
+                  var port = ports[portIndex] as? [String: Any] else { continue }
+            if let expected, port["peer"] as? String != expected { return }
+            port["peer"] = value
+            ports[portIndex] = port
+            cube["ports"] = ports
+            entries[index] = cube
+            document[member] = entries
+            return
+        }
     }
 
     /// RFC 8040 bodies wrap the value in its name (`{"mtu": 1500}` for .../mtu); Polycube's carry the

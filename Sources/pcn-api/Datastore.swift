@@ -9,6 +9,8 @@ import Glibc
 struct Datastore {
     let path: String
     private(set) var document: [String: Any] = [:]
+    /// Transparent cubes' attachments, in the order of their chains: `{cube, to}` (replayed last).
+    private(set) var attachments: [[String: String]] = []
     private(set) var version: UInt64 = 0
     private(set) var lastModified = Date()
 
@@ -21,6 +23,7 @@ struct Datastore {
             throw DaemonError("the datastore \(path) is corrupt (not the JSON pcn-api writes); it was left as it is: move it away to start empty, or repair it")
         }
         document = content
+        attachments = object["attachments"] as? [[String: String]] ?? []
         version = (object["version"] as? NSNumber)?.uint64Value ?? 0
         if let attributes = try? FileManager.default.attributesOfItem(atPath: path), let date = attributes[.modificationDate] as? Date {
             lastModified = date
@@ -30,8 +33,8 @@ struct Datastore {
     var etag: String { "\"\(version)\"" }
 
     /// Commits a new document: written to disk before it becomes the running one.
-    mutating func commit(_ next: [String: Any]) throws {
-        let body: [String: Any] = ["version": version + 1, "config": next]
+    mutating func commit(_ next: [String: Any], attachments nextAttachments: [[String: String]]? = nil) throws {
+        let body: [String: Any] = ["version": version + 1, "config": next, "attachments": nextAttachments ?? attachments]
         let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
@@ -43,6 +46,7 @@ struct Datastore {
             throw DaemonError("cannot commit the datastore \(path): \(String(cString: strerror(errno)))")
         }
         document = next
+        if let nextAttachments { attachments = nextAttachments }
         version += 1
         lastModified = Date()
     }

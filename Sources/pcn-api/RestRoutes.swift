@@ -36,6 +36,7 @@ struct RestRoutes: Sendable {
             let data = await services.engine.serviceList()
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
+        GenericRoutes(bus: bus, engine: services.engine, services: services).register(v1)
         // Everything else under /polycube/v1 is a service's tree (or a cube's, redirected).
         for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
             v1.on("**", method: method) { request, _ in

@@ -301,4 +301,48 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: directory + "/state/datastore.json", encoding: .utf8), "{ nope")
         api = nil
     }
+
+    func testConnectAttachAndTopology() async throws {
+        for cube in ["t1", "t2"] {
+            let created = try await call("POST", "/testfwd/\(cube)", #"{"ports":[{"name":"p1"}]}"#)
+            XCTAssertEqual(created.status, 201)
+        }
+        var answer = try await call("POST", "/connect", #"{"peer1":"t1:p1","peer2":"t2:p1"}"#)
+        XCTAssertEqual(answer.status, 204, "\(answer.json ?? "")")
+        let otherEnd = try await call("GET", "/testfwd/t2/ports/p1/peer")
+        XCTAssertEqual(otherEnd.json as? String, "t1:p1", "the other end's peer follows")
+        var cubes = try await coreCubes()
+        XCTAssertEqual((cubes.first { $0["name"] as? String == "t2" }?["ports"] as? [[String: Any]])?.first?["peer"] as? String, "t1:p1")
+        answer = try await call("POST", "/disconnect", #"{"peer1":"t2:p1"}"#)
+        XCTAssertEqual(answer.status, 204, "\(answer.json ?? "")")
+        let cleared = try await call("GET", "/testfwd/t1/ports/p1/peer")
+        XCTAssertEqual(cleared.status, 404, "t1's end was not cleared")
+        answer = try await call("POST", "/connect", #"{"peer1":"t1:p1","peer2":"nosuchdev0"}"#)
+        XCTAssertEqual(answer.status, 400)
+        XCTAssertEqual(answer.errors.first?["error-path"], Self.t1 + "/ports[name='p1']/peer")
+
+        // A transparent service, attached to a port, seen in the topology, stored, detached.
+        let tracer = try Child("pcn-bus-peer", ["--socket", directory + "/run/bus.sock", "--name", "cube-host/testtrace", "--mode", "service",
+                                                "--service", "testtrace", "--yang", repositoryRoot.appendingPathComponent("Tests/Fixtures/testtrace.yang").path])
+        defer { tracer.killAndWait(SIGTERM) }
+        try tracer.waitForLine(timeout: 30) { $0 == "MODEL REGISTERED" }
+        let x1Created = try await call("POST", "/testtrace/x1", "{}")
+        XCTAssertEqual(x1Created.status, 201)
+        answer = try await call("POST", "/attach", #"{"cube":"x1","port":"t1:p1","position":"first"}"#)
+        XCTAssertEqual(answer.status, 204, "\(answer.json ?? "")")
+        answer = try await call("POST", "/attach", #"{"cube":"x1","port":"t2:p1"}"#)
+        XCTAssertEqual(answer.status, 409)
+        XCTAssertTrue(answer.errors.first?["error-message"]?.contains("already attached") == true, "\(answer.json ?? "")")
+        let topology = try await call("GET", "/topology").json as? [String: Any]
+        let x1 = (topology?["cubes"] as? [[String: Any]])?.first { $0["name"] as? String == "x1" }
+        XCTAssertEqual(x1?["parent"] as? String, "t1:p1")
+        let stored = try String(contentsOfFile: directory + "/state/datastore.json", encoding: .utf8)
+        XCTAssertTrue(stored.contains(#""to":"t1:p1""#), stored)
+        let detached = try await call("POST", "/detach", #"{"cube":"x1"}"#)
+        XCTAssertEqual(detached.status, 204)
+        cubes = try await coreCubes()
+        XCTAssertNil(cubes.first { $0["name"] as? String == "x1" }?["parent"] as? String)
+        let netdevs = try await call("GET", "/netdevs").json as? [[String: Any]]
+        XCTAssertTrue(netdevs?.contains { $0["name"] as? String == "lo" } == true)
+    }
 }

@@ -1,0 +1,113 @@
+import Foundation
+import Hummingbird
+import IPC
+import NIOCore
+import YangKit
+
+/// The service-independent part of the tree: `cubes`, `netdevs`, `connect`, `disconnect`,
+/// `attach`, `detach`, `topology`.
+struct GenericRoutes: Sendable {
+    let bus: BusClient
+    let engine: ConfigEngine
+    let services: ServiceRoutes
+
+    func register(_ v1: RouterGroup<BasicRequestContext>) {
+        v1.get("cubes") { _, _ in await proxy("cube.list") }
+        v1.get("topology") { _, _ -> Response in
+            do {
+                let cubes = try await bus.request("core", method: "cube.list", timeout: .seconds(10))
+                let chains = try await bus.request("core", method: "netdev.chains", timeout: .seconds(10))
+                let body = Data(#"{"cubes":"#.utf8) + Data(cubes.payload) + Data(#","netdevs":"#.utf8) + Data(chains.payload) + Data("}".utf8)
+                return Self.json(body)
+            } catch {
+                return RestError.response(status: .serviceUnavailable, tag: "resource-denied", message: "pcn-core is not reachable: \(error)")
+            }
+        }
+        v1.get("netdevs") { _, _ in Self.json((try? JSONSerialization.data(withJSONObject: Self.netdevs(), options: [.sortedKeys])) ?? Data("[]".utf8)) }
+        v1.post("connect") { request, _ in await link(request, connect: true) }
+        v1.post("disconnect") { request, _ in await link(request, connect: false) }
+        v1.post("attach") { request, _ -> Response in
+            await run {
+                let body = try await Self.object(request)
+                try await engine.attach(body.compactMapValues { $0 as? String })
+                return Response(status: .noContent)
+            }
+        }
+        v1.post("detach") { request, _ -> Response in
+            await run {
+                let body = try await Self.object(request)
+                guard let cube = body["cube"] as? String else { throw RestFailure(400, tag: "missing-element", "detach needs {\"cube\": name}") }
+                try await engine.detach(cube)
+                return Response(status: .noContent)
+            }
+        }
+    }
+
+    /// `connect {peer1, peer2}`: a cube port with a netdev or another cube's port (the link is set on
+    /// both ends); `disconnect {peer1}` (or peer2) removes it.
+    private func link(_ request: Request, connect: Bool) async -> Response {
+        await run {
+            let body = try await Self.object(request)
+            var ends = [body["peer1"] as? String, body["peer2"] as? String].compactMap { $0 }
+            guard connect ? ends.count == 2 : !ends.isEmpty else {
+                throw RestFailure(400, tag: "missing-element", connect ? "connect needs {\"peer1\": \"cube:port\", \"peer2\": \"cube:port or netdev\"}" : "disconnect needs {\"peer1\": \"cube:port\"}")
+            }
+            if !ends[0].contains(":") { ends.reverse() }
+            let parts = ends[0].split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw RestFailure(400, tag: "invalid-value", "'\(ends[0])' is not cube:port") }
+            guard let service = await engine.service(ofCube: parts[0]) else {
+                throw RestFailure(404, tag: "data-missing", "cube '\(parts[0])' does not exist")
+            }
+            let top = try await engine.schema(of: service)
+            let target = try Target.resolve(service: service, top: top, segments: [parts[0], "ports", parts[1], "peer"])
+            if connect {
+                _ = try await engine.write(.put, target, body: try JSONSerialization.data(withJSONObject: ends[1], options: [.fragmentsAllowed]), ifMatch: nil)
+            } else {
+                _ = try await engine.write(.delete, target, body: nil, ifMatch: nil)
+            }
+            return Response(status: .noContent)
+        }
+    }
+
+    private func run(_ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let failure as RestFailure {
+            return RestError.response(status: .init(code: failure.status), errors: failure.errors)
+        } catch Target.ResolveError.notInModel(let message) {
+            return RestError.response(status: .notFound, tag: "invalid-value", message: message)
+        } catch {
+            return RestError.response(status: .internalServerError, tag: "operation-failed", message: "\(error)")
+        }
+    }
+
+    private func proxy(_ method: String) async -> Response {
+        do {
+            return Self.json(Data(try await bus.request("core", method: method, timeout: .seconds(10)).payload))
+        } catch {
+            return RestError.response(status: .serviceUnavailable, tag: "resource-denied", message: "pcn-core is not reachable: \(error)")
+        }
+    }
+
+    static func json(_ data: Data) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func object(_ request: Request) async throws -> [String: Any] {
+        var request = request
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any] else {
+            throw RestFailure(400, tag: "malformed-message", "the body must be a JSON object")
+        }
+        return object
+    }
+
+    /// The host's network interfaces.
+    static func netdevs() -> [[String: Any]] {
+        let root = "/sys/class/net"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted().map { name in
+            func read(_ file: String) -> String { ((try? String(contentsOfFile: "\(root)/\(name)/\(file)", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines) }
+            return ["name": name, "ifindex": Int(read("ifindex")) ?? 0, "mac": read("address"), "mtu": Int(read("mtu")) ?? 0, "status": read("operstate")]
+        }
+    }
+}
