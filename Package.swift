@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // C bindings
@@ -57,6 +58,7 @@ let package = Package(
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC"]),
         .executableTarget(name: "pcnctl", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Yams", package: "Yams"),
         ]),
 
         // A scriptable bus client the tests run as separate processes (registration, echo, fd passing).

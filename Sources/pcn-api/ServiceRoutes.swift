@@ -68,6 +68,46 @@ struct ServiceRoutes: Sendable {
         }
     }
 
+    /// `GET /polycube/v1/schema/<service>/<path...>`: what pcnctl needs for help and completion.
+    func schema(segments: [String]) async -> Response {
+        do {
+            guard let service = segments.first else {
+                throw RestFailure(404, tag: "invalid-value", "give a service: /polycube/v1/schema/<service>/<path...>")
+            }
+            let top = try await engine.schema(of: service)
+            // Paths name schema nodes here, not data: list keys are not given.
+            var node = top
+            for segment in segments.dropFirst() {
+                guard let child = node.child(segment) ?? node.input.first(where: { $0.name == segment }) else {
+                    throw RestFailure(404, tag: "invalid-value", "'\(node.name)' has no member '\(segment)' (it has \(node.children.map(\.name).joined(separator: ", ")))")
+                }
+                node = child
+            }
+            let data = try JSONSerialization.data(withJSONObject: Self.describe(node, depth: 1), options: [.sortedKeys])
+            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        } catch let failure as RestFailure {
+            return RestError.response(status: .init(code: failure.status), errors: failure.errors)
+        } catch {
+            return RestError.response(status: .internalServerError, tag: "operation-failed", message: "\(error)")
+        }
+    }
+
+    static func describe(_ node: SchemaNode, depth: Int) -> [String: Any] {
+        var out: [String: Any] = ["name": node.name, "kind": node.kind.rawValue, "config": node.config]
+        if let description = node.description { out["description"] = description }
+        if let type = node.typeName ?? node.type?.name { out["type"] = type }
+        if !node.enums.isEmpty { out["enum"] = node.enums }
+        if let value = node.defaultValue { out["default"] = value }
+        if !node.keys.isEmpty { out["keys"] = node.keys }
+        if node.mandatory { out["mandatory"] = true }
+        if node.initOnly { out["init-only"] = true }
+        if depth > 0 {
+            if !node.children.isEmpty { out["children"] = node.children.map { describe($0, depth: depth - 1) } }
+            if !node.input.isEmpty { out["input"] = node.input.map { describe($0, depth: depth - 1) } }
+        }
+        return out
+    }
+
     private func json(_ data: Data, status: HTTPResponse.Status) async -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"

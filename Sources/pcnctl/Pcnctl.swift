@@ -1,4 +1,5 @@
 import ArgumentParser
+import Yams
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -31,14 +32,21 @@ struct Pcnctl: AsyncParsableCommand {
         abstract: "Configure Polycube-Swift through pcn-api.",
         discussion: """
             Words name a path in the REST tree, then an optional verb and key=value pairs:
-              pcnctl bus                      show the components registered on the bus
-              pcnctl version                  show pcn-api's version
-              pcnctl <path...> show           GET   /polycube/v1/<path>
-              pcnctl <path...> add [k=v...]   POST
-              pcnctl <path...> set k=v...     PATCH
-              pcnctl <path...> del            DELETE
+              pcnctl router add r1 type=TC          create cube r1 of service router
+              pcnctl r1 ports add p1 peer=veth1     add a port (the cube's service is found for you)
+              pcnctl r1 ports p1 set peer=veth2     change it
+              pcnctl r1 show                        show the cube (-json, -yaml, -brief)
+              pcnctl r1 del                         delete it
+              pcnctl connect r1:p1 r2:p1            link two ports (or a port and a netdev)
+              pcnctl disconnect r1:p1
+              pcnctl attach fw1 r1:p1 position=first     (or before=X, after=X; auto by default)
+              pcnctl detach fw1
+              pcnctl topology | cubes | netdevs | services | bus | version
               pcnctl logs [CUBE] [--follow] [--level L] [--tail N]
-                                              the datapath's and the daemons' log lines
+              pcnctl router ports help              what a node has, from the service's model
+              pcnctl completion bash                a bash completion script
+            Values are typed from the model (pcn-api converts them). With add/set and no key=value,
+            a YAML or JSON body is read from standard input.
             """)
 
     @Option(help: "pcn-api URL (env PCN_API_URL, default http://127.0.0.1:9000).")
@@ -51,19 +59,57 @@ struct Pcnctl: AsyncParsableCommand {
         let base = url ?? ProcessInfo.processInfo.environment["PCN_API_URL"].flatMap { $0.isEmpty ? nil : $0 }
             ?? "http://127.0.0.1:9000"
         let client = APIClient(base: base)
-        if words.first == "logs" {
+        var words = self.words
+        var output = OutputFormat.pretty
+        words.removeAll { word in
+            switch word {
+            case "-json", "--json": output = .json; return true
+            case "-yaml", "--yaml": output = .yaml; return true
+            case "-brief", "--brief": output = .brief; return true
+            default: return false
+            }
+        }
+        switch words.first {
+        case "logs":
             try await LogsCommand(words: Array(words.dropFirst())).run(client)
             return
+        case "completion":
+            print(Completion.bashScript)
+            return
+        case "__complete":
+            for candidate in await Completion.candidates(Array(words.dropFirst()), client: client) { print(candidate) }
+            return
+        default:
+            break
         }
-        let request = try CommandLineRequest(words: words)
+        if words.last == "help" || words.last == "-h" || words.last == "--help" {
+            print(try await Help.text(for: Array(words.dropLast()), client: client))
+            return
+        }
+        var request = try CommandLineRequest(words: words, stdin: Self.standardInputBody)
+        request.path = await client.withService(request.path)
         let (status, body) = try await client.send(request)
         if (200..<300).contains(status) {
-            if !body.isEmpty { print(Render.pretty(body)) }
+            if !body.isEmpty { print(Render.output(body, format: output)) }
         } else {
             throw CommandFailure(message: Render.error(status: status, body: body), code: 1)
         }
     }
+
+    /// A YAML or JSON document on standard input, when it is not a terminal.
+    static func standardInputBody() throws -> Any? {
+        guard isatty(STDIN_FILENO) == 0 else { return nil }
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        guard let text = String(data: data, encoding: .utf8), !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return nil }
+        do {
+            return try Yams.load(yaml: text)
+        } catch {
+            throw CommandFailure(message: "the body on standard input is neither YAML nor JSON: \(error)", code: 64)
+        }
+    }
 }
+
+enum OutputFormat { case pretty, json, yaml, brief }
 
 struct CommandFailure: Error {
     let message: String
@@ -71,25 +117,52 @@ struct CommandFailure: Error {
 }
 
 /// The words of a command line turned into one REST call.
-struct CommandLineRequest: Equatable {
+struct CommandLineRequest {
     var method: String
     var path: [String]
-    var body: [String: Any]?
-
-    static func == (a: CommandLineRequest, b: CommandLineRequest) -> Bool {
-        a.method == b.method && a.path == b.path && (a.body as NSDictionary?) == (b.body as NSDictionary?)
-    }
+    var body: Any?
 
     private static let verbs = ["add": "POST", "set": "PATCH", "show": "GET", "del": "DELETE"]
 
-    init(words: [String]) throws {
+    init(words: [String], stdin: () throws -> Any? = { nil }) throws {
+        // The generic commands.
+        if let command = words.first, ["connect", "disconnect", "attach", "detach"].contains(command) {
+            let rest = Array(words.dropFirst())
+            let positional = rest.filter { !$0.contains("=") }
+            var body: [String: Any] = [:]
+            for pair in rest where pair.contains("=") {
+                let (key, value) = Self.split(pair)
+                body[key] = value
+            }
+            switch command {
+            case "connect":
+                guard positional.count == 2 else { throw CommandFailure(message: "usage: pcnctl connect CUBE:PORT CUBE:PORT|NETDEV", code: 64) }
+                body["peer1"] = positional[0]
+                body["peer2"] = positional[1]
+            case "disconnect":
+                guard (1...2).contains(positional.count) else { throw CommandFailure(message: "usage: pcnctl disconnect CUBE:PORT [PEER]", code: 64) }
+                body["peer1"] = positional[0]
+                if positional.count == 2 { body["peer2"] = positional[1] }
+            case "attach":
+                guard positional.count == 2 else { throw CommandFailure(message: "usage: pcnctl attach CUBE CUBE:PORT|NETDEV [position=first|last|auto] [before=X] [after=X]", code: 64) }
+                body["cube"] = positional[0]
+                body["port"] = positional[1]
+            default:
+                guard positional.count == 1 else { throw CommandFailure(message: "usage: pcnctl detach CUBE", code: 64) }
+                body["cube"] = positional[0]
+            }
+            method = "POST"
+            path = [command]
+            self.body = body
+            return
+        }
         var path: [String] = []
         var method = "GET"
         var pairs: [(String, String)] = []
         var sawVerb = false
         for word in words {
             if let eq = word.firstIndex(of: "="), eq != word.startIndex {
-                pairs.append((String(word[..<eq]), String(word[word.index(after: eq)...])))
+                pairs.append(Self.split(word))
             } else if !sawVerb, let verb = Self.verbs[word] {
                 method = verb
                 sawVerb = true
@@ -101,20 +174,37 @@ struct CommandLineRequest: Equatable {
                 path.append(word)
             }
         }
-        if path.isEmpty { throw CommandFailure(message: "nothing to do: give a path, e.g. 'pcnctl bus' (see --help)", code: 64) }
-        if method == "PATCH" && pairs.isEmpty { throw CommandFailure(message: "'set' needs at least one key=value", code: 64) }
+        if path.isEmpty { throw CommandFailure(message: "nothing to do: give a path, e.g. 'pcnctl services' (see --help)", code: 64) }
+        if pairs.isEmpty && (method == "POST" || method == "PATCH"), let document = try stdin() {
+            self.body = document
+        } else if method == "PATCH" && pairs.isEmpty {
+            throw CommandFailure(message: "'set' needs at least one key=value (or a YAML/JSON body on standard input)", code: 64)
+        } else if method == "POST" || !pairs.isEmpty {
+            // Nested members with dots: limits.rate=10 is {"limits": {"rate": "10"}}.
+            var body: [String: Any] = [:]
+            for (key, value) in pairs { Self.assign(&body, key.split(separator: ".").map(String.init)[...], value) }
+            self.body = body
+        }
         self.method = method
         self.path = path
-        self.body = pairs.isEmpty ? nil : Dictionary(pairs.map { ($0.0, Self.typed($0.1)) }, uniquingKeysWith: { $1 })
     }
 
-    /// polycubectl's typing: integers, floats and booleans become JSON numbers and booleans.
-    static func typed(_ text: String) -> Any {
-        if let int = Int(text) { return int }
-        if let double = Double(text), text.contains(".") && text.split(separator: ".").count == 2 { return double }
-        if text == "true" { return true }
-        if text == "false" { return false }
-        return text
+    static func split(_ word: String) -> (String, String) {
+        let eq = word.firstIndex(of: "=")!
+        return (String(word[..<eq]), String(word[word.index(after: eq)...]))
+    }
+
+    /// Values stay text: pcn-api types them from the model (a uint16 leaf gets a number, a string
+    /// leaf keeps "0123" as written).
+    static func assign(_ object: inout [String: Any], _ keys: ArraySlice<String>, _ value: String) {
+        guard let first = keys.first else { return }
+        if keys.count == 1 {
+            object[first] = value
+        } else {
+            var inner = object[first] as? [String: Any] ?? [:]
+            assign(&inner, keys.dropFirst(), value)
+            object[first] = inner
+        }
     }
 }
 
@@ -160,6 +250,28 @@ struct LogsCommand {
 struct APIClient {
     let base: String
 
+    static let genericPaths: Set = ["services", "cubes", "netdevs", "topology", "connect", "disconnect", "attach", "detach",
+                                    "bus", "version", "logs", "schema", "metrics"]
+
+    /// `r1 ports p1` is `router r1 ports p1`: a path that starts with a cube's name gets its service
+    /// (pcn-api would redirect, but a redirect drops the body of a POST or PATCH).
+    func withService(_ path: [String]) async -> [String] {
+        guard let first = path.first, !Self.genericPaths.contains(first) else { return path }
+        let services = ((try? await getJSON("services")) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        guard !services.contains(first) else { return path }
+        let cubes = (try? await getJSON("cubes")) as? [[String: Any]] ?? []
+        guard let service = cubes.first(where: { $0["name"] as? String == first })?["service"] as? String else { return path }
+        return [service] + path
+    }
+
+    /// GET /polycube/v1/<path> as JSON, nil on any failure.
+    func getJSON(_ path: String) async throws -> Any? {
+        guard let url = URL(string: base + "/polycube/v1/" + path) else { return nil }
+        let (data, response) = try await URLSession.shared.data(from: url)
+        guard (response as? HTTPURLResponse)?.statusCode == 200 else { return nil }
+        return try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+    }
+
     struct Logs: Decodable {
         var lines: [String]
         var next: Int
@@ -193,7 +305,7 @@ struct APIClient {
         http.httpMethod = request.method
         http.timeoutInterval = 30
         if let body = request.body {
-            http.httpBody = try JSONSerialization.data(withJSONObject: body)
+            http.httpBody = try JSONSerialization.data(withJSONObject: body, options: [.fragmentsAllowed])
             http.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
         do {
@@ -206,24 +318,149 @@ struct APIClient {
 }
 
 enum Render {
-    static func pretty(_ data: Data) -> String {
-        guard let object = try? JSONSerialization.jsonObject(with: data),
-              let text = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]) else {
+    static func output(_ data: Data, format: OutputFormat) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
             return String(decoding: data, as: UTF8.self)
         }
-        return String(decoding: text, as: UTF8.self)
+        switch format {
+        case .json, .pretty:
+            guard let text = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]) else {
+                return String(decoding: data, as: UTF8.self)
+            }
+            return String(decoding: text, as: UTF8.self)
+        case .yaml:
+            return ((try? Yams.dump(object: plain(object), sortKeys: true)) ?? String(decoding: data, as: UTF8.self)).trimmingCharacters(in: .newlines)
+        case .brief:
+            return brief(object)
+        }
     }
 
-    /// RFC 8040 errors as one line each, for people.
+    /// Leaves only, one `name: value` per line; lists and containers as their size.
+    static func brief(_ object: Any) -> String {
+        if let list = object as? [Any] {
+            return list.map { entry in ((entry as? [String: Any])?["name"]).map { "\($0)" } ?? "\(entry)" }.joined(separator: "\n")
+        }
+        guard let dictionary = object as? [String: Any] else { return "\(object)" }
+        return dictionary.keys.sorted().map { key in
+            switch dictionary[key] {
+            case let list as [Any]: return "\(key): \(list.count) entries"
+            case let inner as [String: Any]: return "\(key): \(inner.count) members"
+            case let value?: return "\(key): \(value)"
+            default: return key
+            }
+        }.joined(separator: "\n")
+    }
+
+    /// Foundation's JSON values as plain Swift values Yams can write.
+    static func plain(_ value: Any) -> Any {
+        switch value {
+        case let dictionary as [String: Any]: return dictionary.mapValues(plain)
+        case let list as [Any]: return list.map(plain)
+        case let number as NSNumber:
+            if String(cString: number.objCType) == "c" || String(describing: type(of: number)).contains("Bool") { return number.boolValue }
+            return number.doubleValue == Double(number.int64Value) ? number.int64Value as Any : number.doubleValue as Any
+        default: return value
+        }
+    }
+
+    /// RFC 8040 errors as one line each, for people: the error path as the words one would type
+    /// (`/router:router[name='r1']/ports[name='p1']/ip` is `r1 ports p1 ip`).
     static func error(status: Int, body: Data) -> String {
         if let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any],
            let errors = (object["ietf-restconf:errors"] as? [String: Any])?["error"] as? [[String: Any]] {
             return errors.map { e in
-                let path = (e["error-path"] as? String).map { "\($0): " } ?? ""
-                return "\(path)\(e["error-message"] as? String ?? "error") (\(e["error-tag"] as? String ?? "HTTP \(status)"))"
+                let path = (e["error-path"] as? String).map { words(ofPath: $0) }.map { $0.isEmpty ? "" : "\($0): " } ?? ""
+                return "\(path)\(e["error-message"] as? String ?? "error")"
             }.joined(separator: "\n")
         }
         let text = String(decoding: body, as: UTF8.self)
         return "HTTP \(status)" + (text.isEmpty ? "" : ": \(text)")
+    }
+
+    static func words(ofPath path: String) -> String {
+        if path.hasPrefix("/polycube/v1/") { return path.dropFirst("/polycube/v1/".count).split(separator: "/").joined(separator: " ") }
+        var words: [String] = []
+        for (index, segment) in path.split(separator: "/").enumerated() {
+            var name = Substring(segment)
+            var keys: [String] = []
+            while let open = name.lastIndex(of: "["), let eq = name[open...].range(of: "='") {
+                let value = name[eq.upperBound...].dropLast(2)
+                keys.insert(String(value), at: 0)
+                name = name[..<open]
+            }
+            // The first segment is the service's list: the cube's name says enough.
+            if index > 0 { words.append(String(name.split(separator: ":").last ?? name)) }
+            words += keys
+        }
+        return words.joined(separator: " ")
+    }
+}
+
+/// `... help`: what a node of a service's model has, from pcn-api's schema endpoint.
+enum Help {
+    static func text(for words: [String], client: APIClient) async throws -> String {
+        guard let first = words.first else { return Pcnctl.helpMessage() }
+        var service = first
+        var rest = Array(words.dropFirst())
+        // A cube's name stands for its service; list keys are skipped.
+        if let cubes = try? await client.getJSON("cubes") as? [[String: Any]], let cube = cubes.first(where: { $0["name"] as? String == first }),
+           let name = cube["service"] as? String {
+            service = name
+        } else if !rest.isEmpty {
+            rest.removeFirst()
+        }
+        var path = [service]
+        var node = try await client.getJSON("schema/" + service) as? [String: Any] ?? [:]
+        var index = 0
+        while index < rest.count {
+            let children = node["children"] as? [[String: Any]] ?? []
+            guard let child = children.first(where: { $0["name"] as? String == rest[index] }) else { index += 1; continue }
+            path.append(rest[index])
+            node = try await client.getJSON("schema/" + path.joined(separator: "/")) as? [String: Any] ?? child
+            index += (child["kind"] as? String == "list") ? 2 : 1
+        }
+        var lines = ["\(node["name"] ?? service) (\(node["kind"] ?? "")): \(node["description"] ?? "")"]
+        for child in node["children"] as? [[String: Any]] ?? [] {
+            var detail = child["kind"] as? String ?? ""
+            if let type = child["type"] as? String { detail = type }
+            if let values = child["enum"] as? [String] { detail += " {" + values.joined(separator: "|") + "}" }
+            if let keys = child["keys"] as? [String] { detail += " keyed by " + keys.joined(separator: ",") }
+            if child["config"] as? Bool == false { detail += ", read-only" }
+            if child["init-only"] as? Bool == true { detail += ", set at creation" }
+            if let value = child["default"] as? String { detail += ", default \(value)" }
+            let name = (child["name"] as? String ?? "").padding(toLength: 16, withPad: " ", startingAt: 0)
+            lines.append("  \(name) \(detail)  \(child["description"] as? String ?? "")")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// Bash completion: the script asks `pcnctl __complete <words so far>` for candidates.
+enum Completion {
+    static let bashScript = """
+        # pcnctl completion: source it, or put it in /etc/bash_completion.d/pcnctl
+        _pcnctl() {
+            local words=("${COMP_WORDS[@]:1:COMP_CWORD-1}")
+            COMPREPLY=($(compgen -W "$(pcnctl __complete "${words[@]}" 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
+        }
+        complete -F _pcnctl pcnctl
+        """
+
+    static func candidates(_ words: [String], client: APIClient) async -> [String] {
+        let generic = ["connect", "disconnect", "attach", "detach", "topology", "cubes", "netdevs", "services", "bus", "version", "logs", "help"]
+        let services = ((try? await client.getJSON("services")) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        let cubes = ((try? await client.getJSON("cubes")) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        guard let first = words.first else { return generic + services + cubes }
+        if ["connect", "disconnect", "attach", "detach"].contains(first) { return cubes }
+        var path = words.filter { !["add", "set", "show", "del"].contains($0) && !$0.contains("=") }
+        if cubes.contains(first), let cube = ((try? await client.getJSON("cubes")) as? [[String: Any]] ?? []).first(where: { $0["name"] as? String == first }),
+           let service = cube["service"] as? String {
+            path[0] = service
+            path.insert(first, at: 1)
+        }
+        let schemaPath = [path[0]] + path.dropFirst(2).filter { word in true && !word.isEmpty }
+        let node = (try? await client.getJSON("schema/" + schemaPath.joined(separator: "/"))) as? [String: Any]
+        let children = (node?["children"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        return children + ["add", "set", "show", "del", "help"]
     }
 }

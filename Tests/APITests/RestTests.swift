@@ -345,4 +345,66 @@ final class RestTests: XCTestCase {
         let netdevs = try await call("GET", "/netdevs").json as? [[String: Any]]
         XCTAssertTrue(netdevs?.contains { $0["name"] as? String == "lo" } == true)
     }
+
+    /// pcnctl as a person runs it; `input` is given on its standard input.
+    func pcnctl(_ arguments: [String], input: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        let url = String(base.dropLast("/polycube/v1".count))
+        guard let input else { return try runCommand(productsDirectory.appendingPathComponent("pcnctl").path, ["--url", url] + arguments) }
+        let file = directory + "/stdin.txt"
+        try input.write(toFile: file, atomically: true, encoding: .utf8)
+        return try runCommand("/bin/bash", ["-c", "exec \"$0\" --url \"$1\" \"${@:2}\" < \"$FILE\"", productsDirectory.appendingPathComponent("pcnctl").path, url] + arguments,
+                              environment: ["FILE": file])
+    }
+
+    func testPcnctlEndToEnd() throws {
+        var result = try pcnctl(["testfwd", "add", "t1", "type=tc", "mtu=9000", "label=abc"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        result = try pcnctl(["t1", "ports", "add", "p1"])
+        XCTAssertEqual(result.status, 0, "a cube's name stands for its service: \(result.stderr)")
+        result = try pcnctl(["t1", "set", "mtu=1400", "limits.rate=10"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        result = try pcnctl(["t1", "show", "-json"])
+        let shown = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(shown?["mtu"] as? Int, 1400)
+        XCTAssertEqual((shown?["limits"] as? [String: Any])?["rate"] as? Int, 10)
+        XCTAssertEqual(shown?["label"] as? String, "abc")
+        XCTAssertTrue(try pcnctl(["t1", "show", "-yaml"]).stdout.contains("mtu: 1400"))
+        XCTAssertTrue(try pcnctl(["t1", "show", "-brief"]).stdout.contains("ports: 1 entries"))
+
+        // Errors for people, exit 1.
+        result = try pcnctl(["t1", "set", "label=ABC", "mtu=20"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("pcnctl: t1 label: 'ABC' is not a valid string"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("t1 mtu: '20' is not a valid uint16"), result.stderr)
+        result = try pcnctl(["t1", "ports", "p1", "set", "peer=nosuchdev0"])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("t1 ports p1 peer: netdev 'nosuchdev0' does not exist"), result.stderr)
+        result = try pcnctl(["t1", "set"])
+        XCTAssertEqual(result.status, 64, result.stderr)
+
+        // A YAML body on standard input.
+        result = try pcnctl(["t1", "set"], input: "mtu: 1500\nmode: drop\n")
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(try pcnctl(["t1", "mode", "show"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\"DROP\"")
+
+        // Help from the model, completion.
+        result = try pcnctl(["testfwd", "help"])
+        XCTAssertTrue(result.stdout.contains("mtu") && result.stdout.contains("Largest frame."), result.stdout)
+        XCTAssertTrue(result.stdout.contains("type") && result.stdout.contains("set at creation"), result.stdout)
+        XCTAssertTrue(try pcnctl(["completion", "bash"]).stdout.contains("complete -F _pcnctl pcnctl"))
+        let candidates = try pcnctl(["__complete"]).stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(candidates.contains("testfwd") && candidates.contains("t1") && candidates.contains("connect"), "\(candidates)")
+        let below = try pcnctl(["__complete", "t1"]).stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(below.contains("ports") && below.contains("mtu"), "\(below)")
+
+        // Generic commands.
+        XCTAssertEqual(try pcnctl(["testfwd", "add", "t2"]).status, 0)
+        XCTAssertEqual(try pcnctl(["t2", "ports", "add", "p1"]).status, 0)
+        result = try pcnctl(["connect", "t1:p1", "t2:p1"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(try pcnctl(["t2", "ports", "p1", "peer", "show"]).stdout.contains("t1:p1"))
+        XCTAssertEqual(try pcnctl(["disconnect", "t1:p1"]).status, 0)
+        XCTAssertEqual(try pcnctl(["t1", "del"]).status, 0)
+        XCTAssertEqual(try pcnctl(["t1", "show"]).status, 1)
+    }
 }
