@@ -313,7 +313,8 @@ actor ConfigEngine {
             try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
             throw RestFailure(500, tag: "operation-failed", "\(error)")
         }
-        return current == nil && method != .delete
+        // A POST always creates; a PUT creates when nothing was there.
+        return method == .post || (method == .put && current == nil)
     }
 
     /// A link between two cube ports is one fact with two ends: when a port's peer becomes (or stops

@@ -37,6 +37,7 @@ struct RestRoutes: Sendable {
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
         GenericRoutes(bus: bus, engine: services.engine, services: services).register(v1)
+        v1.get("metrics") { _, _ in await MetricsRoute(bus: bus).handle() }
         v1.get("schema/**") { request, _ in
             let rest = request.uri.path.components(separatedBy: "/polycube/v1/schema/").last ?? ""
             return await services.schema(segments: rest.split(separator: "/").map(String.init))

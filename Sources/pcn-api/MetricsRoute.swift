@@ -1,0 +1,72 @@
+import Foundation
+import Hummingbird
+import IPC
+import NIOCore
+
+/// `GET /polycube/v1/metrics`: OpenMetrics text of every cube's counters, read from pcn-core.
+struct MetricsRoute: Sendable {
+    let bus: BusClient
+
+    private struct CoreCube: Decodable { var name: String; var service: String }
+    private struct Counters: Decodable {
+        struct Port: Decodable { var rxPackets: UInt64; var rxBytes: UInt64; var txPackets: UInt64; var txBytes: UInt64 }
+        var rxPackets: UInt64
+        var rxBytes: UInt64
+        var redirected: UInt64
+        var passed: UInt64
+        var toSlowPath: UInt64
+        var drops: [String: UInt64]
+        var slowPathQueued: Int
+        var slowPathDropped: UInt64
+        var ports: [String: Port]
+    }
+
+    func handle() async -> Response {
+        do {
+            let cubes = try await bus.request("core", method: "cube.list", timeout: .seconds(10)).decode([CoreCube].self)
+            var stats: [(CoreCube, Counters)] = []
+            for cube in cubes {
+                let body = Array(try JSONEncoder().encode(["name": cube.name]))
+                stats.append((cube, try await bus.request("core", method: "cube.stats", payload: body, timeout: .seconds(10)).decode(Counters.self)))
+            }
+            let text = Self.render(stats)
+            return Response(status: .ok, headers: [.contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        } catch {
+            return RestError.response(status: .serviceUnavailable, tag: "resource-denied", message: "pcn-core is not reachable: \(error)")
+        }
+    }
+
+    private static func label(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+    }
+
+    private static func render(_ stats: [(CoreCube, Counters)]) -> String {
+        var out: [String] = []
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+            out.append("# TYPE \(name) \(type)")
+            out.append("# HELP \(name) \(help)")
+            let suffix = type == "counter" ? "_total" : ""
+            for (labels, value) in samples { out.append("\(name)\(suffix){\(labels)} \(value)") }
+        }
+        func cube(_ c: CoreCube) -> String { "cube=\"\(label(c.name))\",service=\"\(label(c.service))\"" }
+        family("pcn_cube_rx_packets", "counter", "Packets the cube received (all ports).", stats.map { (cube($0.0), "\($0.1.rxPackets)") })
+        family("pcn_cube_rx_bytes", "counter", "Bytes the cube received.", stats.map { (cube($0.0), "\($0.1.rxBytes)") })
+        family("pcn_cube_redirected_packets", "counter", "Packets the cube sent out of a port.", stats.map { (cube($0.0), "\($0.1.redirected)") })
+        family("pcn_cube_passed_packets", "counter", "Packets the cube let go on (RX_OK).", stats.map { (cube($0.0), "\($0.1.passed)") })
+        family("pcn_cube_slow_path_packets", "counter", "Packets the cube sent to its slow path.", stats.map { (cube($0.0), "\($0.1.toSlowPath)") })
+        family("pcn_cube_drops", "counter", "Packets dropped, by reason (missed-tail-call included).",
+               stats.flatMap { entry in entry.1.drops.sorted { $0.key < $1.key }.map { ("\(cube(entry.0)),reason=\"\($0.key)\"", "\($0.value)") } })
+        family("pcn_cube_slow_path_queue_depth", "gauge", "Packet-in records waiting in pcn-core for the cube's slow path.",
+               stats.map { (cube($0.0), "\($0.1.slowPathQueued)") })
+        family("pcn_cube_slow_path_queue_dropped", "counter", "Packet-in records dropped because the queue was full.",
+               stats.map { (cube($0.0), "\($0.1.slowPathDropped)") })
+        let ports = stats.flatMap { entry in entry.1.ports.sorted { $0.key < $1.key }.map { (cube(entry.0) + ",port=\"\(label($0.key))\"", $0.value) } }
+        family("pcn_port_rx_packets", "counter", "Packets received on the port.", ports.map { ($0.0, "\($0.1.rxPackets)") })
+        family("pcn_port_rx_bytes", "counter", "Bytes received on the port.", ports.map { ($0.0, "\($0.1.rxBytes)") })
+        family("pcn_port_tx_packets", "counter", "Packets sent out of the port.", ports.map { ($0.0, "\($0.1.txPackets)") })
+        family("pcn_port_tx_bytes", "counter", "Bytes sent out of the port.", ports.map { ($0.0, "\($0.1.txBytes)") })
+        out.append("# EOF")
+        return out.joined(separator: "\n") + "\n"
+    }
+}
