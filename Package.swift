@@ -72,6 +72,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log")], path: "bench/datapath", exclude: ["bpf"]),
         .executableTarget(name: "bench-log", dependencies: ["DatapathKit", "BPFKit", "CBPF", "CLibbpfShims", "IPC",
             .product(name: "Logging", package: "swift-log")], path: "bench/log", exclude: ["bpf"]),
+        .executableTarget(name: "bench-api", dependencies: [], path: "bench/api"),
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
 

@@ -182,3 +182,9 @@ int pcn_journal_send(const char *message, int priority, const char *service, con
     return sd_journal_send("MESSAGE=%s", message, "PRIORITY=%i", priority, "SERVICE=%s", service,
                            "CUBE=%s", cube, "LEVEL=%s", level, "SYSLOG_IDENTIFIER=pcn", NULL);
 }
+
+#include <sys/mman.h>
+
+int pcn_memfd(const char *name) {
+    return memfd_create(name, MFD_CLOEXEC);
+}

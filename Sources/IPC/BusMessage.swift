@@ -19,9 +19,12 @@ public struct BusMessage: Sendable {
         self.fds = fds
     }
 
+    /// The body: the payload, or the content of the memfd a large body came in (LargeBody).
+    public var body: [UInt8] { LargeBody.unpack(payload, fds: fds) }
+
     public func decode<T: Decodable>(_ type: T.Type) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(payload))
+            return try JSONDecoder().decode(T.self, from: Data(body))
         } catch {
             throw BusError(code: .badRequest, message: "'\(method)' from \(source): body is not a valid \(T.self): \(error)")
         }

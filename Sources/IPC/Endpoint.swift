@@ -24,9 +24,11 @@ extension BusEndpoint {
             throw BusError(code: .disconnected, message: "'\(method)' to \(destination): not connected to the bus hub within \(timeout)")
         }
         let id = pending.nextID()
-        let frame = Frame(kind: .request, id: id, destination: destination, method: method, payload: payload)
+        let packed = try LargeBody.pack(payload, fds: fds)
+        defer { if let owned = packed.owned { close(owned) } }
+        let frame = Frame(kind: .request, id: id, destination: destination, method: method, payload: packed.payload)
         return try await pending.wait(id: id, timeout: timeout, what: "'\(method)' to \(destination)") {
-            try self.send(frame, fds: fds)
+            try self.send(frame, fds: packed.fds)
         }
     }
 
@@ -45,16 +47,20 @@ extension BusEndpoint {
     @discardableResult
     public func event(_ destination: String, method: String, payload: [UInt8] = [], fds: [Int32] = []) throws(BusError) -> UInt64 {
         let id = pending.nextID()
-        try send(Frame(kind: .event, id: id, destination: destination, method: method, payload: payload), fds: fds)
+        let packed = try LargeBody.pack(payload, fds: fds)
+        defer { if let owned = packed.owned { close(owned) } }
+        try send(Frame(kind: .event, id: id, destination: destination, method: method, payload: packed.payload), fds: packed.fds)
         return id
     }
 
     public func reply(to message: BusMessage, _ reply: BusReply = BusReply()) {
         guard message.kind == .request else { return }
-        let frame = Frame(kind: .reply, id: message.id, destination: message.source, method: message.method,
-                          payload: reply.payload)
         do {
-            try send(frame, fds: reply.fds)
+            let packed = try LargeBody.pack(reply.payload, fds: reply.fds)
+            defer { if let owned = packed.owned { close(owned) } }
+            let frame = Frame(kind: .reply, id: message.id, destination: message.source, method: message.method,
+                              payload: packed.payload)
+            try send(frame, fds: packed.fds)
         } catch {
             // The requester will see its own timeout or disconnect; nothing else to tell it.
         }

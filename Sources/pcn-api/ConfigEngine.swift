@@ -125,12 +125,12 @@ actor ConfigEngine {
         let chain = try await chain(at: to)
         attachments.removeAll { chain.contains($0["cube"] ?? "") }
         attachments += chain.map { ["cube": $0, "to": to] }
-        try store.commit(store.document, attachments: attachments)
+        try store.commit(store.document, changed: [], attachments: attachments)
     }
 
     func detach(_ cube: String) async throws {
         try await core("cube.detach", ["name": cube])
-        try store.commit(store.document, attachments: store.attachments.filter { $0["cube"] != cube })
+        try store.commit(store.document, changed: [], attachments: store.attachments.filter { $0["cube"] != cube })
     }
 
     private func chain(at point: String) async throws -> [String] {
@@ -284,31 +284,42 @@ actor ConfigEngine {
         }
 
         // Validate: every node of the new cube, then the whole candidate datastore.
-        var candidateList = list.filter { !ConfigTree.matches($0, ["name": cubeName]) }
         var typedCube: [String: Any]?
         if let newCube {
             let checked = ConfigCheck(context: context).check([newCube], node: top, path: "/\(member)", existing: oldCube.map { [$0] })
             if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }
             typedCube = (checked.value as? [Any])?.first as? [String: Any]
-            candidateList.append(typedCube!)
         }
-        var candidate = store.document
-        candidate[member] = candidateList.isEmpty ? nil : candidateList
-        let normalized: [String: Any]
-        do {
-            let text = try context.normalize(json: String(decoding: try JSONSerialization.data(withJSONObject: candidate), as: UTF8.self))
-            normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
-        } catch let issue as YangIssue {
-            throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
+        // The whole-tree rules (must, when, leafref, unique) and the defaults: the cube's own tree is
+        // what they range over (a cube's configuration does not refer to another cube's), so the
+        // cost of a write follows the size of its cube, not of the datastore.
+        var committedCube: [String: Any]?
+        if let typedCube {
+            do {
+                let text = try context.normalize(json: String(decoding: try JSONSerialization.data(withJSONObject: [member: [typedCube]]), as: UTF8.self))
+                let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                committedCube = (normalized[member] as? [Any])?.first as? [String: Any]
+            } catch let issue as YangIssue {
+                throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
+            }
         }
-        let committedCube = (normalized[member] as? [Any])?.first { ConfigTree.matches($0, ["name": cubeName]) } as? [String: Any]
+        var normalized = store.document
+        var committedList = list.filter { !ConfigTree.matches($0, ["name": cubeName]) }
+        if let committedCube {
+            if let index = list.firstIndex(where: { ConfigTree.matches($0, ["name": cubeName]) }) {
+                committedList.insert(committedCube, at: index)
+            } else {
+                committedList.append(committedCube)
+            }
+        }
+        normalized[member] = committedList.isEmpty ? nil : committedList
         var document = normalized
-        Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
+        let changed = [(member: member, cube: cubeName)] + Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
 
         // Apply, then commit; a refusal undoes what was applied.
         try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, replaying: false)
         do {
-            try store.commit(document)
+            try store.commit(document, changed: changed)
         } catch {
             try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
             throw RestFailure(500, tag: "operation-failed", "\(error)")
@@ -319,7 +330,10 @@ actor ConfigEngine {
 
     /// A link between two cube ports is one fact with two ends: when a port's peer becomes (or stops
     /// being) `other:port`, the other end's peer leaf follows (pcn-core links both ends at once).
-    static func mirrorPeers(of cube: String, old: [String: Any]?, new: [String: Any]?, in document: inout [String: Any]) {
+    /// Returns the cubes it changed.
+    @discardableResult
+    static func mirrorPeers(of cube: String, old: [String: Any]?, new: [String: Any]?, in document: inout [String: Any]) -> [(member: String, cube: String)] {
+        var touched: [(member: String, cube: String)] = []
         func peers(_ config: [String: Any]?) -> [String: String] {
             var result: [String: String] = [:]
             for case let port as [String: Any] in config?["ports"] as? [Any] ?? [] {
@@ -329,29 +343,31 @@ actor ConfigEngine {
         }
         let before = peers(old), after = peers(new)
         for port in Set(before.keys).union(after.keys) where before[port] != after[port] {
-            if let old = before[port], old.contains(":") { setPeer(old, to: nil, unlessNot: "\(cube):\(port)", in: &document) }
-            if let new = after[port], new.contains(":") { setPeer(new, to: "\(cube):\(port)", unlessNot: nil, in: &document) }
+            if let old = before[port], old.contains(":"), let hit = setPeer(old, to: nil, unlessNot: "\(cube):\(port)", in: &document) { touched.append(hit) }
+            if let new = after[port], new.contains(":"), let hit = setPeer(new, to: "\(cube):\(port)", unlessNot: nil, in: &document) { touched.append(hit) }
         }
+        return touched
     }
 
     /// Sets the peer leaf of `end` (cube:port) in whichever service holds that cube; with `unlessNot`,
     /// only if it currently names that peer.
-    private static func setPeer(_ end: String, to value: String?, unlessNot expected: String?, in document: inout [String: Any]) {
+    private static func setPeer(_ end: String, to value: String?, unlessNot expected: String?, in document: inout [String: Any]) -> (member: String, cube: String)? {
         let parts = end.split(separator: ":", maxSplits: 1).map(String.init)
-        guard parts.count == 2 else { return }
+        guard parts.count == 2 else { return nil }
         for (member, list) in document {
             guard var entries = list as? [Any], let index = entries.firstIndex(where: { ConfigTree.matches($0, ["name": parts[0]]) }),
                   var cube = entries[index] as? [String: Any], var ports = cube["ports"] as? [Any],
                   let portIndex = ports.firstIndex(where: { ConfigTree.matches($0, ["name": parts[1]]) }),
                   var port = ports[portIndex] as? [String: Any] else { continue }
-            if let expected, port["peer"] as? String != expected { return }
+            if let expected, port["peer"] as? String != expected { return nil }
             port["peer"] = value
             ports[portIndex] = port
             cube["ports"] = ports
             entries[index] = cube
             document[member] = entries
-            return
+            return (member, parts[0])
         }
+        return nil
     }
 
     /// RFC 8040 bodies wrap the value in its name (`{"mtu": 1500}` for .../mtu); Polycube's carry the

@@ -12,6 +12,9 @@ struct Datastore {
     /// Transparent cubes' attachments, in the order of their chains: `{cube, to}` (replayed last).
     private(set) var attachments: [[String: String]] = []
     private(set) var version: UInt64 = 0
+    /// Each cube's JSON as last written, by service member and cube name: a commit serialises only
+    /// the cubes that changed (a large cube elsewhere costs a copy, not a re-encoding).
+    private var fragments: [String: [String: Data]] = [:]
     private(set) var lastModified = Date()
 
     /// Reads the file if there is one. A file that does not parse stops pcn-api (and is kept).
@@ -33,9 +36,31 @@ struct Datastore {
     var etag: String { "\"\(version)\"" }
 
     /// Commits a new document: written to disk before it becomes the running one.
-    mutating func commit(_ next: [String: Any], attachments nextAttachments: [[String: String]]? = nil) throws {
-        let body: [String: Any] = ["version": version + 1, "config": next, "attachments": nextAttachments ?? attachments]
-        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
+    /// `changed` names the cubes (`member`, `cube`) that differ from the last commit; nil: all may.
+    mutating func commit(_ next: [String: Any], changed: [(member: String, cube: String)]? = nil,
+                         attachments nextAttachments: [[String: String]]? = nil) throws {
+        var fresh = fragments
+        if let changed {
+            for (member, cube) in changed { fresh[member]?[cube] = nil }
+        } else {
+            fresh = [:]
+        }
+        var data = Data(#"{"attachments":"#.utf8)
+        data += try JSONSerialization.data(withJSONObject: nextAttachments ?? attachments, options: [.sortedKeys])
+        data += Data(#","config":{"#.utf8)
+        for (index, member) in next.keys.sorted().enumerated() {
+            if index > 0 { data += Data(",".utf8) }
+            data += try JSONSerialization.data(withJSONObject: member, options: [.fragmentsAllowed]) + Data(":[".utf8)
+            for (position, entry) in (next[member] as? [Any] ?? []).enumerated() {
+                let name = ((entry as? [String: Any])?["name"] as? String) ?? ""
+                let fragment = try fresh[member]?[name] ?? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])
+                fresh[member, default: [:]][name] = fragment
+                if position > 0 { data += Data(",".utf8) }
+                data += fragment
+            }
+            data += Data("]".utf8)
+        }
+        data += Data(#"},"version":\#(version + 1)}"#.utf8)
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw DaemonError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
@@ -46,6 +71,7 @@ struct Datastore {
             throw DaemonError("cannot commit the datastore \(path): \(String(cString: strerror(errno)))")
         }
         document = next
+        fragments = fresh.filter { next[$0.key] != nil }
         if let nextAttachments { attachments = nextAttachments }
         version += 1
         lastModified = Date()

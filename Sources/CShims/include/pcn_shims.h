@@ -48,6 +48,9 @@ int pcn_link_monitor_open(void);
 // deleted[0..max) and returns how many, or -1 with errno.
 int pcn_link_monitor_read(int fd, int *deleted, int max);
 
+// An anonymous in-memory file (memfd_create with MFD_CLOEXEC). -1 with errno.
+int pcn_memfd(const char *name);
+
 // Sends one entry to journald with the fields SERVICE, CUBE and LEVEL (sd_journal_send is variadic).
 // 0 or -errno.
 int pcn_journal_send(const char *message, int priority, const char *service, const char *cube, const char *level);

@@ -123,7 +123,7 @@ struct BusPeer: AsyncParsableCommand {
         for await message in client.messages {
             switch message.method {
             case "cube.apply":
-                let body = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any] ?? [:]
+                let body = (try? JSONSerialization.jsonObject(with: Data(message.body))) as? [String: Any] ?? [:]
                 let cube = body["cube"] as? String ?? "?"
                 let config = body["config"] as? [String: Any]
                 if config?["refuse"] as? Bool == true {

@@ -1,0 +1,131 @@
+// bench/api: what validation and routing cost a write, measured against an unvalidated echo route of
+// the same server in the same run; and loading 10,000 list entries in one request and one by one.
+//
+// It runs the release pcn-core, pcn-api and the stand-in cube-host pcn-bus-peer (serving
+// Tests/Fixtures/testfwd.yang) on private paths: build every product first (`swift build -c release`).
+//   echo_s:   POST /polycube/v1/echo (the body comes back, nothing validated), requests/s;
+//   patch_s:  PATCH /testfwd/t1 {"mtu": n}: resolve, validate the whole candidate, apply (pcn-core and
+//             the cube-host), commit with fsync;
+//   post_s:   POST /testfwd/t1/items {"id": n, ...}: the same, creating an entry;
+//   bulk10k_s: seconds to create a cube with 10,000 `items` in one POST;
+//   each10k_s: seconds to create 10,000 `items` one POST each (BENCH_EACH changes the count; the
+//             figure is scaled to 10,000).
+// Requests are sequential from one client (URLSession), interleaved in rounds; medians of rounds.
+//
+// Last line: RESULT patch_ratio=<patch_s/echo_s> post_ratio=<post_s/echo_s> bulk10k_s=… each10k_s=…
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+let perRound = Int(ProcessInfo.processInfo.environment["BENCH_REQUESTS"] ?? "") ?? 300
+let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 5
+let eachCount = Int(ProcessInfo.processInfo.environment["BENCH_EACH"] ?? "") ?? 10_000
+
+struct BenchError: Error, CustomStringConvertible { let description: String }
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+@main
+struct Bench {
+    static func main() async throws {
+        var template = Array("/tmp/pcnbenchapi.XXXXXX".utf8CString)
+        let scratch = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let bpffsRoot = "/sys/fs/bpf/pcnbenchapi-\(getpid())"
+        var children: [Process] = []
+        defer {
+            for child in children.reversed() where child.isRunning {
+                child.terminate()
+                child.waitUntilExit()
+            }
+            let cleanup = Process()
+            cleanup.executableURL = URL(fileURLWithPath: "/bin/rm")
+            cleanup.arguments = ["-rf", bpffsRoot, scratch]
+            try? cleanup.run()
+            cleanup.waitUntilExit()
+        }
+        let port = 19_000 + Int(getpid() % 1000)
+        let common = ["--runtime-dir", scratch + "/run", "--state-dir", scratch + "/state", "--log-dir", scratch + "/log",
+                      "--bpffs-root", bpffsRoot, "--log-level", "warning"]
+        for directory in ["run", "state", "log"] { try FileManager.default.createDirectory(atPath: "\(scratch)/\(directory)", withIntermediateDirectories: true) }
+        func spawn(_ name: String, _ arguments: [String]) throws {
+            let process = Process()
+            process.executableURL = binaries.appendingPathComponent(name)
+            guard FileManager.default.isExecutableFile(atPath: process.executableURL!.path) else {
+                throw BenchError(description: "\(process.executableURL!.path) is missing: build every product first (swift build -c release)")
+            }
+            process.arguments = arguments
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            children.append(process)
+        }
+        try spawn("pcn-core", common + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        try spawn("pcn-api", common + ["--api-addr", "127.0.0.1:\(port)"])
+        try spawn("pcn-bus-peer", ["--socket", scratch + "/run/bus.sock", "--name", "cube-host/testfwd", "--mode", "service",
+                                   "--service", "testfwd", "--yang", repository.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])
+        let base = "http://127.0.0.1:\(port)/polycube/v1"
+        let session = URLSession(configuration: .ephemeral)
+        func call(_ method: String, _ path: String, _ body: String) async throws -> Int {
+            var request = URLRequest(url: URL(string: base + path)!)
+            request.httpMethod = method
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.timeoutInterval = 300
+            let (_, response) = try await session.data(for: request)
+            return (response as? HTTPURLResponse)?.statusCode ?? 0
+        }
+        // Ready when the service's tree answers.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while (try? await call("POST", "/testfwd/t1", "{}")) != 201 {
+            guard ContinuousClock.now < deadline else { throw BenchError(description: "pcn-api and the service did not come up") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+
+        var echo: [Double] = [], patch: [Double] = [], post: [Double] = []
+        var next = 0
+        for _ in 1...rounds {
+            var start = ContinuousClock.now
+            for i in 0..<perRound { _ = try await call("POST", "/echo", #"{"mtu":\#(1000 + i % 100)}"#) }
+            echo.append(Double(perRound) / seconds(ContinuousClock.now - start))
+            start = ContinuousClock.now
+            for i in 0..<perRound {
+                guard try await call("PATCH", "/testfwd/t1", #"{"mtu":\#(1000 + i % 100)}"#) == 204 else { throw BenchError(description: "PATCH refused") }
+            }
+            patch.append(Double(perRound) / seconds(ContinuousClock.now - start))
+            start = ContinuousClock.now
+            for _ in 0..<perRound {
+                guard try await call("POST", "/testfwd/t1/items", #"{"id":\#(next),"note":"entry \#(next)"}"#) == 201 else { throw BenchError(description: "POST refused") }
+                next += 1
+            }
+            post.append(Double(perRound) / seconds(ContinuousClock.now - start))
+        }
+        print("sequential requests from one client, \(rounds) rounds of \(perRound), medians")
+        print(String(format: "  echo (unvalidated)   %8.0f requests/s", median(echo)))
+        print(String(format: "  PATCH (validated)    %8.0f requests/s", median(patch)))
+        print(String(format: "  POST  (validated)    %8.0f requests/s   (datastore growing to %d entries)", median(post), next))
+
+        let entries = (0..<10_000).map { #"{"id":\#($0),"note":"route \#($0)"}"# }.joined(separator: ",")
+        var start = ContinuousClock.now
+        guard try await call("POST", "/testfwd/bulk", #"{"items":[\#(entries)]}"#) == 201 else { throw BenchError(description: "bulk POST refused") }
+        let bulk = seconds(ContinuousClock.now - start)
+        print(String(format: "  10,000 entries in one POST: %.2f s", bulk))
+        guard try await call("POST", "/testfwd/each", "{}") == 201 else { throw BenchError(description: "POST refused") }
+        start = ContinuousClock.now
+        for i in 0..<eachCount {
+            guard try await call("POST", "/testfwd/each/items", #"{"id":\#(i),"note":"route \#(i)"}"#) == 201 else { throw BenchError(description: "POST refused") }
+        }
+        let each = seconds(ContinuousClock.now - start) * 10_000 / Double(eachCount)
+        print(String(format: "  %d entries one POST each: %.2f s (scaled to 10,000: %.1f s)", eachCount, seconds(ContinuousClock.now - start), each))
+        print(String(format: "RESULT patch_ratio=%.3f post_ratio=%.3f bulk10k_s=%.2f each10k_s=%.1f echo_s=%.0f patch_s=%.0f post_s=%.0f",
+                     median(patch) / median(echo), median(post) / median(echo), bulk, each, median(echo), median(patch), median(post)))
+    }
+}
