@@ -84,7 +84,11 @@ public struct ConfigCheck {
     /// The entries of a list, each keyed, checked against the entry stored with the same keys.
     public func list(_ entries: [Any], node: SchemaNode, path: String, existing: [Any]?, errors: inout [RestconfError]) -> [Any] {
         var seen = Set<String>()
-        let stored = (existing ?? []).compactMap { $0 as? [String: Any] }
+        // The stored entries by their keys (one lookup per entry, not a scan).
+        var stored: [String: [String: Any]] = [:]
+        for case let entry as [String: Any] in existing ?? [] {
+            stored[node.keys.map { entry[$0].map(Self.text) ?? "" }.joined(separator: "\u{0}")] = entry
+        }
         let typed = entries.map { entry -> Any in
             guard let object = entry as? [String: Any] else {
                 errors.append(.init(tag: "invalid-value", path: path, message: "an entry of list '\(node.name)' must be an object"))
@@ -99,7 +103,7 @@ public struct ConfigCheck {
             if !seen.insert(identity).inserted {
                 errors.append(.init(tag: "data-exists", path: entryPath, message: "'\(node.name)' has two entries with the key \(keys.map { "\($0.0)=\($0.1)" }.joined(separator: ","))"))
             }
-            let before = stored.first { candidate in keys.allSatisfy { candidate[$0.0].map(Self.text) == $0.1 } }
+            let before = stored[identity]
             return members(object, of: node, path: entryPath, existing: before, creating: before == nil, errors: &errors)
         }
         if typed.count < node.minElements {

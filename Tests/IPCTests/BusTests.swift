@@ -72,6 +72,25 @@ final class BusTests: XCTestCase {
         _ = (b, c)
     }
 
+    /// A body larger than a frame travels in a memfd, both ways, and reads as the body.
+    func testBodiesLargerThanAFrameCrossTheBus() async throws {
+        let hub = try startHub()
+        defer { hub.stop() }
+        let b = try peer("peer-b")
+        let a = try await client("tester")
+        defer { a.stop() }
+        let large = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let echoed = try await a.request("peer-b", method: "echo", payload: large, timeout: .seconds(20))
+        XCTAssertEqual(echoed.body.count, large.count)
+        XCTAssertTrue(echoed.body == large, "the body changed on the way")
+        XCTAssertNotEqual(echoed.payload.count, large.count, "a frame carried more than its limit")
+        // Small bodies are unchanged.
+        let small = try await a.request("peer-b", method: "echo", payload: [1, 2, 3])
+        XCTAssertEqual(small.payload, [1, 2, 3])
+        XCTAssertEqual(small.body, [1, 2, 3])
+        _ = b
+    }
+
     func testRequestErrorsAndTimeouts() async throws {
         let hub = try startHub()
         defer { hub.stop() }

@@ -61,7 +61,7 @@ struct BusPeer: AsyncParsableCommand {
     private func answer(_ message: BusMessage, _ client: BusClient) async {
         switch message.method {
         case "echo":
-            client.reply(to: message, BusReply(payload: message.payload))
+            client.reply(to: message, BusReply(payload: message.body))
         case "ignore":
             break
         case "packet-in":
