@@ -322,6 +322,7 @@ enum Render {
         guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
             return String(decoding: data, as: UTF8.self)
         }
+        if let list = object as? [Any], list.isEmpty { return "[]" }
         switch format {
         case .json, .pretty:
             guard let text = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]) else {
