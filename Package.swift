@@ -68,11 +68,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Support/pcn-bus-peer"),
 
-        .executableTarget(name: "bench-datapath", dependencies: ["DatapathKit", "BPFKit", "CLibbpfShims",
+        .executableTarget(name: "bench-datapath", dependencies: ["BenchSupport", "DatapathKit", "BPFKit", "CLibbpfShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/datapath", exclude: ["bpf"]),
-        .executableTarget(name: "bench-log", dependencies: ["DatapathKit", "BPFKit", "CBPF", "CLibbpfShims", "IPC",
+        .executableTarget(name: "bench-log", dependencies: ["BenchSupport", "DatapathKit", "BPFKit", "CBPF", "CLibbpfShims", "IPC",
             .product(name: "Logging", package: "swift-log")], path: "bench/log", exclude: ["bpf"]),
-        .executableTarget(name: "bench-api", dependencies: [], path: "bench/api"),
+        .target(name: "BenchSupport", path: "bench/support"),
+        .executableTarget(name: "bench-api", dependencies: ["BenchSupport"], path: "bench/api"),
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
 

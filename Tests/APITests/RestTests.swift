@@ -27,7 +27,7 @@ final class RestTests: XCTestCase {
         let common = ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--log-dir", directory + "/log",
                       "--bpffs-root", bpffsRoot, "--log-level", "warning"]
         core = try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
-        let port = Self.freePort()
+        let port = freePort()
         base = "http://127.0.0.1:\(port)/polycube/v1"
         apiArguments = common + ["--api-addr", "127.0.0.1:\(port)"]
         try startAPI()
@@ -90,17 +90,6 @@ final class RestTests: XCTestCase {
         return try JSONSerialization.jsonObject(with: Data(answer.payload)) as! [[String: Any]]
     }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 
     static let t1 = "/testfwd:testfwd[name='t1']"
     static let t2 = "/testfwd:testfwd[name='t2']"

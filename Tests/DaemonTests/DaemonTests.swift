@@ -18,7 +18,7 @@ final class DaemonTests: XCTestCase {
 
     override func tearDown() {
         try? FileManager.default.removeItem(atPath: directory)
-        rmdir(bpffsRoot)
+        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot])
     }
 
     var isolatedEnvironment: [String: String] {
@@ -179,19 +179,3 @@ func eventuallySync(timeout: TimeInterval = 20, _ condition: () throws -> Bool) 
     throw TestFailure("condition not met within \(timeout)s")
 }
 
-/// A TCP port that nothing listens on right now (bind to port 0, read it back).
-func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-    }
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}

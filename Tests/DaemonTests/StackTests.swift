@@ -42,7 +42,7 @@ final class StackTests: XCTestCase {
         for stack in stacks {
             _ = try? stack.run("stop")
             try? FileManager.default.removeItem(atPath: stack.directory)
-            rmdir(stack.bpffsRoot)
+            _ = try? runCommand("/bin/rm", ["-rf", stack.bpffsRoot])
         }
     }
 

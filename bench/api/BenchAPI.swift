@@ -14,6 +14,7 @@
 // Requests are sequential from one client (URLSession), interleaved in rounds; medians of rounds.
 //
 // Last line: RESULT patch_ratio=<patch_s/echo_s> post_ratio=<post_s/echo_s> bulk10k_s=… each10k_s=…
+import BenchSupport
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -22,56 +23,20 @@ import FoundationNetworking
 import Glibc
 #endif
 
-let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+let repository = repositoryRoot()
 let perRound = Int(ProcessInfo.processInfo.environment["BENCH_REQUESTS"] ?? "") ?? 300
 let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 5
 let eachCount = Int(ProcessInfo.processInfo.environment["BENCH_EACH"] ?? "") ?? 10_000
 
-struct BenchError: Error, CustomStringConvertible { let description: String }
-
-func seconds(_ duration: Duration) -> Double {
-    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-}
-
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-
 @main
 struct Bench {
     static func main() async throws {
-        var template = Array("/tmp/pcnbenchapi.XXXXXX".utf8CString)
-        let scratch = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        let bpffsRoot = "/sys/fs/bpf/pcnbenchapi-\(getpid())"
-        var children: [Process] = []
-        defer {
-            for child in children.reversed() where child.isRunning {
-                child.terminate()
-                child.waitUntilExit()
-            }
-            let cleanup = Process()
-            cleanup.executableURL = URL(fileURLWithPath: "/bin/rm")
-            cleanup.arguments = ["-rf", bpffsRoot, scratch]
-            try? cleanup.run()
-            cleanup.waitUntilExit()
-        }
+        let stack = try BenchStack(name: "api")
+        defer { stack.stop() }
         let port = 19_000 + Int(getpid() % 1000)
-        let common = ["--runtime-dir", scratch + "/run", "--state-dir", scratch + "/state", "--log-dir", scratch + "/log",
-                      "--bpffs-root", bpffsRoot, "--log-level", "warning"]
-        for directory in ["run", "state", "log"] { try FileManager.default.createDirectory(atPath: "\(scratch)/\(directory)", withIntermediateDirectories: true) }
-        func spawn(_ name: String, _ arguments: [String]) throws {
-            let process = Process()
-            process.executableURL = binaries.appendingPathComponent(name)
-            guard FileManager.default.isExecutableFile(atPath: process.executableURL!.path) else {
-                throw BenchError(description: "\(process.executableURL!.path) is missing: build every product first (swift build -c release)")
-            }
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            children.append(process)
-        }
-        try spawn("pcn-core", common + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
-        try spawn("pcn-api", common + ["--api-addr", "127.0.0.1:\(port)"])
-        try spawn("pcn-bus-peer", ["--socket", scratch + "/run/bus.sock", "--name", "cube-host/testfwd", "--mode", "service",
+        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)"])
+        try stack.spawn("pcn-bus-peer", ["--socket", stack.busSocket, "--name", "cube-host/testfwd", "--mode", "service",
                                    "--service", "testfwd", "--yang", repository.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])
         let base = "http://127.0.0.1:\(port)/polycube/v1"
         let session = URLSession(configuration: .ephemeral)
@@ -87,7 +52,7 @@ struct Bench {
         // Ready when the service's tree answers.
         let deadline = ContinuousClock.now + .seconds(60)
         while (try? await call("POST", "/testfwd/t1", "{}")) != 201 {
-            guard ContinuousClock.now < deadline else { throw BenchError(description: "pcn-api and the service did not come up") }
+            guard ContinuousClock.now < deadline else { throw BenchError("pcn-api and the service did not come up") }
             try await Task.sleep(for: .milliseconds(200))
         }
 
@@ -99,16 +64,16 @@ struct Bench {
             echo.append(Double(perRound) / seconds(ContinuousClock.now - start))
             start = ContinuousClock.now
             for i in 0..<perRound {
-                guard try await call("PATCH", "/testfwd/t1", #"{"mtu":\#(1000 + i % 100)}"#) == 204 else { throw BenchError(description: "PATCH refused") }
+                guard try await call("PATCH", "/testfwd/t1", #"{"mtu":\#(1000 + i % 100)}"#) == 204 else { throw BenchError("PATCH refused") }
             }
             patch.append(Double(perRound) / seconds(ContinuousClock.now - start))
             // POSTs of entries, each taken back by a DELETE (not timed) so the cube stays the same size.
             var posting = Duration.zero
             for _ in 0..<perRound {
                 start = ContinuousClock.now
-                guard try await call("POST", "/testfwd/t1/items", #"{"id":\#(next),"note":"entry \#(next)"}"#) == 201 else { throw BenchError(description: "POST refused") }
+                guard try await call("POST", "/testfwd/t1/items", #"{"id":\#(next),"note":"entry \#(next)"}"#) == 201 else { throw BenchError("POST refused") }
                 posting += ContinuousClock.now - start
-                guard try await call("DELETE", "/testfwd/t1/items/\(next)", "") == 204 else { throw BenchError(description: "DELETE refused") }
+                guard try await call("DELETE", "/testfwd/t1/items/\(next)", "") == 204 else { throw BenchError("DELETE refused") }
                 next += 1
             }
             post.append(Double(perRound) / seconds(posting))
@@ -120,13 +85,13 @@ struct Bench {
 
         let entries = (0..<10_000).map { #"{"id":\#($0),"note":"route \#($0)"}"# }.joined(separator: ",")
         var start = ContinuousClock.now
-        guard try await call("POST", "/testfwd/bulk", #"{"items":[\#(entries)]}"#) == 201 else { throw BenchError(description: "bulk POST refused") }
+        guard try await call("POST", "/testfwd/bulk", #"{"items":[\#(entries)]}"#) == 201 else { throw BenchError("bulk POST refused") }
         let bulk = seconds(ContinuousClock.now - start)
         print(String(format: "  10,000 entries in one POST: %.2f s", bulk))
-        guard try await call("POST", "/testfwd/each", "{}") == 201 else { throw BenchError(description: "POST refused") }
+        guard try await call("POST", "/testfwd/each", "{}") == 201 else { throw BenchError("POST refused") }
         start = ContinuousClock.now
         for i in 0..<eachCount {
-            guard try await call("POST", "/testfwd/each/items", #"{"id":\#(i),"note":"route \#(i)"}"#) == 201 else { throw BenchError(description: "POST refused") }
+            guard try await call("POST", "/testfwd/each/items", #"{"id":\#(i),"note":"route \#(i)"}"#) == 201 else { throw BenchError("POST refused") }
         }
         let each = seconds(ContinuousClock.now - start) * 10_000 / Double(eachCount)
         print(String(format: "  %d entries one POST each: %.2f s (scaled to 10,000: %.1f s)", eachCount, seconds(ContinuousClock.now - start), each))

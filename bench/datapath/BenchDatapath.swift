@@ -12,6 +12,7 @@
 //
 // Last line: RESULT tc_extra_ns=<b - a> hop_ns=<slope> wire_hop_ns=<slope> xdp_extra_ns=<d - c>
 //            tc_vanilla_ns=<a> tc_framework_ns=<b> xdp_vanilla_ns=<c> xdp_framework_ns=<d>
+import BenchSupport
 import BPFKit
 import CLibbpfShims
 import DatapathKit
@@ -26,17 +27,9 @@ let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 1
 /// Always starts with 1: the single cube is (b), the figure compared with the vanilla program.
 let chainLengths = [1] + (ProcessInfo.processInfo.environment["BENCH_CHAINS"] ?? "2,4,8,16,32").split(separator: ",")
     .compactMap { Int($0) }.filter { $0 > 1 && $0 <= 32 }
-let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let repository = repositoryRoot()
 let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 
-func shell(_ arguments: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw DatapathError("\(arguments.joined(separator: " ")) failed") }
-}
 
 /// The kernel's average ns per run of `fd` over `frame`, `repeatCount` runs.
 func testRun(_ fd: Int32, frame: [UInt8], expecting verdict: Int32 = TC_ACT_REDIRECT) throws -> Double {
@@ -50,7 +43,6 @@ func testRun(_ fd: Int32, frame: [UInt8], expecting verdict: Int32 = TC_ACT_REDI
 let TC_ACT_REDIRECT: Int32 = 7
 let XDP_REDIRECT: Int32 = 4
 
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 /// ns per cube: the least-squares slope of time against chain length (nan with one length).
 func leastSquaresSlope(_ points: [(length: Int, ns: Double)]) -> Double {

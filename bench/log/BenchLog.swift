@@ -15,6 +15,7 @@
 // event array, wakeup per record).
 //
 // Last line: RESULT disabled_extra_ns=… enabled_extra_ns=… drained_lines_s=… ringbuf_records_s=… perfbuf_records_s=…
+import BenchSupport
 import BPFKit
 import CBPF
 import CLibbpfShims
@@ -27,20 +28,9 @@ import Glibc
 #endif
 
 let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 15
-let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-let binaries = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+let repository = repositoryRoot()
 let quiet = Logger(label: "bench") { _ in SwiftLogNoOpLogHandler() }
 
-struct BenchError: Error, CustomStringConvertible { let description: String }
-
-func shell(_ arguments: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw BenchError(description: "\(arguments.joined(separator: " ")) failed") }
-}
 
 /// The kernel's average ns per run.
 func testRun(_ fd: Int32, repeat count: Int32) throws -> Double {
@@ -48,11 +38,10 @@ func testRun(_ fd: Int32, repeat count: Int32) throws -> Double {
     frame.replaceSubrange(0..<14, with: [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00])
     var retval: UInt32 = 0, duration: UInt32 = 0
     let result = frame.withUnsafeBytes { pcn_prog_test_run(fd, $0.baseAddress, UInt32($0.count), count, &retval, &duration) }
-    guard result == 0 else { throw BenchError(description: "BPF_PROG_TEST_RUN failed: \(String(cString: strerror(-result)))") }
+    guard result == 0 else { throw BenchError("BPF_PROG_TEST_RUN failed: \(String(cString: strerror(-result)))") }
     return Double(duration)
 }
 
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 func lineCount(_ path: String) -> Int {
     guard let data = FileManager.default.contents(atPath: path) else { return 0 }
@@ -70,11 +59,10 @@ final class Counter: @unchecked Sendable {
 /// Waits until `counter` reaches `target`; returns the seconds since `start`.
 func secondsUntil(_ target: Int, of value: () -> Int, since start: ContinuousClock.Instant, timeout: Duration = .seconds(60)) throws -> Double {
     while value() < target {
-        if ContinuousClock.now - start > timeout { throw BenchError(description: "only \(value()) of \(target) records arrived") }
+        if ContinuousClock.now - start > timeout { throw BenchError("only \(value()) of \(target) records arrived") }
         usleep(200)
     }
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    return seconds(ContinuousClock.now - start)
 }
 
 /// Records per second through each transport: 50,000 records from one test run, drained by a reader
@@ -91,7 +79,7 @@ let transport = try BPFObject(path: objectPath)
     let context = Unmanaged.passRetained(perfCount).toOpaque()
     guard let perf = perf_buffer__new(perfMap.fd, 256, { context, _, _, _ in
         Unmanaged<Counter>.fromOpaque(context!).takeUnretainedValue().add()
-    }, nil, context, nil) else { throw BenchError(description: "perf_buffer__new failed: \(String(cString: strerror(errno)))") }
+    }, nil, context, nil) else { throw BenchError("perf_buffer__new failed: \(String(cString: strerror(errno)))") }
     let perfStop = Counter()
     let perfAddress = UInt(bitPattern: perf)
     let perfThread = Thread {
@@ -123,38 +111,19 @@ let transport = try BPFObject(path: objectPath)
 struct Bench {
     static func main() async throws {
         let tag = String(UInt32.random(in: 0...0xFFFF), radix: 16)
-        var template = Array("/tmp/pcnbenchlog.XXXXXX".utf8CString)
-        let scratch = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-        let bpffsRoot = "/sys/fs/bpf/pcnbenchlog-\(getpid())"
+        let stack = try BenchStack(name: "log")
         var links: [String] = []
-        var children: [Process] = []
         defer {
-            for child in children.reversed() where child.isRunning {
-                child.terminate()
-                child.waitUntilExit()
-            }
+            stack.stop()
             for link in links { try? shell(["ip", "link", "del", link]) }
-            try? shell(["rm", "-rf", bpffsRoot, scratch])
         }
-        for directory in ["run", "state", "log"] { try FileManager.default.createDirectory(atPath: "\(scratch)/\(directory)", withIntermediateDirectories: true) }
-        let common = ["--runtime-dir", scratch + "/run", "--state-dir", scratch + "/state", "--log-dir", scratch + "/log",
-                      "--bpffs-root", bpffsRoot, "--log-level", "warning"]
-        func spawn(_ name: String, _ arguments: [String]) throws -> Process {
-            let process = Process()
-            process.executableURL = binaries.appendingPathComponent(name)
-            guard FileManager.default.isExecutableFile(atPath: process.executableURL!.path) else {
-                throw BenchError(description: "\(process.executableURL!.path) is missing: build every product first (swift build -c release)")
-            }
-            process.arguments = arguments
-            process.standardOutput = FileHandle.nullDevice
-            try process.run()
-            children.append(process)
-            return process
-        }
-        _ = try spawn("pcn-core", common + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        let scratch = stack.scratch, bpffsRoot = stack.bpffsRoot
+        let common = stack.pathFlags
+        func spawn(_ name: String, _ arguments: [String]) throws { try stack.spawn(name, arguments) }
+        try spawn("pcn-core", common + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
         let bus = BusClient(socketPath: scratch + "/run/bus.sock", name: "bench", logger: quiet)
         bus.start()
-        guard await bus.waitUntilRegistered(timeout: .seconds(20)) else { throw BenchError(description: "pcn-core did not come up") }
+        guard await bus.waitUntilRegistered(timeout: .seconds(20)) else { throw BenchError("pcn-core did not come up") }
         func core(_ method: String, _ body: [String: Any]) async throws {
             _ = try await bus.request("core", method: method, payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(60))
         }
@@ -193,7 +162,7 @@ struct Bench {
 
         // Enabled, drained by pcn-logd.
         let logFile = scratch + "/log/pcn.log"
-        _ = try spawn("pcn-logd", common + ["--no-stdout"])
+        try spawn("pcn-logd", common + ["--no-stdout"])
         try await core("cube.set-loglevel", ["name": "logged", "level": "DEBUG"])
         let batch: Int32 = 20_000
         var plainSmall: [Double] = [], enabledRuns: [Double] = []
@@ -206,7 +175,7 @@ struct Bench {
         print(String(format: "  plain cube (runs of %d)       %6.1f ns", batch, median(plainSmall)))
         print(String(format: "  with pcn_log enabled             %6.1f ns", median(enabledRuns)))
         guard let sample = (try String(contentsOfFile: logFile, encoding: .utf8)).split(separator: "\n").last(where: { $0.contains("packet of") }) else {
-            throw BenchError(description: "pcn-logd wrote no datapath line")
+            throw BenchError("pcn-logd wrote no datapath line")
         }
         print("  a line: \(sample)")
 
@@ -222,7 +191,7 @@ struct Bench {
         print(String(format: "  pcn-logd drains %.0f lines/s (median of 3 bursts of 60,000)", median(drainRates)))
 
         // The transports.
-        guard let clang = BPFCompiler.locateClang() else { throw BenchError(description: "no clang on PATH") }
+        guard let clang = BPFCompiler.locateClang() else { throw BenchError("no clang on PATH") }
         let compiler = BPFCompiler(clang: clang, includeDirectory: repository.appendingPathComponent("bpf/include").path,
                                    cacheDirectory: scratch + "/cache", logger: quiet)
         let (ringRates, perfRates) = try measureTransports(try compiler.compile(file: repository.appendingPathComponent("bench/log/bpf/transport.c").path, name: "transport"))
