@@ -51,7 +51,10 @@ struct ServiceRoutes: Sendable {
                     }
                 }
                 if target.node.kind == .action {
-                    throw RestFailure(405, tag: "operation-not-supported", path: target.dataPath, "actions are called by the services (not available yet)")
+                    guard method == .post else {
+                        throw RestFailure(405, tag: "operation-not-supported", path: target.dataPath, "'\(target.node.name)' is an action: call it with POST")
+                    }
+                    return await json(try await engine.call(target, input: body), status: .ok)
                 }
                 let created = try await engine.write(method, target, body: body, ifMatch: request.headers[.ifMatch])
                 var headers = HTTPFields()

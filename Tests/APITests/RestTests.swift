@@ -445,4 +445,25 @@ final class RestTests: XCTestCase {
         // At most the one in flight when pcn-api died may be stored without its answer.
         XCTAssertLessThanOrEqual(stored.count, acknowledged.count + 1)
     }
+
+    func testActionsAreCheckedCalledAndTheirResultStored() async throws {
+        let created = try await call("POST", "/testfwd/t1", "{}")
+        XCTAssertEqual(created.status, 201)
+        var answer = try await call("POST", "/testfwd/t1/reset", #"{"what":"hits"}"#)
+        XCTAssertEqual(answer.status, 200, "\(answer.json ?? "")")
+        XCTAssertEqual(answer.json as? [String: String], ["done": "HITS"], "the input was typed from the model")
+        answer = try await call("POST", "/testfwd/t1/reset", #"{"testfwd:input":{}}"#)
+        XCTAssertEqual(answer.json as? [String: String], ["done": "ALL"], "the default of the input")
+        let tags = try await call("GET", "/testfwd/t1/tags").json as? [String]
+        XCTAssertEqual(tags, ["reset-HITS", "reset-ALL"], "the action's result was not stored")
+        answer = try await call("POST", "/testfwd/t1/reset", #"{"what":"bogus"}"#)
+        XCTAssertEqual(answer.status, 400)
+        XCTAssertEqual(answer.errors.first?["error-path"], Self.t1 + "/reset/what")
+        answer = try await call("POST", "/testfwd/t1/reset", #"{"nope":1}"#)
+        XCTAssertEqual(answer.errors.first?["error-tag"], "unknown-element")
+        answer = try await call("PATCH", "/testfwd/t1/reset", "{}")
+        XCTAssertEqual(answer.status, 405)
+        answer = try await call("POST", "/testfwd/t9/reset", "{}")
+        XCTAssertEqual(answer.status, 404)
+    }
 }

@@ -134,6 +134,15 @@ struct BusPeer: AsyncParsableCommand {
                 let text = config.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map { String(decoding: $0, as: UTF8.self) } ?? "null"
                 emit("APPLY \(cube) \(text)")
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
+            case "cube.action":
+                // `reset` appends "reset-<what>" to the cube's tags: an action whose result is configuration.
+                let body = (try? JSONSerialization.jsonObject(with: Data(message.body))) as? [String: Any] ?? [:]
+                let what = (body["input"] as? [String: Any])?["what"] as? String ?? "?"
+                var config = body["config"] as? [String: Any] ?? [:]
+                config["tags"] = (config["tags"] as? [Any] ?? []) + ["reset-\(what)"]
+                emit("ACTION \(body["cube"] ?? "?") \(body["action"] ?? "?") \(what)")
+                let reply: [String: Any] = ["output": ["done": what], "config": config]
+                client.reply(to: message, BusReply(payload: Array((try? JSONSerialization.data(withJSONObject: reply)) ?? Data())))
             case HubMethod.registered:
                 if (try? message.decode(HubNotice.self))?.name == "api" { Task { await register() } }
             default:
