@@ -143,27 +143,43 @@ public func runCommand(_ path: String, _ arguments: [String], environment: [Stri
             throw TestFailure("cannot create \(scratch)/\(name)")
         }
     }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
+    // posix_spawn, not Foundation's Process: Process.run() was seen to crash (a bad pointer in its
+    // argument copy) while another child was being reaped on its monitor thread.
     var env = ProcessInfo.processInfo.environment
     env.merge(environment) { $1 }
-    process.environment = env
-    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch + "/out"))
-    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch + "/err"))
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, scratch + "/out", O_WRONLY | O_TRUNC, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, scratch + "/err", O_WRONLY | O_TRUNC, 0o644)
+    let argv = ([path] + arguments).map { strdup($0) } + [nil]
+    let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer {
+        for pointer in argv { free(pointer) }
+        for pointer in envp { free(pointer) }
+    }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, path, &actions, nil, argv, envp)
+    guard spawned == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(spawned)))") }
     let deadline = Date().addingTimeInterval(timeout)
-    while process.isRunning {
+    var waitStatus: Int32 = 0
+    while true {
+        let reaped = waitpid(pid, &waitStatus, WNOHANG)
+        if reaped == pid { break }
+        if reaped < 0 && errno != EINTR { throw TestFailure("waiting for \(path): \(String(cString: strerror(errno)))") }
         if Date() > deadline {
-            process.terminate()
+            kill(pid, SIGTERM)
+            _ = waitpid(pid, &waitStatus, 0)
             throw TestFailure("\(path) \(arguments) did not finish within \(timeout)s")
         }
-        usleep(10_000)
+        usleep(5_000)
     }
+    // Exit code, or the signal that ended it (as Foundation's terminationStatus reports it).
+    let status = waitStatus & 0x7f == 0 ? (waitStatus >> 8) & 0xff : waitStatus & 0x7f
     let out = (try? String(contentsOfFile: scratch + "/out", encoding: .utf8)) ?? ""
     let err = (try? String(contentsOfFile: scratch + "/err", encoding: .utf8)) ?? ""
-    return (process.terminationStatus, out, err)
+    return (status, out, err)
 }
 
 /// A TCP port that nothing listens on right now (bind to port 0, read it back).
