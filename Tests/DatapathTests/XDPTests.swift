@@ -10,13 +10,8 @@ import Glibc
 final class XDPTests: CoreTestCase {
     /// Runs an iperf3 flow from `client` to `server` (address `address`); returns iperf3's JSON end summary.
     private func iperf(from client: String, to server: String, address: String, udp: Bool) throws -> [String: Any] {
-        let daemon = Process()
-        daemon.executableURL = URL(fileURLWithPath: "/usr/bin/ip")
-        daemon.arguments = ["netns", "exec", server, "iperf3", "-s", "-1", "-B", address]
-        daemon.standardOutput = FileHandle.nullDevice
-        daemon.standardError = FileHandle.nullDevice
-        try daemon.run()
-        defer { if daemon.isRunning { daemon.terminate() } }
+        let daemon = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", server, "iperf3", "-s", "-1", "-B", address])
+        defer { daemon.stop() }
         // Start the client once the server listens (iperf3 -J reports a refused connection with status 0).
         for _ in 0..<100 {
             if try network.exec(server, ["ss", "-ltnH", "sport", "=", ":5201"]).stdout.contains("5201") { break }

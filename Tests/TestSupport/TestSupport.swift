@@ -198,3 +198,30 @@ public func freePort() -> Int {
     }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// A command left running in the background (spawned like runCommand, output discarded); `stop()`
+/// ends it if it is still running and reaps it.
+public final class BackgroundCommand: @unchecked Sendable {
+    public let pid: pid_t
+
+    public init(_ path: String, _ arguments: [String]) throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd: Int32 in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard spawned == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(spawned)))") }
+        self.pid = pid
+    }
+
+    public func stop() {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == 0 {
+            kill(pid, SIGTERM)
+            _ = waitpid(pid, &status, 0)
+        }
+    }
+}
