@@ -182,16 +182,52 @@ actor ConfigEngine {
     // MARK: - Reads
 
     /// The configuration at a target, as JSON.
-    func readJSON(_ target: Target) throws -> Data {
-        try JSONSerialization.data(withJSONObject: try read(target), options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+    func readJSON(_ target: Target) async throws -> Data {
+        try JSONSerialization.data(withJSONObject: try await read(target), options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
     }
 
-    private func read(_ target: Target) throws -> Any {
+    /// The state (config false) of a cube: the generic leaves from pcn-core (service-name, ports'
+    /// status and transparent cubes, a transparent cube's parent) and what the cube-host answers to
+    /// `cube.state {cube}` (counters, tables: read from its maps), merged over its configuration.
+    private func withState(_ cube: [String: Any], service: String) async -> [String: Any] {
+        guard let name = cube["name"] as? String else { return cube }
+        var merged = cube
+        merged["service-name"] = service
+        struct CoreCube: Decodable {
+            struct Port: Decodable { var name: String; var peer: String; var tcubes: [String] }
+            var name: String
+            var parent: String?
+            var ports: [Port]
+        }
+        if let answer = try? await bus.request("core", method: "cube.list", timeout: .seconds(5)),
+           let core = (try? answer.decode([CoreCube].self))?.first(where: { $0.name == name }) {
+            if let parent = core.parent { merged["parent"] = parent }
+            if var ports = merged["ports"] as? [Any] {
+                for (index, entry) in ports.enumerated() {
+                    guard var port = entry as? [String: Any], let live = core.ports.first(where: { $0.name == port["name"] as? String }) else { continue }
+                    port["status"] = live.peer.isEmpty ? "DOWN" : "UP"
+                    if !live.tcubes.isEmpty { port["tcubes"] = live.tcubes }
+                    ports[index] = port
+                }
+                merged["ports"] = ports
+            }
+        }
+        if let endpoint = services[service]?.endpoint,
+           let answer = try? await bus.request(endpoint, method: "cube.state", payload: Array((try? JSONSerialization.data(withJSONObject: ["cube": name])) ?? Data()), timeout: .seconds(5)),
+           let state = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any],
+           let top = tops[service] {
+            merged = ConfigTree.merge(merged, state, node: top) as? [String: Any] ?? merged
+        }
+        return merged
+    }
+
+    private func read(_ target: Target) async throws -> Any {
         let list = store.document["\(target.service):\(target.service)"] as? [Any] ?? []
         guard let cube = target.cube else { return list }
-        guard let entry = list.first(where: { ConfigTree.matches($0, ["name": cube]) }) else {
+        guard let stored = list.first(where: { ConfigTree.matches($0, ["name": cube]) }) as? [String: Any] else {
             throw RestFailure(404, tag: "data-missing", path: target.dataPath, "cube '\(cube)' does not exist")
         }
+        let entry = await withState(stored, service: target.service)
         guard let value = ConfigTree.get(entry, target.steps[...]) else {
             throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath)")
         }

@@ -106,6 +106,10 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(cube["mode"] as? String, "FORWARD", "defaults are filled in")
         XCTAssertEqual(cube["loglevel"] as? String, "INFO")
         XCTAssertEqual(cube["enabled"] as? Bool, true)
+        // State: from the cube-host (its maps) and from pcn-core (ports' status, the service).
+        XCTAssertEqual(cube["hits"] as? String, "42")
+        XCTAssertEqual(cube["service-name"] as? String, "testfwd")
+        XCTAssertEqual((cube["ports"] as? [[String: Any]])?.first?["status"] as? String, "DOWN")
         XCTAssertEqual(answer.headers["etag"], etag)
         XCTAssertNotNil(answer.headers["last-modified"])
         // The datapath has the cube and its ports; the cube-host got the whole configuration.

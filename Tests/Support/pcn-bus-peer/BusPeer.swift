@@ -134,6 +134,9 @@ struct BusPeer: AsyncParsableCommand {
                 let text = config.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map { String(decoding: $0, as: UTF8.self) } ?? "null"
                 emit("APPLY \(cube) \(text)")
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
+            case "cube.state":
+                // What a real cube-host reads from its maps: here a fixed counter.
+                client.reply(to: message, BusReply(payload: Array(#"{"hits":"42"}"#.utf8)))
             case "cube.action":
                 // `reset` appends "reset-<what>" to the cube's tags: an action whose result is configuration.
                 let body = (try? JSONSerialization.jsonObject(with: Data(message.body))) as? [String: Any] ?? [:]
