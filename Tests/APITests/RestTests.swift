@@ -470,4 +470,32 @@ final class RestTests: XCTestCase {
         answer = try await call("POST", "/testfwd/t9/reset", "{}")
         XCTAssertEqual(answer.status, 404)
     }
+
+    /// The whole stack stopped and started again, as after a reboot (bpffs root, runtime directory and
+    /// pcn-core's registry gone; the datastore kept): the topology comes back and packets flow again.
+    func testAFullStopAndStartRebuildsTheTopologyAndTrafficFlows() async throws {
+        let network = TestNetwork()
+        defer { network.tearDown() }
+        let (a, veth1) = try network.host("a", address: "10.200.40.1/24")
+        let (_, veth2) = try network.host("b", address: "10.200.40.2/24")
+        let created = try await call("POST", "/testfwd/w1", #"{"ports":[{"name":"p0","peer":"\#(veth1)"},{"name":"p1","peer":"\#(veth2)"}]}"#)
+        XCTAssertEqual(created.status, 201, "\(created.json ?? "")")
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.40.2"))
+
+        bus?.stop()
+        for child in [service, api, core] { child?.killAndWait(SIGTERM) }
+        _ = try runCommand("/bin/rm", ["-rf", bpffsRoot, directory + "/run", directory + "/state/datapath.json"])
+        XCTAssertFalse(try network.ping(from: a, to: "10.200.40.2", count: 1), "the datapath should be gone with the bpffs root")
+
+        core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--bpffs-root", bpffsRoot,
+                                      "--log-level", "warning", "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        try startAPI()
+        service = try Child("pcn-bus-peer", ["--socket", directory + "/run/bus.sock", "--name", "cube-host/testfwd", "--mode", "service",
+                                             "--service", "testfwd", "--yang", repositoryRoot.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])
+        try service!.waitForLine(timeout: 30) { $0 == "MODEL REGISTERED" }
+        try await eventually(timeout: 30) { (try? network.ping(from: a, to: "10.200.40.2", count: 1)) == true }
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.40.2"))
+        let peer = try await call("GET", "/testfwd/w1/ports/p1/peer")
+        XCTAssertEqual(peer.json as? String, veth2)
+    }
 }
