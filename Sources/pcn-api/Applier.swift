@@ -12,20 +12,8 @@ struct Applier {
     let bus: BusClient
     let logger: Logger
 
-    private struct CoreCube: Decodable {
-        struct Port: Decodable { var name: String; var peer: String }
-        var name: String
-        var loglevel: String
-        var ports: [Port]
-    }
-
     nonisolated(nonsending) private func core(_ method: String, _ body: [String: Any]) async throws {
         _ = try await bus.request("core", method: method, payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(60))
-    }
-
-    nonisolated(nonsending) private func coreCube(_ name: String) async throws -> CoreCube? {
-        let answer = try await bus.request("core", method: "cube.list", timeout: .seconds(10))
-        return try answer.decode([CoreCube].self).first { $0.name == name }
     }
 
     private static func ports(_ cube: [String: Any]?) -> [(name: String, peer: String)] {
@@ -51,7 +39,7 @@ struct Applier {
 
         let actual: CoreCube?
         do {
-            actual = try await coreCube(name)
+            actual = try await CoreCube.all(bus).first { $0.name == name }
         } catch {
             throw RestFailure(503, tag: "resource-denied", "pcn-core is not reachable: \(error)")
         }

@@ -68,10 +68,9 @@ actor ConfigEngine {
             guard module == service.name else {
                 throw RestFailure(400, tag: "invalid-value", "the model of service '\(service.name)' is module '\(module)': it must be named after the service")
             }
-            guard let top = fresh.schema(module: module).first(where: { $0.name == module && $0.kind == .list && $0.keys == ["name"] }) else {
+            guard fresh.schema(module: module).contains(where: { $0.name == module && $0.kind == .list && $0.keys == ["name"] }) else {
                 throw RestFailure(400, tag: "invalid-value", "the model of service '\(service.name)' has no top list '\(module)' keyed by name")
             }
-            _ = top
         }
         services = models
         context = fresh
@@ -140,9 +139,7 @@ actor ConfigEngine {
 
     /// Re-attaches stored transparent cubes that pcn-core does not have attached (after a restart).
     private func replayAttachments() async {
-        struct CoreCube: Decodable { var name: String; var parent: String? }
-        guard let answer = try? await bus.request("core", method: "cube.list", timeout: .seconds(10)),
-              let cubes = try? answer.decode([CoreCube].self) else { return }
+        guard let cubes = try? await CoreCube.all(bus) else { return }
         for attachment in store.attachments {
             guard let cube = attachment["cube"], let to = attachment["to"],
                   let current = cubes.first(where: { $0.name == cube }), current.parent == nil else { continue }
@@ -193,14 +190,7 @@ actor ConfigEngine {
         guard let name = cube["name"] as? String else { return cube }
         var merged = cube
         merged["service-name"] = service
-        struct CoreCube: Decodable {
-            struct Port: Decodable { var name: String; var peer: String; var tcubes: [String] }
-            var name: String
-            var parent: String?
-            var ports: [Port]
-        }
-        if let answer = try? await bus.request("core", method: "cube.list", timeout: .seconds(5)),
-           let core = (try? answer.decode([CoreCube].self))?.first(where: { $0.name == name }) {
+        if let core = (try? await CoreCube.all(bus, timeout: .seconds(5)))?.first(where: { $0.name == name }) {
             if let parent = core.parent { merged["parent"] = parent }
             if var ports = merged["ports"] as? [Any] {
                 for (index, entry) in ports.enumerated() {

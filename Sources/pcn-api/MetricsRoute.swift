@@ -7,7 +7,6 @@ import NIOCore
 struct MetricsRoute: Sendable {
     let bus: BusClient
 
-    private struct CoreCube: Decodable { var name: String; var service: String }
     private struct Counters: Decodable {
         struct Port: Decodable { var rxPackets: UInt64; var rxBytes: UInt64; var txPackets: UInt64; var txBytes: UInt64 }
         var rxPackets: UInt64
@@ -23,7 +22,7 @@ struct MetricsRoute: Sendable {
 
     func handle() async -> Response {
         do {
-            let cubes = try await bus.request("core", method: "cube.list", timeout: .seconds(10)).decode([CoreCube].self)
+            let cubes = try await CoreCube.all(bus)
             var stats: [(CoreCube, Counters)] = []
             for cube in cubes {
                 let body = Array(try JSONEncoder().encode(["name": cube.name]))

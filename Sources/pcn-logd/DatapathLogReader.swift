@@ -24,8 +24,6 @@ final class DatapathLogReader: Service, @unchecked Sendable {
     private var formats: [UInt32: LogSource] = [:]
     private let records: AsyncStream<DatapathLogRecord>
     private let sink: AsyncStream<DatapathLogRecord>.Continuation
-    /// Lines written from the ring, for the benchmark and the tests.
-    private(set) var drained: UInt64 = 0
 
     init(bus: BusClient, sinks: LogSinks, lostFile: String, logger: Logger) {
         self.bus = bus
@@ -96,7 +94,6 @@ final class DatapathLogReader: Service, @unchecked Sendable {
                 sinks.write(service: "-", cube: "cube#\(record.cubeID)", level: level,
                             message: "a log record of a program pcn-core does not know (source \(record.source), format \(record.format))")
             }
-            lock.withLock { drained += 1 }
         }
     }
 

@@ -453,13 +453,10 @@ enum Completion {
         let cubes = ((try? await client.getJSON("cubes")) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         guard let first = words.first else { return generic + services + cubes }
         if ["connect", "disconnect", "attach", "detach"].contains(first) { return cubes }
-        var path = words.filter { !["add", "set", "show", "del"].contains($0) && !$0.contains("=") }
-        if cubes.contains(first), let cube = ((try? await client.getJSON("cubes")) as? [[String: Any]] ?? []).first(where: { $0["name"] as? String == first }),
-           let service = cube["service"] as? String {
-            path[0] = service
-            path.insert(first, at: 1)
-        }
-        let schemaPath = [path[0]] + path.dropFirst(2).filter { word in true && !word.isEmpty }
+        let path = await client.withService(words.filter { !["add", "set", "show", "del"].contains($0) && !$0.contains("=") })
+        guard !path.isEmpty else { return generic + services + cubes }
+        // The schema path: the service, then the member names below the cube.
+        let schemaPath = [path[0]] + path.dropFirst(2)
         let node = (try? await client.getJSON("schema/" + schemaPath.joined(separator: "/"))) as? [String: Any]
         let children = (node?["children"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         return children + ["add", "set", "show", "del", "help"]
