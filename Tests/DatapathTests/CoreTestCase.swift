@@ -105,4 +105,14 @@ class CoreTestCase: XCTestCase {
         let result = try await flood.value
         XCTAssertTrue(result.stdout.contains("300 packets transmitted, 300 received"), result.stdout, file: file, line: line)
     }
+
+    /// A packet-out request: `struct pcn_packet_out_request`, then the frame.
+    static func packetOut(cube: String, port: String, direction: pcn_direction, md: (UInt32, UInt32, UInt32), frame: ArraySlice<UInt8>) -> [UInt8] {
+        var request = pcn_packet_out_request()
+        withUnsafeMutableBytes(of: &request.cube) { raw in for (i, c) in cube.utf8.enumerated() { raw[i] = c } }
+        withUnsafeMutableBytes(of: &request.port) { raw in for (i, c) in port.utf8.enumerated() { raw[i] = c } }
+        request.direction = direction.rawValue
+        request.md = md
+        return withUnsafeBytes(of: request) { Array($0) } + frame
+    }
 }

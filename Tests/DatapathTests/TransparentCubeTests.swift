@@ -141,10 +141,8 @@ final class TransparentCubeTests: CoreTestCase {
                 ($0.loadUnaligned(fromByteOffset: 0, as: UInt32.self), $0.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
             }
             guard let cube = names[Int(node)] else { continue }
-            var request = pcn_packet_out_request()
-            withUnsafeMutableBytes(of: &request.cube) { raw in for (i, c) in cube.utf8.enumerated() { raw[i] = c } }
-            request.direction = UInt32(direction)
-            let payload = withUnsafeBytes(of: request) { Array($0) } + message.payload[header...]
+            let payload = CoreTestCase.packetOut(cube: cube, port: "", direction: pcn_direction(UInt32(direction)), md: (0, 0, 0),
+                                                 frame: message.payload[header...])
             if (try? await client.request("core", method: "packet-out", payload: payload)) != nil { sent += 1 }
         }
         return sent
