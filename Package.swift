@@ -30,6 +30,8 @@ let package = Package(
         .target(name: "CYangShims", dependencies: ["CYang"]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
+        // Every service's datapath header (bpf/services/<svc>/<svc>.h), for its control plane.
+        .target(name: "ServiceABI"),
 
         // Wrappers shared by the daemons
         .target(name: "IPC", dependencies: [
@@ -41,6 +43,11 @@ let package = Package(
         // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
         .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF", "CShims",
             .product(name: "Logging", package: "swift-log")]),
+        // The service SDK: what a service's control plane is written against, and the host that runs it.
+        .target(name: "ServiceKit", dependencies: ["IPC", "BPFKit", "PCNDatapathABI",
+            .product(name: "Logging", package: "swift-log")]),
+        // The services: one folder each (their YANG models are in yang/, their datapaths in bpf/services/).
+        .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit"]),
         .target(name: "DaemonKit", dependencies: [
             "CSystemd", "CShims", "IPC",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -55,7 +62,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "BPFKit", "DatapathKit", "PCNDatapathABI", "CShims"]),
-        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC"]),
+        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "ServiceKit", "Services"]),
         .executableTarget(name: "pcnctl", dependencies: [
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),

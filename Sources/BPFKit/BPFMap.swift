@@ -123,6 +123,48 @@ public final class BPFMap: @unchecked Sendable {
         }
     }
 
+    /// The number of values a per-CPU map holds per key.
+    public static var possibleCPUs: Int { Int(libbpf_num_possible_cpus()) }
+
+    /// Sets every CPU's value of `key` in a per-CPU map to `value`.
+    public func updatePerCPU<K: BitwiseCopyable, V: BitwiseCopyable>(_ key: K, _ value: V, flags: UInt64 = UInt64(BPF_ANY)) throws(BPFError) {
+        let stride = (MemoryLayout<V>.size + 7) & ~7
+        var raw = [UInt8](repeating: 0, count: stride * Self.possibleCPUs)
+        raw.withUnsafeMutableBytes { buffer in
+            for cpu in 0..<Self.possibleCPUs { buffer.storeBytes(of: value, toByteOffset: cpu * stride, as: V.self) }
+        }
+        try update(key: bytes(of: key), value: raw, flags: flags)
+    }
+
+    /// Every key, in the kernel's order. Entries added or removed meanwhile may be missed or seen.
+    public func keys() throws(BPFError) -> [[UInt8]] {
+        var result: [[UInt8]] = []
+        var current: [UInt8]? = nil
+        var next = [UInt8](repeating: 0, count: keySize)
+        while true {
+            let status = next.withUnsafeMutableBytes { n in
+                if let key = current {
+                    return key.withUnsafeBytes { k in bpf_map_get_next_key(fd, k.baseAddress, n.baseAddress) }
+                }
+                return bpf_map_get_next_key(fd, nil, n.baseAddress)
+            }
+            if status < 0 {
+                let code = status == -1 ? Glibc.errno : -status
+                if code == ENOENT { return result }
+                throw BPFError("list the keys of map '\(name)'", errno: code)
+            }
+            result.append(next)
+            current = next
+        }
+    }
+
+    public func keys<K: BitwiseCopyable>(as: K.Type) throws(BPFError) -> [K] {
+        guard MemoryLayout<K>.size == keySize else {
+            throw BPFError("keys of map '\(name)': \(K.self) is \(MemoryLayout<K>.size) bytes, key is \(keySize)", errno: EINVAL)
+        }
+        return try keys().map { raw in raw.withUnsafeBytes { $0.loadUnaligned(as: K.self) } }
+    }
+
     public func lookup<K: BitwiseCopyable, V: BitwiseCopyable>(_ key: K, as: V.Type) throws(BPFError) -> V? {
         guard MemoryLayout<V>.size == valueSize else {
             throw BPFError("lookup in map '\(name)': \(V.self) is \(MemoryLayout<V>.size) bytes, value is \(valueSize)", errno: EINVAL)

@@ -26,13 +26,14 @@ public struct BPFCompiler: Sendable {
     private static let flags = ["-O2", "-g", "-Wall", "-Werror=implicit-function-declaration", "-target", "bpf",
                                 "-I/usr/include/x86_64-linux-gnu"]
 
-    /// Compiles C source text, returning the path of the object file.
-    public func compile(sourceText: String, name: String, defines: [String] = []) throws -> String {
+    /// Compiles C source text, returning the path of the object file. `includes` are searched for
+    /// `#include "..."` (a service's own headers, next to its source).
+    public func compile(sourceText: String, name: String, defines: [String] = [], includes: [String] = []) throws -> String {
         var hasher = FNV1a()
         hasher.add(sourceText)
         hasher.add(clang)
         for flag in Self.flags + defines { hasher.add(flag) }
-        for header in headerFiles() {
+        for header in headerFiles(in: includeDirectory) + includes.flatMap({ headerFiles(in: $0) }) {
             hasher.add(header)
             hasher.add((try? String(contentsOfFile: header, encoding: .utf8)) ?? "")
         }
@@ -44,7 +45,7 @@ public struct BPFCompiler: Sendable {
         let temporary = objectPath + ".tmp\(getpid())"
         let process = Process()
         process.executableURL = URL(fileURLWithPath: clang)
-        process.arguments = Self.flags + defines.map { "-D\($0)" } + ["-I", includeDirectory, "-c", sourcePath, "-o", temporary]
+        process.arguments = Self.flags + defines.map { "-D\($0)" } + ["-I", includeDirectory] + includes.flatMap { ["-iquote", $0] } + ["-c", sourcePath, "-o", temporary]
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = errors
@@ -61,16 +62,17 @@ public struct BPFCompiler: Sendable {
         return objectPath
     }
 
+    /// Compiles a source file; headers next to it are found with `#include "..."`.
     public func compile(file: String, name: String, defines: [String] = []) throws -> String {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw CompileError(source: name, output: "cannot read \(file)")
         }
-        return try compile(sourceText: text, name: name, defines: defines)
+        return try compile(sourceText: text, name: name, defines: defines, includes: [(file as NSString).deletingLastPathComponent])
     }
 
-    private func headerFiles() -> [String] {
-        guard let walker = FileManager.default.enumerator(atPath: includeDirectory) else { return [] }
-        return walker.compactMap { $0 as? String }.filter { $0.hasSuffix(".h") }.sorted().map { "\(includeDirectory)/\($0)" }
+    private func headerFiles(in directory: String) -> [String] {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return [] }
+        return walker.compactMap { $0 as? String }.filter { $0.hasSuffix(".h") }.sorted().map { "\(directory)/\($0)" }
     }
 
     /// Finds clang: $PCN_CLANG, else `clang` on PATH.

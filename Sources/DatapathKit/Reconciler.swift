@@ -150,7 +150,8 @@ extension Datapath {
                     let objectPath: String
                     do {
                         if let code {
-                            objectPath = try compiler.compile(sourceText: code, name: "\(cube.name)-\(role.rawValue)-\(index)", defines: defines)
+                            objectPath = try compiler.compile(sourceText: code, name: "\(cube.name)-\(role.rawValue)-\(index)", defines: defines,
+                                                              includes: [(source as NSString).deletingLastPathComponent])
                         } else {
                             objectPath = try compiler.compile(file: source, name: cube.service, defines: defines)
                         }

@@ -71,10 +71,13 @@ public struct BusError: Error, Codable, Equatable, CustomStringConvertible, Send
 
     public let code: Code
     public let message: String
+    /// The data path (YANG instance path) a refused configuration is about, when there is one.
+    public let path: String?
 
-    public init(code: Code, message: String) {
+    public init(code: Code, message: String, path: String? = nil) {
         self.code = code
         self.message = message
+        self.path = path
     }
 
     public var description: String { "\(code.rawValue): \(message)" }

@@ -3,7 +3,9 @@ import DaemonKit
 import Foundation
 import IPC
 import Logging
+import ServiceKit
 import ServiceLifecycle
+import Services
 
 @main
 struct Entry {
@@ -21,15 +23,17 @@ struct CubeHost: AsyncParsableCommand {
     @Option(help: "The service to host (see --list-services).")
     var service: String?
 
+    @Option(name: .customLong("yang-dir"), help: "The YANG models (env PCN_YANG_DIR, default: the yang/ of the checkout or /usr/share/pcn/yang).")
+    var yangDirectoryFlag: String?
+
     @Flag(help: "Print the built-in services, one per line, and exit.")
     var listServices = false
 
     func validate() throws {
         if listServices { return }
         guard let service else { throw ValidationError("missing --service NAME (see --list-services)") }
-        guard ServiceCatalog.names.contains(service) else {
-            let known = ServiceCatalog.names.isEmpty ? "none yet" : ServiceCatalog.names.joined(separator: ", ")
-            throw ValidationError("unknown service '\(service)' (built-in services: \(known))")
+        guard ServiceCatalog.service(named: service) != nil else {
+            throw ValidationError("unknown service '\(service)' (built-in services: \(ServiceCatalog.names.joined(separator: ", ")))")
         }
     }
 
@@ -38,40 +42,39 @@ struct CubeHost: AsyncParsableCommand {
             for name in ServiceCatalog.names { print(name) }
             return
         }
-        let service = self.service!
-        let component = "cube-host/\(service)"
+        let type = ServiceCatalog.service(named: service!)!
+        let component = "cube-host/\(type.name)"
         LogSetup.bootstrap(component: component, level: LogSetup.level(named: paths.logLevelName)!)
-        let logger = Logger(label: "pcn.cube-host.\(service)")
+        let logger = Logger(label: "pcn.cube-host.\(type.name)")
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
+        guard let yangDirectory = ResourceDirectory.locate(flag: yangDirectoryFlag, environment: "PCN_YANG_DIR", name: "yang", marker: "polycube-base.yang") else {
+            throw DaemonError("cannot find the YANG models (yang/polycube-base.yang): give --yang-dir")
+        }
+        let modelPath = "\(yangDirectory)/\(type.name).yang"
+        guard let model = try? String(contentsOfFile: modelPath, encoding: .utf8) else {
+            throw DaemonError("cannot read the model of \(type.name) at \(modelPath)")
+        }
         let bus = BusClient(socketPath: paths.busSocket, name: component, logger: Logger(label: "pcn.cube-host.bus"))
         LogForwarding.shared.attach(bus: bus)
         try await DaemonLifecycle(component: component, paths: paths, logger: logger)
-            .run(services: [BusClientService(client: bus), HostEndpoint(bus: bus, service: service)],
-                 status: "hosting \(service)")
+            .run(services: [BusClientService(client: bus), HostedService(host: ServiceHosting.start(type, bus: bus, model: model, logger: logger))],
+                 status: "hosting \(type.name)")
     }
 }
 
-/// The services this binary can host. Each is a YANG model, a datapath and a Swift control plane.
-enum ServiceCatalog {
-    static let names: [String] = []
+/// Opens the service's type so the generic host can be built for it.
+enum ServiceHosting {
+    static func start<S: CubeService>(_ type: S.Type, bus: BusClient, model: String, logger: Logger) -> @Sendable () async -> Void {
+        let host = ServiceHost<S>(bus: bus, model: model, logger: logger)
+        return { await host.run() }
+    }
 }
 
-struct HostEndpoint: Service {
-    let bus: BusClient
-    let service: String
+/// The service host as a lifecycle service: stops with the process.
+struct HostedService: Service {
+    let host: @Sendable () async -> Void
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            for await message in bus.messages {
-                switch message.method {
-                case "ping":
-                    bus.reply(to: message, BusReply(payload: Array("cube-host/\(service)".utf8)))
-                case HubMethod.registered, HubMethod.unregistered:
-                    break
-                default:
-                    bus.fail(message, BusError(code: .unknownMethod, message: "cube-host/\(service) offers no method '\(message.method)'"))
-                }
-            }
-        }
+        await cancelWhenGracefulShutdown { await host() }
     }
 }

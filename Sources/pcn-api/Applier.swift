@@ -119,8 +119,11 @@ struct Applier {
             _ = try await bus.request(endpoint, method: "cube.apply", payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(30))
         } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
             throw RestFailure(503, tag: "resource-denied", path: path, "\(endpoint) is not running: the change was not applied")
+        } catch let error as BusError where error.code == .badRequest {
+            // The service found the configuration invalid (e.g. overlapping addresses): the client's error.
+            throw RestFailure(400, tag: "invalid-value", path: error.path ?? path, error.message)
         } catch let error as BusError {
-            throw RestFailure(409, tag: "operation-failed", path: path, "\(endpoint) refused the change: \(error.message)")
+            throw RestFailure(409, tag: "operation-failed", path: error.path ?? path, "\(endpoint) refused the change: \(error.message)")
         }
     }
 }

@@ -76,12 +76,12 @@ actor ConfigEngine {
         context = fresh
         tops = Dictionary(uniqueKeysWithValues: models.keys.compactMap { name in fresh.schema(module: name).first { $0.name == name }.map { (name, $0) } })
         logger.info("service registered", metadata: ["service": "\(name)", "by": "\(endpoint)"])
-        await replay(service: name)
     }
 
     /// Sends every stored cube of a service to the datapath and to its cube-host (after a restart of
-    /// either, or of everything). Failures are logged: the configuration stays stored.
-    private func replay(service: String) async {
+    /// either, or of everything). Failures are logged: the configuration stays stored. Called after
+    /// the registration is answered, so a cube-host that handles one request at a time is free.
+    func replay(service: String) async {
         guard let top = tops[service], let endpoint = services[service]?.endpoint else { return }
         let cubes = (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap { $0 as? [String: Any] }
         for cube in cubes {

@@ -113,6 +113,7 @@ struct ApiEndpoint: Service {
                 let registration = try message.decode(Registration.self)
                 try await engine.register(service: registration.service, yang: registration.yang, endpoint: message.source)
                 bus.reply(to: message, try .json(Done()))
+                await engine.replay(service: registration.service)
             } catch let failure as RestFailure {
                 bus.fail(message, BusError(code: .badRequest, message: failure.errors.map(\.description).joined(separator: "; ")))
             } catch {

@@ -380,14 +380,27 @@ enum Render {
 
     static func words(ofPath path: String) -> String {
         if path.hasPrefix("/polycube/v1/") { return path.dropFirst("/polycube/v1/".count).split(separator: "/").joined(separator: " ") }
+        // Split at the slashes outside quotes: key values may hold one (10.0.0.0/24).
+        var segments: [String] = [], current = "", quoted = false
+        for character in path {
+            if character == "'" { quoted.toggle() }
+            if character == "/" && !quoted {
+                if !current.isEmpty { segments.append(current) }
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        if !current.isEmpty { segments.append(current) }
         var words: [String] = []
-        for (index, segment) in path.split(separator: "/").enumerated() {
-            var name = Substring(segment)
+        for (index, segment) in segments.enumerated() {
+            let name = segment.prefix { $0 != "[" }
+            // Each predicate is [key='value']; values are taken whole, in order.
             var keys: [String] = []
-            while let open = name.lastIndex(of: "["), let eq = name[open...].range(of: "='") {
-                let value = name[eq.upperBound...].dropLast(2)
-                keys.insert(String(value), at: 0)
-                name = name[..<open]
+            var rest = segment.dropFirst(name.count)
+            while let open = rest.range(of: "='"), let close = rest[open.upperBound...].range(of: "']") {
+                keys.append(String(rest[open.upperBound..<close.lowerBound]))
+                rest = rest[close.upperBound...]
             }
             // The first segment is the service's list: the cube's name says enough.
             if index > 0 { words.append(String(name.split(separator: ":").last ?? name)) }

@@ -1,0 +1,1 @@
+/* Nothing to compile: this target exports the services' datapath headers to Swift. */

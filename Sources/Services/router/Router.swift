@@ -1,0 +1,293 @@
+import Foundation
+import PCNDatapathABI
+import ServiceABI
+import ServiceKit
+
+/// router: the tables of an IPv4 static router (port addresses, best routes, static neighbours)
+/// from its configuration; ARP resolution with packets held meanwhile; ICMP time exceeded.
+public final class Router: CubeService {
+    public static let name = "router"
+    public init() {}
+
+    public static var bindings: [ConfigBinding<Router>] {
+        [.on("ports", "route", apply: Router.program), .on("arp-table", "ports", apply: Router.staticNeighbours)]
+    }
+
+    // MARK: - Configuration
+
+    /// A port's address as configured, with the path that names it in errors.
+    struct Address {
+        var port: String
+        var prefix: IPv4Prefix
+        var path: String
+    }
+
+    static func addresses(_ config: [String: Any]) throws -> [Address] {
+        var found: [Address] = []
+        for port in config.list("ports") {
+            let name = port.string("name") ?? ""
+            var given: [(String, String)] = []
+            if let ip = port.string("ip") { given.append((ip, "ports[name='\(name)']/ip")) }
+            for secondary in port.list("secondaryip") {
+                let ip = secondary.string("ip") ?? ""
+                given.append((ip, "ports[name='\(name)']/secondaryip[ip='\(ip)']/ip"))
+            }
+            for (text, path) in given {
+                guard let prefix = IPv4Prefix(text) else { throw ServiceFailure.invalid(path: path, "'\(text)' is not an IPv4 prefix") }
+                found.append(Address(port: name, prefix: prefix, path: path))
+            }
+        }
+        return found
+    }
+
+    /// The port (and its address) whose network holds `address`, the longest prefix first.
+    static func connected(_ address: IPv4Address, in addresses: [Address]) -> Address? {
+        addresses.filter { $0.prefix.contains(address) }.max { $0.prefix.length < $1.prefix.length }
+    }
+
+    public func validate(_ change: Change) throws {
+        let addresses = try Self.addresses(change.config)
+        let existing = Set(((try? change.previous.map(Self.addresses)) ?? nil)?.map(\.path) ?? [])
+        for (index, address) in addresses.enumerated() {
+            if address.prefix.length == 0 {
+                throw ServiceFailure.invalid(path: address.path, "\(address.prefix) has no network (prefix length 0)")
+            }
+            for earlier in addresses[..<index] where earlier.prefix.overlaps(address.prefix) {
+                // Name the address this change brings, not the one already there.
+                let (offender, other) = existing.contains(address.path) && !existing.contains(earlier.path) ? (earlier, address) : (address, earlier)
+                throw ServiceFailure.invalid(path: offender.path, "\(offender.prefix) overlaps \(other.prefix) of port \(other.port)")
+            }
+        }
+        for route in change.config.list("route") {
+            let network = route.string("network") ?? "", nexthop = route.string("nexthop") ?? ""
+            let path = "route[network='\(network)'][nexthop='\(nexthop)']/nexthop"
+            guard IPv4Prefix(network) != nil else {
+                throw ServiceFailure.invalid(path: path, "'\(network)' is not an IPv4 prefix")
+            }
+            guard let hop = IPv4Address(nexthop) else { throw ServiceFailure.invalid(path: path, "'\(nexthop)' is not an IPv4 address") }
+            if addresses.contains(where: { $0.prefix.address == hop }) {
+                throw ServiceFailure.invalid(path: path, "next hop \(hop) is one of the router's own addresses")
+            }
+            guard Self.connected(hop, in: addresses) != nil else {
+                throw ServiceFailure.invalid(path: path, "next hop \(hop) is not on the network of any port (\(addresses.map { $0.prefix.description }.joined(separator: ", ")))")
+            }
+        }
+        for entry in change.config.list("arp-table") where entry.string("mac").flatMap(MACAddress.init) == nil {
+            throw ServiceFailure.invalid(path: "arp-table[address='\(entry.string("address") ?? "")']/mac", "'\(entry.string("mac") ?? "")' is not a MAC address")
+        }
+    }
+
+    /// The port's MAC: configured, else derived from the cube and port names (stable across restarts).
+    static func mac(of port: String, in config: [String: Any], cube: String) -> MACAddress {
+        config.list("ports").first { $0.string("name") == port }?.string("mac").flatMap(MACAddress.init)
+            ?? MACAddress.derived(from: "\(cube)/\(port)")
+    }
+
+    /// Ports, the router's own addresses and the best route per prefix.
+    func program(_ change: Change) throws {
+        let cube = change.cube, config = change.config
+        let addresses = try Self.addresses(config)
+        let ports = try cube.table("router_ports")
+        for index in 0..<Int(PCN_MAX_PORTS) {
+            var entry = router_port()
+            if let port = cube.port(index: index) {
+                let mine = addresses.filter { $0.port == port.name }
+                let primary = config.list("ports").first { $0.string("name") == port.name }?.string("ip").flatMap(IPv4Prefix.init)
+                if let primary {
+                    entry.ip = primary.address.networkOrder
+                    entry.netmask = primary.mask.bigEndian
+                }
+                let secondaries = mine.filter { $0.path.contains("secondaryip") }.prefix(Int(ROUTER_MAX_SECONDARY))
+                withUnsafeMutableBytes(of: &entry.secondary_ip) { raw in
+                    for (slot, address) in secondaries.enumerated() { raw.storeBytes(of: address.prefix.address.networkOrder, toByteOffset: slot * 4, as: UInt32.self) }
+                }
+                withUnsafeMutableBytes(of: &entry.secondary_netmask) { raw in
+                    for (slot, address) in secondaries.enumerated() { raw.storeBytes(of: address.prefix.mask.bigEndian, toByteOffset: slot * 4, as: UInt32.self) }
+                }
+                entry.secondary_count = UInt8(secondaries.count)
+                if entry.ip == 0, let first = secondaries.first { entry.ip = first.prefix.address.networkOrder }
+                entry.mac = Self.mac(of: port.name, in: config, cube: cube.name).tuple
+            }
+            try ports.update(UInt32(index), entry)
+        }
+
+        let local = try cube.table("router_local")
+        var wantedLocal: [UInt32: UInt32] = [:]
+        for address in addresses {
+            guard let port = cube.port(named: address.port) else { continue }
+            wantedLocal[address.prefix.address.networkOrder] = UInt32(port.index)
+        }
+        for key in try local.keys(as: UInt32.self) where wantedLocal[key] == nil { try local.delete(key) }
+        for (key, port) in wantedLocal { try local.update(key, router_local_address(port: port)) }
+
+        let routes = try cube.table("router_routes")
+        var wanted: [RouteKey: router_route] = [:]
+        for (prefix, via) in Self.bestRoutes(config, addresses: addresses) {
+            guard let port = cube.port(named: via.port) else { continue }
+            wanted[RouteKey(prefix.network, prefix.length)] = router_route(nexthop: via.nexthop?.networkOrder ?? 0, port: UInt32(port.index))
+        }
+        for key in try routes.keys(as: router_route_key.self) where wanted[RouteKey(key)] == nil { try routes.delete(key) }
+        for (key, route) in wanted { try routes.update(key.c, route) }
+    }
+
+    struct RouteKey: Hashable {
+        var network: IPv4Address
+        var length: Int
+        init(_ network: IPv4Address, _ length: Int) { self.network = network; self.length = length }
+        init(_ key: router_route_key) { network = IPv4Address(networkOrder: key.network); length = Int(key.prefixlen) }
+        var c: router_route_key { router_route_key(prefixlen: UInt32(length), network: network.networkOrder) }
+    }
+
+    /// Per network: its port's link (connected), else the configured route of lowest path cost.
+    static func bestRoutes(_ config: [String: Any], addresses: [Address]) -> [(IPv4Prefix, (port: String, nexthop: IPv4Address?, cost: Int))] {
+        var best: [RouteKey: (prefix: IPv4Prefix, port: String, nexthop: IPv4Address?, cost: Int)] = [:]
+        for route in config.list("route") {
+            guard let network = route.string("network").flatMap(IPv4Prefix.init), let hop = route.string("nexthop").flatMap(IPv4Address.init),
+                  let via = connected(hop, in: addresses) else { continue }
+            let prefix = IPv4Prefix(address: network.network, length: network.length)
+            let cost = route.integer("pathcost") ?? 1
+            let key = RouteKey(prefix.network, prefix.length)
+            if let current = best[key], current.cost < cost || (current.cost == cost && current.nexthop! <= hop) { continue }
+            best[key] = (prefix, via.port, hop, cost)
+        }
+        for address in addresses {
+            let prefix = IPv4Prefix(address: address.prefix.network, length: address.prefix.length)
+            best[RouteKey(prefix.network, prefix.length)] = (prefix, address.port, nil, 0)
+        }
+        return best.values.sorted { ($0.prefix.length, $0.prefix.network) > ($1.prefix.length, $1.prefix.network) }
+            .map { ($0.prefix, ($0.port, $0.nexthop, $0.cost)) }
+    }
+
+    /// Configured neighbours are static entries; learned ones stay as they are.
+    func staticNeighbours(_ change: Change) throws {
+        let arp = try change.cube.table("router_arp")
+        var wanted: [UInt32: router_arp_entry] = [:]
+        for entry in change.config.list("arp-table") {
+            guard let address = entry.string("address").flatMap(IPv4Address.init), let mac = entry.string("mac").flatMap(MACAddress.init),
+                  let port = change.cube.port(named: entry.string("interface") ?? "") else { continue }
+            wanted[address.networkOrder] = router_arp_entry(mac: mac.tuple, port: UInt16(port.index), flags: UInt32(ROUTER_ARP_STATIC))
+        }
+        for key in try arp.keys(as: UInt32.self) where wanted[key] == nil {
+            if let entry = try arp.lookup(key, as: router_arp_entry.self), entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 { try arp.delete(key) }
+        }
+        for (key, entry) in wanted { try arp.update(key, entry) }
+    }
+
+    // MARK: - State
+
+    public func state(of cube: Cube) throws -> [String: Any] {
+        let addresses = try Self.addresses(cube.config)
+        var routes: [[String: Any]] = []
+        for (prefix, via) in Self.bestRoutes(cube.config, addresses: addresses) where via.nexthop == nil {
+            routes.append(["network": prefix.description, "nexthop": "0.0.0.0", "interface": via.port, "pathcost": 0])
+        }
+        for route in cube.config.list("route") {
+            guard let hop = route.string("nexthop").flatMap(IPv4Address.init), let via = Self.connected(hop, in: addresses) else { continue }
+            routes.append(["network": route.string("network") ?? "", "nexthop": hop.description, "interface": via.port])
+        }
+        let arp = try cube.table("router_arp")
+        let neighbours: [[String: Any]] = try arp.keys(as: UInt32.self).sorted().compactMap { key in
+            guard let entry = try arp.lookup(key, as: router_arp_entry.self) else { return nil }
+            return ["address": IPv4Address(networkOrder: key).description, "mac": MACAddress(tuple: entry.mac).description,
+                    "interface": cube.port(index: Int(entry.port))?.name ?? "\(entry.port)",
+                    "type": entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 ? "STATIC" : "DYNAMIC"]
+        }
+        let ports: [[String: Any]] = cube.ports.map { ["name": $0.name, "mac": Self.mac(of: $0.name, in: cube.config, cube: cube.name).description] }
+        return ["route": routes, "arp-table": neighbours, "ports": ports]
+    }
+
+    // MARK: - Slow path
+
+    /// Packets waiting for a next hop's MAC address.
+    struct Pending {
+        var port: Int
+        var frames: [[UInt8]] = []
+        var asked = 0
+        var lastAsked = Date.distantPast
+    }
+    private var pending: [String: [IPv4Address: Pending]] = [:]
+    private static var heldPerHop: Int { 64 }
+    private static var attempts: Int { 3 }
+
+    public func packetIn(_ packet: PacketIn, on cube: Cube) throws {
+        switch UInt32(packet.reason) {
+        case ROUTER_REASON_ARP_MISS.rawValue:
+            let hop = IPv4Address(networkOrder: packet.metadata.0)
+            var waiting = pending[cube.name, default: [:]][hop] ?? Pending(port: Int(packet.metadata.1))
+            if waiting.frames.count >= Self.heldPerHop { waiting.frames.removeFirst() }
+            waiting.frames.append(packet.frame)
+            pending[cube.name, default: [:]][hop] = waiting
+            if try !release(hop, cube: cube) { ask(hop, cube: cube) }
+        case ROUTER_REASON_ARP_REPLY.rawValue:
+            _ = try release(IPv4Address(networkOrder: packet.metadata.0), cube: cube)
+        case ROUTER_REASON_TTL_EXCEEDED.rawValue:
+            timeExceeded(packet, cube: cube)
+        default:
+            cube.logger.debug("packet-in with unknown reason \(packet.reason) dropped")
+        }
+    }
+
+    /// Sends an ARP request for `hop` out of the port that reaches it.
+    private func ask(_ hop: IPv4Address, cube: Cube) {
+        guard var waiting = pending[cube.name]?[hop], let port = cube.port(index: waiting.port),
+              Date().timeIntervalSince(waiting.lastAsked) >= 1 else { return }
+        let addresses = (try? Self.addresses(cube.config)) ?? []
+        guard let source = addresses.first(where: { $0.port == port.name && $0.prefix.contains(hop) }) ?? addresses.first(where: { $0.port == port.name }) else { return }
+        cube.send(Frame.arpRequest(from: Self.mac(of: port.name, in: cube.config, cube: cube.name), ip: source.prefix.address, asking: hop), port: port.name)
+        waiting.asked += 1
+        waiting.lastAsked = Date()
+        pending[cube.name]?[hop] = waiting
+        cube.logger.debug("ARP request for \(hop) on \(port.name) (\(waiting.frames.count) packets wait)")
+    }
+
+    /// Forwards what waits for `hop` if its MAC is known now; false if it is not.
+    private func release(_ hop: IPv4Address, cube: Cube) throws -> Bool {
+        guard let waiting = pending[cube.name]?[hop] else { return true }
+        guard let neighbour = try cube.table("router_arp").lookup(hop.networkOrder, as: router_arp_entry.self),
+              let port = cube.port(index: waiting.port) else { return false }
+        pending[cube.name]?[hop] = nil
+        let source = Self.mac(of: port.name, in: cube.config, cube: cube.name)
+        for var frame in waiting.frames {
+            guard let headerLength = ParsedFrame(frame).ipv4HeaderLength, frame.count >= 14 + headerLength else { continue }
+            frame.replaceSubrange(0..<12, with: MACAddress(tuple: neighbour.mac).bytes + source.bytes)
+            frame[22] -= 1 // TTL (above 1: the fast path sent the others to timeExceeded)
+            frame[24] = 0
+            frame[25] = 0
+            let sum = Frame.checksum(frame[14..<(14 + headerLength)])
+            frame[24] = UInt8(sum >> 8)
+            frame[25] = UInt8(sum & 0xff)
+            cube.send(frame, port: port.name)
+        }
+        cube.logger.debug("\(hop) resolved: \(waiting.frames.count) held packets sent")
+        return true
+    }
+
+    /// ICMP time exceeded to the sender, from the address of the port the packet came in on.
+    private func timeExceeded(_ packet: PacketIn, cube: Cube) {
+        let frame = ParsedFrame(packet.frame)
+        guard let headerLength = frame.ipv4HeaderLength, let sender = frame.ipv4Source, let senderMAC = frame.sourceMAC,
+              let port = cube.port(index: packet.port) else { return }
+        let addresses = (try? Self.addresses(cube.config)) ?? []
+        guard let source = addresses.first(where: { $0.port == port.name && $0.prefix.contains(sender) }) ?? addresses.first(where: { $0.port == port.name }) else { return }
+        let quoted = Array(packet.frame[14..<min(packet.frame.count, 14 + headerLength + 8)])
+        let icmp = Frame.icmp(type: 11, code: 0, body: quoted)
+        let reply = Frame.ethernet(to: senderMAC, from: Self.mac(of: port.name, in: cube.config, cube: cube.name), type: Frame.etherIPv4)
+            + Frame.ipv4(from: source.prefix.address, to: sender, protocol: 1, payload: icmp)
+        cube.send(reply, port: port.name)
+    }
+
+    /// Retries unanswered ARP requests; gives up (dropping the held packets) after three.
+    public func tick(_ cube: Cube) {
+        for (hop, waiting) in pending[cube.name] ?? [:] {
+            if (try? release(hop, cube: cube)) == true { continue }
+            if waiting.asked >= Self.attempts && Date().timeIntervalSince(waiting.lastAsked) >= 1 {
+                cube.logger.info("next hop \(hop) does not answer ARP: \(waiting.frames.count) packets dropped")
+                pending[cube.name]?[hop] = nil
+            } else {
+                ask(hop, cube: cube)
+            }
+        }
+    }
+
+    public func removed(_ cube: Cube) { pending[cube.name] = nil }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import ServiceABI
+import ServiceKit
+
+/// simplebridge: learning and aging in the fast path; flooding, static entries, the FDB listing and
+/// `flush` here.
+public final class SimpleBridge: CubeService {
+    public static let name = "simplebridge"
+    public init() {}
+
+    public static var bindings: [ConfigBinding<SimpleBridge>] {
+        [.on("fdb/aging-time", apply: SimpleBridge.aging), .on("fdb/entry", "ports", apply: SimpleBridge.staticEntries)]
+    }
+
+    /// The fast path's clock: seconds of CLOCK_MONOTONIC (bpf_ktime_get_ns).
+    private static var now: UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec)
+    }
+
+    /// The table's key: the 6 bytes in wire order in the low bytes of a little-endian __u64.
+    private static func key(_ mac: MACAddress) -> UInt64 {
+        mac.bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    }
+
+    private static func mac(_ key: UInt64) -> MACAddress {
+        MACAddress(bytes: (0..<6).map { UInt8(truncatingIfNeeded: key >> (8 * UInt64($0))) })
+    }
+
+    func aging(_ change: Change) throws {
+        let seconds = UInt32(change.config.integer("fdb/aging-time") ?? 300)
+        try change.cube.table("simplebridge_config").update(UInt32(0), simplebridge_config(aging_time: seconds))
+    }
+
+    /// Static entries match the configuration; learned ones are left alone (they survive restarts).
+    func staticEntries(_ change: Change) throws {
+        let fdb = try change.cube.table("simplebridge_fdb")
+        var wanted: [UInt64: UInt32] = [:]
+        for entry in change.config.list("fdb/entry") {
+            guard let mac = entry.string("address").flatMap(MACAddress.init), let port = change.cube.port(named: entry.string("port") ?? "") else { continue }
+            wanted[Self.key(mac)] = UInt32(port.index)
+        }
+        for key in try fdb.keys(as: UInt64.self) where wanted[key] == nil {
+            if let entry = try fdb.lookup(key, as: simplebridge_fdb_entry.self), entry.flags & UInt32(SIMPLEBRIDGE_STATIC) != 0 {
+                try fdb.delete(key)
+            }
+        }
+        for (key, port) in wanted {
+            try fdb.update(key, simplebridge_fdb_entry(port: port, flags: UInt32(SIMPLEBRIDGE_STATIC), timestamp: Self.now))
+        }
+    }
+
+    private func agingTime(_ cube: Cube) -> UInt64 { UInt64(cube.config.integer("fdb/aging-time") ?? 300) }
+
+    /// Every entry: (key, entry, age in seconds, is static).
+    private func entries(_ cube: Cube) throws -> [(key: UInt64, entry: simplebridge_fdb_entry, age: UInt64, isStatic: Bool)] {
+        let fdb = try cube.table("simplebridge_fdb")
+        let now = Self.now
+        return try fdb.keys(as: UInt64.self).compactMap { key in
+            guard let entry = try fdb.lookup(key, as: simplebridge_fdb_entry.self) else { return nil }
+            let isStatic = entry.flags & UInt32(SIMPLEBRIDGE_STATIC) != 0
+            return (key, entry, isStatic || now < entry.timestamp ? 0 : now - entry.timestamp, isStatic)
+        }
+    }
+
+    public func state(of cube: Cube) throws -> [String: Any] {
+        let aging = agingTime(cube)
+        let listed: [[String: Any]] = try entries(cube).filter { $0.isStatic || $0.age <= aging }.map { item in
+            ["address": Self.mac(item.key).description, "port": cube.port(index: Int(item.entry.port))?.name ?? "\(item.entry.port)",
+             "age": Int(item.age), "type": item.isStatic ? "STATIC" : "DYNAMIC"]
+        }
+        return ["fdb": ["entry": listed]]
+    }
+
+    /// Expired learned entries leave the table (the fast path already ignores them).
+    public func tick(_ cube: Cube) {
+        guard let fdb = try? cube.table("simplebridge_fdb"), let all = try? entries(cube) else { return }
+        let aging = agingTime(cube)
+        for item in all where !item.isStatic && item.age > aging { try? fdb.delete(item.key) }
+    }
+
+    public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube) throws -> ActionResult {
+        guard name == "flush" else { throw ServiceFailure.refused("simplebridge has no action '\(name)'") }
+        let fdb = try cube.table("simplebridge_fdb")
+        for item in try entries(cube) where !item.isStatic { try fdb.delete(item.key) }
+        cube.logger.info("filtering database flushed")
+        return ActionResult(output: ["flushed": true])
+    }
+
+    /// Floods: out of every connected port but the one the frame came in on.
+    public func packetIn(_ packet: PacketIn, on cube: Cube) throws {
+        guard packet.reason == UInt16(SIMPLEBRIDGE_REASON_FLOOD) else { return }
+        guard packet.frame.count == packet.length else {
+            cube.logger.warning("frame of \(packet.length) bytes is larger than the slow path carries: not flooded")
+            return
+        }
+        for port in cube.ports where port.index != packet.port && !port.peer.isEmpty {
+            cube.send(packet.frame, port: port.name, direction: .egress)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+/* ddosmitigator's tables, shared with its control plane. */
+#ifndef DDOSMITIGATOR_H
+#define DDOSMITIGATOR_H
+#include <linux/types.h>
+
+/* Tables `ddos_blacklist_src` and `ddos_blacklist_dst` (per-CPU hashes): IPv4 address (network
+ * order) -> packets dropped because of that entry. Table `ddos_stats` (per-CPU array, index 0):
+ * packets seen. */
+#define DDOS_BLACKLIST_MAX 4096
+#endif

@@ -1,0 +1,24 @@
+/* helloworld: two ports and one action for every packet (DROP, SLOWPATH or FORWARD to the other port). */
+#include <pcn/cube.h>
+#include "helloworld.h"
+
+PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct helloworld_config, helloworld_config, 1);
+
+static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+    __u32 zero = 0;
+    struct helloworld_config *config = bpf_map_lookup_elem(&helloworld_config, &zero);
+    if (!config)
+        return RX_DROP;
+    switch (config->action) {
+    case HELLOWORLD_SLOWPATH:
+        return pcn_pkt_controller(ctx, md, 0);
+    case HELLOWORLD_FORWARD:
+        if (md->in_port == config->ports[0])
+            return pcn_pkt_redirect(ctx, md, config->ports[1]);
+        if (md->in_port == config->ports[1])
+            return pcn_pkt_redirect(ctx, md, config->ports[0]);
+        return RX_DROP;
+    default:
+        return RX_DROP;
+    }
+}

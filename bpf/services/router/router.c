@@ -1,0 +1,115 @@
+/* router: IPv4 static router. The fast path answers ARP for the router's addresses and learns the
+ * senders, answers ICMP echo to its addresses, routes by longest prefix match and rewrites the
+ * frame for the next hop. The slow path resolves unknown next hops (holding their packets) and
+ * sends ICMP time exceeded. */
+#include <pcn/cube.h>
+#include <pcn/packet.h>
+#include "router.h"
+
+PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct router_port, router_ports, PCN_MAX_PORTS);
+PCN_TABLE(BPF_MAP_TYPE_HASH, __be32, struct router_local_address, router_local, PCN_MAX_PORTS * (1 + ROUTER_MAX_SECONDARY));
+PCN_TABLE(BPF_MAP_TYPE_HASH, __be32, struct router_arp_entry, router_arp, ROUTER_ARP_MAX);
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, ROUTER_ROUTES_MAX);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct router_route_key);
+    __type(value, struct router_route);
+} router_routes SEC(".maps");
+
+static __always_inline int mac_equal(const __u8 *a, const __u8 *b) {
+    return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
+static __always_inline void learn_neighbour(__be32 address, const __u8 *mac, __u32 port) {
+    struct router_arp_entry *known = bpf_map_lookup_elem(&router_arp, &address);
+    if (known && ((known->flags & ROUTER_ARP_STATIC) || (known->port == port && mac_equal(known->mac, mac))))
+        return;
+    struct router_arp_entry entry = {.port = port, .flags = 0};
+    pcn_mac_copy(entry.mac, mac);
+    bpf_map_update_elem(&router_arp, &address, &entry, BPF_ANY);
+}
+
+static __always_inline int handle_arp(struct CTXTYPE *ctx, struct pkt_metadata *md, struct ethhdr *eth,
+                                      struct pcn_arp *arp, struct router_port *port) {
+    __be32 target = arp->target_ip;
+    struct router_local_address *local = bpf_map_lookup_elem(&router_local, &target);
+    if (!local || local->port != md->in_port)
+        return RX_DROP;
+    __be32 sender = arp->sender_ip;
+    learn_neighbour(sender, arp->sender_mac, md->in_port);
+    if (arp->op == bpf_htons(PCN_ARPOP_REPLY)) {
+        __u32 data[3] = {sender, md->in_port, 0};
+        return pcn_pkt_controller_with_metadata(ctx, md, ROUTER_REASON_ARP_REPLY, data);
+    }
+    if (arp->op != bpf_htons(PCN_ARPOP_REQUEST))
+        return RX_DROP;
+    /* Answer in place: the asker becomes the target. */
+    arp->op = bpf_htons(PCN_ARPOP_REPLY);
+    pcn_mac_copy(arp->target_mac, arp->sender_mac);
+    arp->target_ip = sender;
+    pcn_mac_copy(arp->sender_mac, port->mac);
+    arp->sender_ip = target;
+    pcn_mac_copy(eth->h_dest, eth->h_source);
+    pcn_mac_copy(eth->h_source, port->mac);
+    return pcn_pkt_redirect(ctx, md, md->in_port);
+}
+
+/* A packet for one of the router's addresses: ICMP echo is answered, the rest dropped. */
+static __always_inline int handle_local(struct CTXTYPE *ctx, struct pkt_metadata *md, struct ethhdr *eth,
+                                        struct iphdr *ip, struct router_port *port) {
+    struct pcn_icmphdr *icmp = pcn_icmp(ctx, ip);
+    if (!icmp || icmp->type != PCN_ICMP_ECHO || icmp->code != 0)
+        return RX_DROP;
+    __be16 before = *(__be16 *)icmp;
+    icmp->type = PCN_ICMP_ECHOREPLY;
+    pcn_csum_replace16(&icmp->checksum, before, *(__be16 *)icmp);
+    __be32 asker = ip->saddr;
+    ip->saddr = ip->daddr;
+    ip->daddr = asker;
+    before = *(__be16 *)&ip->ttl;
+    ip->ttl = 64;
+    pcn_csum_replace16(&ip->check, before, *(__be16 *)&ip->ttl);
+    pcn_mac_copy(eth->h_dest, eth->h_source);
+    pcn_mac_copy(eth->h_source, port->mac);
+    return pcn_pkt_redirect(ctx, md, md->in_port);
+}
+
+static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+    struct ethhdr *eth = pcn_eth(ctx);
+    if (!eth)
+        return RX_DROP;
+    __u32 in_port = md->in_port;
+    struct router_port *port = bpf_map_lookup_elem(&router_ports, &in_port);
+    if (!port || port->ip == 0)
+        return RX_DROP;
+    struct pcn_arp *arp = pcn_arp(ctx, eth);
+    if (arp)
+        return handle_arp(ctx, md, eth, arp, port);
+    struct iphdr *ip = pcn_ipv4(ctx, eth);
+    if (!ip || !mac_equal(eth->h_dest, port->mac))
+        return RX_DROP;
+    __be32 destination = ip->daddr;
+    if (bpf_map_lookup_elem(&router_local, &destination))
+        return handle_local(ctx, md, eth, ip, port);
+    if (ip->ttl <= 1)
+        return pcn_pkt_controller(ctx, md, ROUTER_REASON_TTL_EXCEEDED);
+    struct router_route_key key = {.prefixlen = 32, .network = destination};
+    struct router_route *route = bpf_map_lookup_elem(&router_routes, &key);
+    if (!route)
+        return RX_DROP;
+    __u32 out_index = route->port;
+    __be32 nexthop = route->nexthop ? route->nexthop : destination;
+    struct router_port *out = bpf_map_lookup_elem(&router_ports, &out_index);
+    struct router_arp_entry *neighbour = bpf_map_lookup_elem(&router_arp, &nexthop);
+    if (!out)
+        return RX_DROP;
+    if (!neighbour) {
+        __u32 data[3] = {nexthop, out_index, 0};
+        return pcn_pkt_controller_with_metadata(ctx, md, ROUTER_REASON_ARP_MISS, data);
+    }
+    pcn_mac_copy(eth->h_source, out->mac);
+    pcn_mac_copy(eth->h_dest, neighbour->mac);
+    pcn_ipv4_decrement_ttl(ip);
+    return pcn_pkt_redirect(ctx, md, out_index);
+}

@@ -1,0 +1,45 @@
+/* simplebridge: a learning bridge. The fast path learns source MACs, ages entries and forwards
+ * known unicast; broadcast, multicast and unknown destinations go to the slow path, which floods. */
+#include <pcn/cube.h>
+#include <pcn/packet.h>
+#include "simplebridge.h"
+
+PCN_TABLE(BPF_MAP_TYPE_HASH, __u64, struct simplebridge_fdb_entry, simplebridge_fdb, SIMPLEBRIDGE_FDB_MAX);
+PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct simplebridge_config, simplebridge_config, 1);
+
+static __always_inline __u64 mac_key(const __u8 *mac) {
+    __u64 key = 0;
+    __builtin_memcpy(&key, mac, ETH_ALEN);
+    return key;
+}
+
+static __always_inline void learn(__u64 source, __u32 port, __u64 now) {
+    struct simplebridge_fdb_entry *entry = bpf_map_lookup_elem(&simplebridge_fdb, &source);
+    if (entry && ((entry->flags & SIMPLEBRIDGE_STATIC) || (entry->port == port && entry->timestamp == now)))
+        return;
+    struct simplebridge_fdb_entry fresh = {.port = port, .flags = 0, .timestamp = now};
+    bpf_map_update_elem(&simplebridge_fdb, &source, &fresh, BPF_ANY);
+}
+
+static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+    struct ethhdr *eth = pcn_eth(ctx);
+    if (!eth)
+        return RX_DROP;
+    __u32 zero = 0;
+    struct simplebridge_config *config = bpf_map_lookup_elem(&simplebridge_config, &zero);
+    if (!config)
+        return RX_DROP;
+    __u64 now = bpf_ktime_get_ns() / 1000000000ULL;
+    if (!pcn_mac_is_multicast(eth->h_source))
+        learn(mac_key(eth->h_source), md->in_port, now);
+    if (!pcn_mac_is_multicast(eth->h_dest)) {
+        __u64 destination = mac_key(eth->h_dest);
+        struct simplebridge_fdb_entry *entry = bpf_map_lookup_elem(&simplebridge_fdb, &destination);
+        if (entry && ((entry->flags & SIMPLEBRIDGE_STATIC) || now - entry->timestamp <= config->aging_time)) {
+            if (entry->port == md->in_port)
+                return RX_DROP;
+            return pcn_pkt_redirect(ctx, md, entry->port);
+        }
+    }
+    return pcn_pkt_controller(ctx, md, SIMPLEBRIDGE_REASON_FLOOD);
+}

@@ -1,0 +1,17 @@
+/* simpleforwarder's table, shared with its control plane. */
+#ifndef SIMPLEFORWARDER_H
+#define SIMPLEFORWARDER_H
+#include <linux/types.h>
+
+enum simpleforwarder_action {
+    SIMPLEFORWARDER_DROP = 0,
+    SIMPLEFORWARDER_SLOWPATH = 1,
+    SIMPLEFORWARDER_FORWARD = 2,
+};
+
+/* Table `simpleforwarder_actions`, keyed by input port index. */
+struct simpleforwarder_entry {
+    __u16 action;    /* enum simpleforwarder_action */
+    __u16 out_port;  /* FORWARD: the output port's index */
+};
+#endif
