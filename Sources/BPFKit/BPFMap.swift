@@ -72,10 +72,19 @@ public final class BPFMap: @unchecked Sendable {
         try BPFError.check(bpf_obj_pin(fd, path), "pin map '\(name)' at \(path)")
     }
 
-    /// Updates one entry. Keys and values must be exactly the map's sizes.
+    /// True for maps that hold one value per CPU under each key.
+    public var isPerCPU: Bool {
+        [BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE].contains(type)
+    }
+
+    /// The bytes one update or lookup carries: the value, or for a per-CPU map every CPU's value
+    /// padded to 8 bytes.
+    var valueBytes: Int { isPerCPU ? ((valueSize + 7) & ~7) * Self.possibleCPUs : valueSize }
+
+    /// Updates one entry. Keys and values must be exactly the map's sizes (per-CPU maps: every CPU's value).
     public func update(key: [UInt8], value: [UInt8], flags: UInt64 = UInt64(BPF_ANY)) throws(BPFError) {
-        guard key.count == keySize, value.count == valueSize else {
-            throw BPFError("update map '\(name)': key \(key.count)/\(keySize) or value \(value.count)/\(valueSize) bytes", errno: EINVAL)
+        guard key.count == keySize, value.count == valueBytes else {
+            throw BPFError("update map '\(name)': key \(key.count)/\(keySize) or value \(value.count)/\(valueBytes) bytes", errno: EINVAL)
         }
         let result = key.withUnsafeBytes { k in value.withUnsafeBytes { v in bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, flags) } }
         try BPFError.check(result, "update map '\(name)'")

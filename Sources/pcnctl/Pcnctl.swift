@@ -88,6 +88,11 @@ struct Pcnctl: AsyncParsableCommand {
         }
         var request = try CommandLineRequest(words: words, stdin: Self.standardInputBody)
         request.path = await client.withService(request.path)
+        if !request.explicitVerb, await client.isAction(request.path) {
+            // Polycube's grammar: a YANG action is called by naming it (`b1 fdb flush`).
+            request.method = "POST"
+            if request.body == nil { request.body = [String: Any]() }
+        }
         let (status, body) = try await client.send(request)
         if (200..<300).contains(status) {
             if !body.isEmpty { print(Render.output(body, format: output)) }
@@ -121,6 +126,8 @@ struct CommandLineRequest {
     var method: String
     var path: [String]
     var body: Any?
+    /// False when no verb was given (a GET, or the call of a YANG action).
+    var explicitVerb = true
 
     private static let verbs = ["add": "POST", "set": "PATCH", "show": "GET", "del": "DELETE"]
 
@@ -166,8 +173,8 @@ struct CommandLineRequest {
             } else if !sawVerb, let verb = Self.verbs[word] {
                 method = verb
                 sawVerb = true
-            } else if sawVerb && pairs.isEmpty && method == "POST" {
-                path.append(word)  // `add NAME`: the name is the new entry's key.
+            } else if sawVerb && pairs.isEmpty && method != "PATCH" {
+                path.append(word)  // `add NAME`, `del NAME`, `show NAME`: an entry's key.
             } else if sawVerb {
                 throw CommandFailure(message: "unexpected '\(word)' after the verb (expected key=value)", code: 64)
             } else {
@@ -187,6 +194,7 @@ struct CommandLineRequest {
         }
         self.method = method
         self.path = path
+        self.explicitVerb = sawVerb
     }
 
     static func split(_ word: String) -> (String, String) {
@@ -262,6 +270,13 @@ struct APIClient {
         let cubes = (try? await getJSON("cubes")) as? [[String: Any]] ?? []
         guard let service = cubes.first(where: { $0["name"] as? String == first })?["service"] as? String else { return path }
         return [service] + path
+    }
+
+    /// True if `service cube member...` names a YANG action of the service's model.
+    func isAction(_ path: [String]) async -> Bool {
+        guard path.count >= 3, !Self.genericPaths.contains(path[0]) else { return false }
+        let node = (try? await getJSON("schema/" + ([path[0]] + path.dropFirst(2)).joined(separator: "/"))) as? [String: Any]
+        return node?["kind"] as? String == "action"
     }
 
     /// GET /polycube/v1/<path> as JSON, nil on any failure.
