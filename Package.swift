@@ -93,6 +93,7 @@ let package = Package(
         .testTarget(name: "LogTests", dependencies: ["DatapathKit", "PCNDatapathABI"]),
         .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
+        .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
     ]

@@ -270,7 +270,9 @@ actor ConfigEngine {
             }
             newCube = target.steps.isEmpty ? nil : ConfigTree.set(oldCube, target.steps[...], to: nil) as? [String: Any]
         case .post, .put, .patch:
-            guard let body else { throw RestFailure(400, tag: "malformed-message", "\(method.rawValue) needs a JSON body") }
+            // POST of a named entry without a body creates it with its defaults (`pcnctl ddosmitigator add d1`).
+            let given: Any? = body ?? (method == .post && !target.isCollection ? [String: Any]() : nil)
+            guard let body = given else { throw RestFailure(400, tag: "malformed-message", "\(method.rawValue) needs a JSON body") }
             let content = try unwrap(body, target: target)
             var value: Any
             switch method {

@@ -19,6 +19,7 @@ final class RestTests: XCTestCase {
     var service: Child?
     var bus: BusClient?
     var base = ""
+    var port = 0
     var apiArguments: [String] = []
 
     override func setUp() async throws {
@@ -27,7 +28,7 @@ final class RestTests: XCTestCase {
         let common = ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--log-dir", directory + "/log",
                       "--bpffs-root", bpffsRoot, "--log-level", "warning"]
         core = try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
-        let port = freePort()
+        port = freePort()
         base = "http://127.0.0.1:\(port)/polycube/v1"
         apiArguments = common + ["--api-addr", "127.0.0.1:\(port)"]
         try startAPI()
@@ -58,31 +59,10 @@ final class RestTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    struct Answer {
-        var status: Int
-        var headers: [String: String]
-        var json: Any?
-        var errors: [[String: String]] {
-            ((json as? [String: Any])?["ietf-restconf:errors"] as? [String: Any])?["error"] as? [[String: String]] ?? []
-        }
-    }
-
     @discardableResult
     func call(_ method: String, _ path: String, _ body: String? = nil, contentType: String = "application/json",
-              headers: [String: String] = [:]) async throws -> Answer {
-        var request = URLRequest(url: URL(string: base + path)!)
-        request.httpMethod = method
-        if let body {
-            request.httpBody = Data(body.utf8)
-            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
-        }
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let http = response as! HTTPURLResponse
-        var fields: [String: String] = [:]
-        for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
-        let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        return Answer(status: http.statusCode, headers: fields, json: json)
+              headers: [String: String] = [:]) async throws -> RestClient.Answer {
+        try await RestClient(port: port).call(method, path, body, contentType: contentType, headers: headers)
     }
 
     func coreCubes() async throws -> [[String: Any]] {

@@ -10,23 +10,9 @@ import Glibc
 final class XDPTests: CoreTestCase {
     /// Runs an iperf3 flow from `client` to `server` (address `address`); returns iperf3's JSON end summary.
     private func iperf(from client: String, to server: String, address: String, udp: Bool) throws -> [String: Any] {
-        let daemon = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", server, "iperf3", "-s", "-1", "-B", address])
-        defer { daemon.stop() }
-        // Start the client once the server listens (iperf3 -J reports a refused connection with status 0).
-        for _ in 0..<100 {
-            if try network.exec(server, ["ss", "-ltnH", "sport", "=", ":5201"]).stdout.contains("5201") { break }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
-        var arguments = ["iperf3", "-c", address, "-t", "2", "-J"]
-        if udp { arguments += ["-u", "-b", "20M", "-l", "1200"] }
-        let result = try network.exec(client, arguments, timeout: 30)
-        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
-        let end = try XCTUnwrap(json?["end"] as? [String: Any], result.stdout)
-        if udp ? ((end["sum"] as? [String: Any])?["packets"] as? Int ?? 0) == 0 : ((end["sum_received"] as? [String: Any])?["bytes"] as? Int ?? 0) == 0 {
-            print("iperf3 moved nothing:\n\(result.stdout)")
-        }
-        return end
+        let result = try network.iperf3(from: client, to: server, address: address, udp: udp)
+        XCTAssertEqual(result.status, 0, result.output)
+        return try XCTUnwrap(result.end, result.output)
     }
 
     /// TCP and UDP from a namespace's own stack through an XDP redirect need the checksum done

@@ -46,6 +46,33 @@ public final class TestNetwork: @unchecked Sendable {
         return result.status == 0
     }
 
+    /// Pings `count` times `interval` seconds apart; returns what ping counted sent and received.
+    public func pingCounts(from namespace: String, to address: String, count: Int, interval: String = "0.01") throws -> (sent: Int, received: Int) {
+        let result = try exec(namespace, ["ping", "-c", "\(count)", "-i", interval, "-W", "2", address], timeout: Double(count) * 0.2 + 60)
+        guard let line = result.stdout.split(separator: "\n").first(where: { $0.contains("packets transmitted") }) else {
+            throw TestFailure("ping printed no summary: \(result.stdout) \(result.stderr)")
+        }
+        let numbers = line.split(separator: " ").compactMap { Int($0) }
+        return (numbers[0], numbers[1])
+    }
+
+    /// An iperf3 flow from `client` to a server started in `server` on `address`: iperf3's exit
+    /// status and its JSON `end` summary (nil if it printed none).
+    public func iperf3(from client: String, to server: String, address: String, seconds: Int = 2, udp: Bool = false) throws -> (status: Int32, end: [String: Any]?, output: String) {
+        let daemon = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", server, "iperf3", "-s", "-1", "-B", address])
+        defer { daemon.stop() }
+        // Start the client once the server listens (iperf3 -J reports a refused connection with status 0).
+        for _ in 0..<100 {
+            if try exec(server, ["ss", "-ltnH", "sport", "=", ":5201"]).stdout.contains("5201") { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        var arguments = ["iperf3", "-c", address, "-t", "\(seconds)", "-J"]
+        if udp { arguments += ["-u", "-b", "20M", "-l", "1200"] }
+        let result = try exec(client, arguments, timeout: Double(seconds) + 60)
+        let json = try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        return (result.status, json?["end"] as? [String: Any], result.stdout + result.stderr)
+    }
+
     public func tearDown() {
         for namespace in namespaces { _ = try? runCommand("/usr/bin/ip", ["netns", "del", namespace]) }
         for link in links { _ = try? runCommand("/usr/bin/ip", ["link", "del", link]) }

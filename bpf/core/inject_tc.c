@@ -7,6 +7,7 @@
 #include <bpf/bpf_helpers.h>
 #include <pcn/shared.h>
 #include <pcn/maps.h>
+#include <pcn/stack_pass.h>
 
 SEC("tc")
 int pcn_inject(struct __sk_buff *skb) {
@@ -23,9 +24,16 @@ int pcn_inject(struct __sk_buff *skb) {
     switch (trailer.kind) {
     case PCN_OUT_TO_NETDEV:
         return bpf_redirect(trailer.target, 0);
-    case PCN_OUT_TO_STACK:
+    case PCN_OUT_TO_STACK: {
         skb->mark = PCN_MARK_PASS;
+        struct pcn_stack_pass_key key = {.ifindex = trailer.target, .len = skb->len};
+        if (skb->len >= PCN_STACK_PASS_HEAD && bpf_skb_load_bytes(skb, 0, key.head, PCN_STACK_PASS_HEAD) == 0) {
+            __u32 one = 1;
+            if (bpf_map_update_elem(&pcn_stack_pass, &key, &one, BPF_NOEXIST) == 0)
+                pcn_stack_pass_count(1);
+        }
         return bpf_redirect(trailer.target, BPF_F_INGRESS);
+    }
     case PCN_OUT_TO_WIRE:
         skb->mark = PCN_MARK_PASS;
         return bpf_redirect(trailer.target, 0);

@@ -5,6 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include <pcn/shared.h>
 #include <pcn/maps.h>
+#include <pcn/stack_pass.h>
 
 const volatile struct pcn_netdev_config pcn_netdev SEC(".rodata.pcn") = {};
 
@@ -15,8 +16,26 @@ struct {
     __type(value, __u64);
 } pcn_netdev_missed SEC(".maps");
 
+/* True once for a frame a packet-out sent up this netdev's stack (see stack_pass.h). */
+static __always_inline int pcn_is_reinjected(struct xdp_md *ctx) {
+    __u32 zero = 0;
+    __s64 *pending = bpf_map_lookup_elem(&pcn_stack_pass_pending, &zero);
+    if (!pending || *pending <= 0)
+        return 0;
+    struct pcn_stack_pass_key key = {.ifindex = ctx->ingress_ifindex, .len = bpf_xdp_get_buff_len(ctx)};
+    if (key.len < PCN_STACK_PASS_HEAD || bpf_xdp_load_bytes(ctx, 0, key.head, PCN_STACK_PASS_HEAD) < 0)
+        return 0;
+    if (!bpf_map_lookup_elem(&pcn_stack_pass, &key))
+        return 0;
+    if (bpf_map_delete_elem(&pcn_stack_pass, &key) == 0)
+        pcn_stack_pass_count(-1);
+    return 1;
+}
+
 SEC("xdp")
 int pcn_netdev_entry(struct xdp_md *ctx) {
+    if (pcn_is_reinjected(ctx))
+        return XDP_PASS;
     __u32 zero = 0;
     struct pkt_metadata *md = bpf_map_lookup_elem(&pcn_xdp_md, &zero);
     if (!md)

@@ -35,14 +35,15 @@ public final class DDoSMitigator: CubeService {
         }
     }
 
-    private func total(_ cube: Cube) throws -> UInt64 {
-        try (drops(cube, "ddos_blacklist_src") + drops(cube, "ddos_blacklist_dst")).reduce(0) { $0 + $1.1 }
+    private func stat(_ cube: Cube, _ which: ddos_stat) throws -> UInt64 {
+        try cube.table("ddos_stats").lookupPerCPU(which.rawValue, as: UInt64.self).reduce(0, +)
     }
 
+    private func total(_ cube: Cube) throws -> UInt64 { try stat(cube, DDOS_STAT_DROPPED) }
+
     public func state(of cube: Cube) throws -> [String: Any] {
-        let seen = try cube.table("ddos_stats").lookupPerCPU(UInt32(0), as: UInt64.self).reduce(0, +)
         var state: [String: Any] = [
-            "stats": ["pkts": "\(try total(cube))", "pps": "\(rate[cube.name] ?? 0)", "seen": "\(seen)"],
+            "stats": ["pkts": "\(try total(cube))", "pps": "\(rate[cube.name] ?? 0)", "seen": "\(try stat(cube, DDOS_STAT_SEEN))"],
         ]
         for (list, table) in [("blacklist-src", "ddos_blacklist_src"), ("blacklist-dst", "ddos_blacklist_dst")] {
             state[list] = try drops(cube, table).map { ["ip": $0.0.description, "drop-pkts": "\($0.1)"] }

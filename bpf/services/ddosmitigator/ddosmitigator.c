@@ -6,7 +6,7 @@
 
 PCN_TABLE(BPF_MAP_TYPE_PERCPU_HASH, __be32, __u64, ddos_blacklist_src, DDOS_BLACKLIST_MAX);
 PCN_TABLE(BPF_MAP_TYPE_PERCPU_HASH, __be32, __u64, ddos_blacklist_dst, DDOS_BLACKLIST_MAX);
-PCN_TABLE(BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, ddos_stats, 1);
+PCN_TABLE(BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, ddos_stats, DDOS_STATS);
 
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     if (md->in_port != 0)
@@ -17,8 +17,8 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
     struct iphdr *ip = pcn_ipv4(ctx, eth);
     if (!ip)
         return RX_OK;
-    __u32 zero = 0;
-    __u64 *seen = bpf_map_lookup_elem(&ddos_stats, &zero);
+    __u32 stat = DDOS_STAT_SEEN;
+    __u64 *seen = bpf_map_lookup_elem(&ddos_stats, &stat);
     if (seen)
         *seen += 1;
     __be32 source = ip->saddr, destination = ip->daddr;
@@ -27,6 +27,10 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
         drops = bpf_map_lookup_elem(&ddos_blacklist_dst, &destination);
     if (drops) {
         *drops += 1;
+        stat = DDOS_STAT_DROPPED;
+        __u64 *dropped = bpf_map_lookup_elem(&ddos_stats, &stat);
+        if (dropped)
+            *dropped += 1;
         return RX_DROP;
     }
     return RX_OK;

@@ -4,7 +4,12 @@
 #include <linux/types.h>
 
 /* Tables `ddos_blacklist_src` and `ddos_blacklist_dst` (per-CPU hashes): IPv4 address (network
- * order) -> packets dropped because of that entry. Table `ddos_stats` (per-CPU array, index 0):
- * packets seen. */
+ * order) -> packets dropped because of that entry. Table `ddos_stats` (per-CPU array): the cube's
+ * totals, which outlive the entries. */
+enum ddos_stat {
+    DDOS_STAT_SEEN = 0,     /* IPv4 packets entering */
+    DDOS_STAT_DROPPED = 1,  /* of those, dropped */
+    DDOS_STATS = 2,
+};
 #define DDOS_BLACKLIST_MAX 4096
 #endif

@@ -1,0 +1,102 @@
+import Foundation
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A whole process set for one test: pcn-core, pcn-logd, pcn-api and a cube-host per service, in a
+/// private runtime, state, log directory and bpffs root; namespaces from `network`.
+class ServiceStackTestCase: XCTestCase {
+    var directory = ""
+    var bpffsRoot = ""
+    var rest = RestClient(port: 0)
+    var network = TestNetwork()
+    private var children: [String: Child] = [:]
+    private var common: [String] = []
+
+    static let services = ["helloworld", "transparenthelloworld", "simpleforwarder", "simplebridge", "router", "ddosmitigator"]
+
+    override func setUp() async throws {
+        directory = makeTemporaryDirectory()
+        bpffsRoot = "/sys/fs/bpf/pcntest-svc-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        network = TestNetwork()
+        common = ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--log-dir", directory + "/log",
+                  "--bpffs-root", bpffsRoot, "--log-level", "info"]
+        try start("pcn-core", ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        try start("pcn-logd", [])
+        let port = freePort()
+        rest = RestClient(port: port)
+        try start("pcn-api", ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repositoryRoot.appendingPathComponent("yang").path])
+        for service in Self.services { try startCubeHost(service) }
+        try await eventually(timeout: 60) {
+            let answer = try? await self.rest.call("GET", "/services")
+            return (answer?.json as? [Any])?.count == Self.services.count
+        }
+    }
+
+    override func tearDown() {
+        if (testRun?.failureCount ?? 0) + (testRun?.unexpectedExceptionCount ?? 0) > 0 {
+            print("--- the last lines of \(directory)/log/pcn.log:\n" + logLines.suffix(40).joined(separator: "\n"))
+        }
+        for child in children.values { child.killAndWait(SIGTERM) }
+        children.removeAll()
+        network.tearDown()
+        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Starts a component and waits for its ready marker.
+    func start(_ executable: String, _ arguments: [String], component: String? = nil) throws {
+        let name = component ?? executable
+        let marker = directory + "/run/ready/" + name.replacingOccurrences(of: "/", with: "@")
+        unlink(marker)
+        let child = try Child(executable, common + arguments)
+        children[name] = child
+        let deadline = Date().addingTimeInterval(60)
+        while (try? String(contentsOfFile: marker, encoding: .utf8)) != "\(child.pid)\n" {
+            guard Date() < deadline else { throw TestFailure("\(name) did not become ready") }
+            usleep(20_000)
+        }
+    }
+
+    func startCubeHost(_ service: String) throws {
+        try start("cube-host", ["--service", service, "--yang-dir", repositoryRoot.appendingPathComponent("yang").path], component: "cube-host/\(service)")
+    }
+
+    func kill9(_ component: String) {
+        children.removeValue(forKey: component)?.killAndWait(SIGKILL)
+    }
+
+    /// A request that must succeed (2xx).
+    @discardableResult
+    func must(_ method: String, _ path: String, _ body: String? = nil, file: StaticString = #filePath, line: UInt = #line) async throws -> Any? {
+        let answer = try await rest.call(method, path, body)
+        guard (200..<300).contains(answer.status) else {
+            XCTFail("\(method) \(path) \(body ?? ""): \(answer)", file: file, line: line)
+            throw TestFailure("\(method) \(path) failed")
+        }
+        return answer.json
+    }
+
+    /// The datapath log file pcn-logd writes.
+    var logLines: [String] {
+        ((try? String(contentsOfFile: directory + "/log/pcn.log", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// Hosts `<prefix>h<i>` with 10.<subnet>.<i>.1/24 behind gateway .254, one per network.
+    func routedHosts(_ count: Int, subnet: Int) throws -> [(namespace: String, interface: String, address: String)] {
+        try (1...count).map { index in
+            let host = try network.host("h\(index)", address: "10.\(subnet).\(index).1/24", gateway: "10.\(subnet).\(index).254")
+            return (host.namespace, host.interface, "10.\(subnet).\(index).1")
+        }
+    }
+
+    /// A router joining `hosts` (port `p<i>` with 10.<subnet>.<i>.254/24, peer the host's veth).
+    func router(_ name: String, type: String, hosts: [(namespace: String, interface: String, address: String)], subnet: Int) async throws {
+        let ports = hosts.enumerated().map { index, host in
+            #"{"name":"p\#(index + 1)","ip":"10.\#(subnet).\#(index + 1).254/24","peer":"\#(host.interface)"}"#
+        }
+        try await must("POST", "/router/\(name)", #"{"type":"\#(type)","ports":[\#(ports.joined(separator: ","))]}"#)
+    }
+}
