@@ -61,7 +61,7 @@ final class StackTests: XCTestCase {
         }
         let (status, table) = try first.status()
         XCTAssertEqual(status, 0)
-        XCTAssertEqual(Set(table.keys), ["pcn-core", "pcn-logd", "pcn-api"])
+        XCTAssertEqual(Set(table.keys), Set(["pcn-core", "pcn-logd", "pcn-api"] + Self.services.map { "cube-host/\($0)" }))
         XCTAssertTrue(table.values.allSatisfy { $0.state == "ready" && $0.pid != nil }, "\(table)")
         let (_, otherTable) = try second.status()
         XCTAssertTrue(Set(table.values.compactMap(\.pid)).isDisjoint(with: otherTable.values.compactMap(\.pid)))
@@ -87,6 +87,34 @@ final class StackTests: XCTestCase {
         }
         let (secondCode, _) = try second.status()
         XCTAssertEqual(secondCode, 0, "stopping one stack touched the other")
+    }
+
+    static let services = ["helloworld", "transparenthelloworld", "simpleforwarder", "simplebridge", "router", "ddosmitigator"]
+
+    /// The README's demo topology on a stack started by pcn-stack: traffic crosses both routers and
+    /// the ddosmitigator drops the blacklisted source, as the live counters show.
+    func testDemoTopologyCarriesTrafficAndShowsCounters() throws {
+        let stack = makeStack()
+        let started = try stack.run("start")
+        XCTAssertEqual(started.status, 0, started.stderr)
+        let script = repositoryRoot.appendingPathComponent("scripts/demo-topology").path
+        let prefix = "pt\(String(UInt32.random(in: 0...0xFFFF), radix: 16))d"
+        let environment = ["PCN_API_URL": "http://127.0.0.1:\(stack.port)", "PCN_BIN_DIR": productsDirectory.path,
+                           "PCN_RUNTIME_DIR": stack.directory + "/run", "PCN_DEMO_PREFIX": prefix]
+        defer { _ = try? runCommand(script, ["stop"], environment: environment) }
+        let demo = try runCommand(script, ["start", "3"], environment: environment, timeout: 120)
+        XCTAssertEqual(demo.status, 0, demo.stdout + demo.stderr)
+        XCTAssertTrue(demo.stdout.contains("demo topology up"), demo.stdout)
+        // The last screen: r2 forwarded the pings from h1 and h2, d1 dropped the blacklisted ones.
+        let screens = demo.stdout.components(separatedBy: "live counters")
+        let last = screens.last ?? ""
+        let r2 = last.split(separator: "\n").first { $0.hasPrefix("r2 ") }?.split(separator: " ").compactMap { Int($0) } ?? []
+        XCTAssertGreaterThan(r2.count >= 2 ? r2[1] : 0, 5, last)
+        XCTAssertTrue(last.range(of: #""drop-pkts":"[1-9][0-9]*","ip":"10.210.1.66""#, options: .regularExpression) != nil, last)
+        let stopped = try runCommand(script, ["stop"], environment: environment)
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        let namespaces = try runCommand("/usr/bin/ip", ["netns", "list"]).stdout
+        XCTAssertFalse(namespaces.contains(prefix), namespaces)
     }
 
     func testStartRefusesASecondStackOnTheSameRuntimeDir() throws {
