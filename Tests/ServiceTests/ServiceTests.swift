@@ -69,13 +69,17 @@ final class ServiceTests: ServiceStackTestCase {
         XCTAssertNotEqual(broadcast.status, 0)
     }
 
-    func testThreeRoutersOnSlash30LinksWithSecondaryAddressesAndDefaultRoutes() async throws {
-        // h1 — r1 — r2 — r3 — h3; r1–r2 on 10.63.12.0/30, r2–r3 on secondary addresses 10.63.23.0/30.
+    func testThreeRoutersTC() async throws { try await threeRoutersOnSlash30Links(type: "TC") }
+    func testThreeRoutersXDP() async throws { try await threeRoutersOnSlash30Links(type: "XDP_SKB") }
+
+    /// h1 — r1 — r2 — r3 — h3; r1–r2 on 10.63.12.0/30, r2–r3 on secondary addresses 10.63.23.0/30,
+    /// default routes on r1 and r3.
+    private func threeRoutersOnSlash30Links(type: String) async throws {
         let h1 = try network.host("h1", address: "10.63.1.1/24", gateway: "10.63.1.254")
         let h3 = try network.host("h3", address: "10.63.3.1/24", gateway: "10.63.3.254")
-        try await must("POST", "/router/r1", #"{"ports":[{"name":"to_h1","ip":"10.63.1.254/24","peer":"\#(h1.interface)"},{"name":"to_r2","ip":"10.63.12.1/30"}]}"#)
-        try await must("POST", "/router/r2", #"{"ports":[{"name":"to_r1","ip":"10.63.12.2/30"},{"name":"to_r3","ip":"10.63.99.1/30","secondaryip":[{"ip":"10.63.23.1/30"}]}]}"#)
-        try await must("POST", "/router/r3", #"{"ports":[{"name":"to_h3","ip":"10.63.3.254/24","peer":"\#(h3.interface)"},{"name":"to_r2","ip":"10.63.98.2/30","secondaryip":[{"ip":"10.63.23.2/30"}]}]}"#)
+        try await must("POST", "/router/r1", #"{"type":"\#(type)","ports":[{"name":"to_h1","ip":"10.63.1.254/24","peer":"\#(h1.interface)"},{"name":"to_r2","ip":"10.63.12.1/30"}]}"#)
+        try await must("POST", "/router/r2", #"{"type":"\#(type)","ports":[{"name":"to_r1","ip":"10.63.12.2/30"},{"name":"to_r3","ip":"10.63.99.1/30","secondaryip":[{"ip":"10.63.23.1/30"}]}]}"#)
+        try await must("POST", "/router/r3", #"{"type":"\#(type)","ports":[{"name":"to_h3","ip":"10.63.3.254/24","peer":"\#(h3.interface)"},{"name":"to_r2","ip":"10.63.98.2/30","secondaryip":[{"ip":"10.63.23.2/30"}]}]}"#)
         try await must("POST", "/connect", #"{"peer1":"r1:to_r2","peer2":"r2:to_r1"}"#)
         try await must("POST", "/connect", #"{"peer1":"r2:to_r3","peer2":"r3:to_r2"}"#)
         try await must("POST", "/router/r1/route", #"{"network":"0.0.0.0/0","nexthop":"10.63.12.2"}"#)
