@@ -76,7 +76,12 @@ public final class BusHub: @unchecked Sendable {
         }
         let socket = try SeqPacketSocket.listen(path: socketPath)
         socket.setNonBlocking()
+        // Owner and the runtime directory's group (the unprivileged `pcn` group under systemd) may connect.
         chmod(socketPath, 0o660)
+        var directory = stat()
+        if stat((socketPath as NSString).deletingLastPathComponent, &directory) == 0 {
+            _ = chown(socketPath, uid_t.max, directory.st_gid)
+        }
         listener = socket
         var fds: [Int32] = [0, 0]
         guard pcn_wake_pipe(&fds) == 0 else { throw SystemError("pipe2") }

@@ -36,9 +36,20 @@ struct PcnAPI: AsyncParsableCommand {
     func run() async throws {
         LogSetup.bootstrap(component: "pcn-api", level: LogSetup.level(named: paths.logLevelName)!)
         let logger = Logger(label: "pcn.api")
-        let address = try ListenAddress(apiAddress)
+        // Under systemd the socket unit holds the listening socket (connections wait in its backlog
+        // while we restart); we relay what it accepts to the HTTP server on a private Unix socket.
+        let activated = SocketActivation.listeningSockets().first
+        let address: ListenAddress
+        if let activated {
+            guard let bound = SocketActivation.localAddress(of: activated) else {
+                throw DaemonError("the socket systemd passed (fd \(activated)) is not an IPv4 TCP socket")
+            }
+            address = try ListenAddress("\(bound.host):\(bound.port)")
+        } else {
+            address = try ListenAddress(apiAddress)
+        }
         guard address.isLoopback else {
-            throw DaemonError("refusing to listen on \(apiAddress): only loopback addresses are served without TLS and a bearer token")
+            throw DaemonError("refusing to listen on \(address.host):\(address.port): only loopback addresses are served without TLS and a bearer token")
         }
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
@@ -58,14 +69,19 @@ struct PcnAPI: AsyncParsableCommand {
             throw DaemonError("cannot load the base YANG models from \(yangDirectory): \(error)")
         }
         let gate = ReadyGate()
+        let relayPath = paths.runtimeDir + "/api-http.sock"
         let app = Application(
             router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log"), services: ServiceRoutes(engine: engine)).router(),
-            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "pcn-api"),
+            configuration: .init(address: activated == nil ? .hostname(address.host, port: address.port) : .unixDomainSocket(path: relayPath),
+                                 serverName: "pcn-api"),
             onServerRunning: { _ in gate.open() },
             logger: logger)
+        var services: [any Service] = [BusClientService(client: bus), ApiEndpoint(bus: bus, engine: engine, logger: logger), app]
+        if let activated {
+            services.append(ActivatedSocketRelay(listener: activated, target: relayPath, logger: logger))
+        }
         try await DaemonLifecycle(component: "pcn-api", paths: paths, logger: logger)
-            .run(services: [BusClientService(client: bus), ApiEndpoint(bus: bus, engine: engine, logger: logger), app],
-                 status: "REST on \(apiAddress)", gate: gate)
+            .run(services: services, status: "REST on \(address.host):\(address.port)" + (activated == nil ? "" : " (socket activated)"), gate: gate)
     }
 }
 

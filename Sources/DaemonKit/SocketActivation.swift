@@ -1,0 +1,129 @@
+import CSystemd
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// systemd socket activation: the listening sockets systemd passed (LISTEN_FDS), from fd 3 on.
+public enum SocketActivation {
+    public static func listeningSockets() -> [Int32] {
+        let count = sd_listen_fds(0)
+        guard count > 0 else { return [] }
+        return (0..<count).map { SD_LISTEN_FDS_START + $0 }
+    }
+
+    /// The IPv4 address a listening socket is bound to, as `HOST:PORT`.
+    public static func localAddress(of fd: Int32) -> (host: String, port: Int)? {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let result = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard result == 0, address.sin_family == sa_family_t(AF_INET) else { return nil }
+        var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+        var raw = address.sin_addr
+        guard inet_ntop(AF_INET, &raw, &text, socklen_t(text.count)) != nil else { return nil }
+        return (String(cString: text), Int(UInt16(bigEndian: address.sin_port)))
+    }
+}
+
+/// Serves connections accepted on a socket systemd holds (so they wait in its backlog while we
+/// restart) by relaying each one to `target`, a Unix socket our HTTP server listens on. Stops
+/// accepting at shutdown; the socket stays open for the next instance.
+public struct ActivatedSocketRelay: Service {
+    let listener: Int32
+    let target: String
+    let logger: Logger
+
+    public init(listener: Int32, target: String, logger: Logger) {
+        self.listener = listener
+        self.target = target
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let stop = StopFlag()
+        let thread = Thread { [listener, target, logger] in
+            ActivatedSocketRelay.acceptLoop(listener: listener, target: target, stop: stop, logger: logger)
+        }
+        thread.name = "activation-relay"
+        thread.start()
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(200)) }
+        }
+        stop.set()
+    }
+
+    final class StopFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var stopped = false
+        func set() { lock.withLock { stopped = true } }
+        var isSet: Bool { lock.withLock { stopped } }
+    }
+
+    private static func acceptLoop(listener: Int32, target: String, stop: StopFlag, logger: Logger) {
+        var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+        while !stop.isSet {
+            guard poll(&poller, 1, 200) > 0 else { continue }
+            let client = accept(listener, nil, nil)
+            guard client >= 0 else { continue }
+            // The HTTP server may still be starting: the connection waits (up to 10 s) rather than fails.
+            var upstream: Int32 = -1
+            for _ in 0..<500 where !stop.isSet {
+                upstream = connectUnix(target)
+                if upstream >= 0 { break }
+                usleep(20_000)
+            }
+            guard upstream >= 0 else {
+                logger.error("cannot reach the HTTP server at \(target): \(String(cString: strerror(errno)))")
+                close(client)
+                continue
+            }
+            let done = DispatchGroup()
+            for (from, to) in [(client, upstream), (upstream, client)] {
+                done.enter()
+                Thread.detachNewThread {
+                    copy(from: from, to: to)
+                    done.leave()
+                }
+            }
+            done.notify(queue: .global()) {
+                close(client)
+                close(upstream)
+            }
+        }
+    }
+
+    private static func connectUnix(_ path: String) -> Int32 {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected == 0 { return fd }
+        close(fd)
+        return -1
+    }
+
+    /// Copies until end of file, then passes the end on (half-close).
+    private static func copy(from: Int32, to: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        outer: while true {
+            let count = buffer.withUnsafeMutableBytes { read(from, $0.baseAddress, $0.count) }
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            var sent = 0
+            while sent < count {
+                let written = buffer.withUnsafeBytes { write(to, $0.baseAddress! + sent, count - sent) }
+                if written < 0 && errno == EINTR { continue }
+                if written <= 0 { break outer }
+                sent += written
+            }
+        }
+        shutdown(to, Int32(SHUT_WR))
+    }
+}
