@@ -94,6 +94,7 @@ let package = Package(
         .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host"]),
+        .testTarget(name: "SystemdTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
     ]

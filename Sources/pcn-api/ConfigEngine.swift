@@ -23,7 +23,7 @@ struct RestFailure: Error {
 /// apply to the datapath and the service's cube-host, commit; or refuse with nothing changed. One
 /// actor, so writers are serialised and readers only ever see committed configuration.
 actor ConfigEngine {
-    struct Service {
+    struct Service: Codable {
         var name: String
         var yang: String
         /// The cube-host that registered it (receives `cube.apply`).
@@ -38,6 +38,9 @@ actor ConfigEngine {
     private var tops: [String: SchemaNode] = [:]
     private(set) var store: Datastore
     private let applier: Applier
+    /// The models registered so far, one file per service: after a restart the service trees are
+    /// served at once (reads, and writes once the cube-host answers), not only after it registers again.
+    private let modelDirectory: String
 
     init(yangDirectory: String, datastorePath: String, bus: BusClient, logger: Logger) throws {
         self.yangDirectory = yangDirectory
@@ -45,17 +48,24 @@ actor ConfigEngine {
         self.logger = logger
         store = try Datastore(path: datastorePath)
         applier = Applier(bus: bus, logger: logger)
-        context = try YangContext(searchDirectory: yangDirectory)
-        _ = try context!.loadModule(named: "polycube-base")
+        modelDirectory = (datastorePath as NSString).deletingLastPathComponent + "/models"
+        var known: [String: Service] = [:]
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: modelDirectory)) ?? [] where file.hasSuffix(".json") {
+            if let data = FileManager.default.contents(atPath: "\(modelDirectory)/\(file)"), let model = try? JSONDecoder().decode(Service.self, from: data) {
+                known[model.name] = model
+            }
+        }
+        do {
+            (context, tops) = try Self.build(known, yangDirectory: yangDirectory)
+            services = known
+        } catch {
+            logger.warning("the stored service models do not load (\(error)): waiting for the cube-hosts to register them")
+            (context, tops) = try Self.build([:], yangDirectory: yangDirectory)
+        }
     }
 
-    // MARK: - Services
-
-    /// A cube-host registers its service's model. The REST tree of the service exists from then on,
-    /// and the service's stored cubes are replayed to the datapath and to it.
-    func register(service name: String, yang: String, endpoint: String) async throws {
-        var models = services
-        models[name] = Service(name: name, yang: yang, endpoint: endpoint)
+    /// A context with the base models and `models`, and each service's top list.
+    private static func build(_ models: [String: Service], yangDirectory: String) throws -> (YangContext, [String: SchemaNode]) {
         let fresh = try YangContext(searchDirectory: yangDirectory)
         _ = try fresh.loadModule(named: "polycube-base")
         for service in models.values.sorted(by: { $0.name < $1.name }) {
@@ -72,9 +82,26 @@ actor ConfigEngine {
                 throw RestFailure(400, tag: "invalid-value", "the model of service '\(service.name)' has no top list '\(module)' keyed by name")
             }
         }
-        services = models
-        context = fresh
-        tops = Dictionary(uniqueKeysWithValues: models.keys.compactMap { name in fresh.schema(module: name).first { $0.name == name }.map { (name, $0) } })
+        let tops = Dictionary(uniqueKeysWithValues: models.keys.compactMap { name in fresh.schema(module: name).first { $0.name == name }.map { (name, $0) } })
+        return (fresh, tops)
+    }
+
+    // MARK: - Services
+
+    /// A cube-host registers its service's model. The REST tree of the service exists from then on,
+    /// and the service's stored cubes are replayed to the datapath and to it.
+    func register(service name: String, yang: String, endpoint: String) async throws {
+        var models = services
+        let model = Service(name: name, yang: yang, endpoint: endpoint)
+        models[name] = model
+        if let known = services[name], known.yang == yang, known.endpoint == endpoint {
+            // The same model again (a restarted cube-host): nothing to rebuild.
+        } else {
+            (context, tops) = try Self.build(models, yangDirectory: yangDirectory)
+            services = models
+            try? FileManager.default.createDirectory(atPath: modelDirectory, withIntermediateDirectories: true)
+            try? JSONEncoder().encode(model).write(to: URL(fileURLWithPath: "\(modelDirectory)/\(name).json"), options: .atomic)
+        }
         logger.info("service registered", metadata: ["service": "\(name)", "by": "\(endpoint)"])
     }
 

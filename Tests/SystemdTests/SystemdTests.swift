@@ -1,0 +1,236 @@
+import Foundation
+import TestSupport
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The units in units/, rendered by scripts/install into a private directory.
+struct RenderedUnits {
+    let prefix: String
+    let apiPort: Int
+
+    var unitDirectory: String { prefix + "/units" }
+
+    init() throws {
+        // Not under /tmp: the units' PrivateTmp would hide it from them.
+        prefix = "/opt/pcntest-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
+        apiPort = freePort()
+        let installed = try runCommand(repositoryRoot.appendingPathComponent("scripts/install").path,
+                                       ["--no-enable", "--no-user", "--prefix", prefix, "--unit-dir", prefix + "/units",
+                                        "--sysconfdir", prefix + "/etc", "--api-addr", "127.0.0.1:\(apiPort)", "--bin", productsDirectory.path])
+        guard installed.status == 0 else { throw TestFailure("scripts/install: \(installed.stderr)") }
+        // A bpffs root of its own: its injection veth's name derives from it.
+        let environment = prefix + "/etc/pcn.env"
+        let text = (try String(contentsOfFile: environment, encoding: .utf8)) + "PCN_BPFFS_ROOT=/sys/fs/bpf/pcn-\(getpid())\n"
+        try text.write(toFile: environment, atomically: true, encoding: .utf8)
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: prefix) }
+}
+
+/// `systemd-analyze verify` on every unit: any output is a failure (it exits 0 on warnings).
+final class UnitLintTests: XCTestCase {
+    func testEveryUnitVerifiesWithoutAWarning() throws {
+        let units = try RenderedUnits()
+        defer { units.remove() }
+        let directory = units.unitDirectory
+        // A template is verified through an instance.
+        try FileManager.default.createSymbolicLink(atPath: directory + "/cube-host@router.service", withDestinationPath: "cube-host@.service")
+        let files = ["pcn-core.service", "pcn-api.socket", "pcn-api.service", "pcn-logd.service", "cube-host@router.service", "pcn.target"]
+        let result = try runCommand("/usr/bin/systemd-analyze", ["verify"] + files.map { directory + "/" + $0 },
+                                    environment: ["SYSTEMD_UNIT_PATH": directory + ":"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout + result.stderr, "", "systemd-analyze verify warned")
+        // The rules the units must keep: cube-hosts never bound to pcn-core, watchdogs, notify.
+        let cubeHost = try String(contentsOfFile: directory + "/cube-host@.service", encoding: .utf8)
+        for forbidden in ["Requires=pcn-core", "BindsTo=pcn-core", "PartOf=pcn-core"] {
+            XCTAssertFalse(cubeHost.contains(forbidden), forbidden)
+        }
+        for file in ["pcn-core.service", "pcn-api.service", "pcn-logd.service", "cube-host@.service"] {
+            let text = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
+            for required in ["Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict"] {
+                XCTAssertTrue(text.contains(required), "\(file) lacks \(required)")
+            }
+            XCTAssertEqual(text.contains("User=pcn"), file != "pcn-core.service", "\(file): only pcn-core runs as root")
+        }
+    }
+}
+
+/// The units under a real systemd 252 (Tests/Support/systemd/sandbox): a topology over REST, traffic
+/// through it, every component restarted and killed, then the whole set stopped and started again.
+final class SystemdTests: XCTestCase {
+    var units: RenderedUnits?
+    var systemd: Int32 = 0
+    var sandboxName = ""
+    var network = TestNetwork()
+    var rest = RestClient(port: 0)
+    let sandbox = repositoryRoot.appendingPathComponent("Tests/Support/systemd/sandbox").path
+
+    override func setUp() async throws {
+        let rendered = try RenderedUnits()
+        units = rendered
+        rest = RestClient(port: rendered.apiPort)
+        sandboxName = "pcntest-sd-\(getpid())"
+        let started = try runCommand(sandbox, ["start", sandboxName, rendered.unitDirectory, "pcn.target"], timeout: 60)
+        guard started.status == 0, let pid = Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw TestFailure("the systemd sandbox did not start: \(started.stderr)")
+        }
+        systemd = pid
+        try await eventually(timeout: 90) {
+            ((try? await self.rest.call("GET", "/services"))?.json as? [Any])?.count == 6
+        }
+    }
+
+    override func tearDown() {
+        if systemd > 0 {
+            if (testRun?.failureCount ?? 0) > 0 {
+                print((try? systemctl(["status", "--no-pager", "-n", "20", "pcn-core", "pcn-api", "cube-host@router"]).stdout) ?? "")
+            }
+            _ = try? runCommand(sandbox, ["stop", sandboxName, "\(systemd)"], timeout: 60)
+        }
+        network.tearDown()
+        units?.remove()
+    }
+
+    @discardableResult
+    func systemctl(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runCommand("/usr/bin/nsenter", ["-t", "\(systemd)", "-m", "-p", "systemctl"] + arguments, timeout: 60)
+    }
+
+    /// Runs a command inside the sandbox's mount namespace (its /run, /sys/fs/bpf).
+    func inSandbox(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        try runCommand("/usr/bin/nsenter", ["-t", "\(systemd)", "-m", "-p"] + arguments, timeout: 60)
+    }
+
+    func mainPID(_ unit: String) throws -> Int32 {
+        Int32(try systemctl(["show", "-p", "MainPID", "--value", unit]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+    }
+
+    func isActive(_ unit: String) throws -> Bool {
+        try systemctl(["is-active", unit]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "active"
+    }
+
+    @discardableResult
+    func must(_ method: String, _ path: String, _ body: String? = nil) async throws -> Any? {
+        let answer = try await rest.call(method, path, body)
+        guard (200..<300).contains(answer.status) else { throw TestFailure("\(method) \(path) \(body ?? ""): \(answer)") }
+        return answer.json
+    }
+
+    func json(_ value: Any?) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: value ?? NSNull(), options: [.sortedKeys, .fragmentsAllowed]), as: UTF8.self)
+    }
+
+    /// Learned state and configuration that must survive every restart.
+    func snapshot() async throws -> String {
+        let arp = try await must("GET", "/router/r1/arp-table")
+        let fdb = ((try await must("GET", "/simplebridge/b1/fdb/entry") as? [[String: Any]]) ?? []).map { "\($0["address"] ?? "") \($0["port"] ?? "")" }.sorted()
+        let blacklist = ((try await must("GET", "/ddosmitigator/d1/blacklist-src") as? [[String: Any]]) ?? []).compactMap { $0["ip"] as? String }
+        return try json(arp) + " " + fdb.joined(separator: ",") + " " + blacklist.joined(separator: ",")
+    }
+
+    struct Row {
+        var component: String
+        var restarts: Int
+        var kills: Int
+        var sent: Int
+        var received: Int
+        var tcpStatus: Int32
+        var tcpBytes: Int
+        var restFailures: Int
+        var restCalls: Int
+    }
+
+    func testRestartAndKillEveryComponentUnderTrafficThenStopAndStartTheTarget() async throws {
+        // h1 — r1 (d1 on r1:p2) — h2 ; h3 — b1 — h4
+        let h1 = try network.host("h1", address: "10.81.1.1/24", gateway: "10.81.1.254")
+        let h2 = try network.host("h2", address: "10.81.2.1/24", gateway: "10.81.2.254")
+        let h3 = try network.host("h3", address: "10.81.3.1/24"), h4 = try network.host("h4", address: "10.81.3.2/24")
+        try await must("POST", "/router/r1", #"{"ports":[{"name":"p1","ip":"10.81.1.254/24","peer":"\#(h1.interface)"},{"name":"p2","ip":"10.81.2.254/24","peer":"\#(h2.interface)"}]}"#)
+        try await must("POST", "/ddosmitigator/d1")
+        try await must("POST", "/attach", #"{"cube":"d1","port":"r1:p2"}"#)
+        try await must("POST", "/ddosmitigator/d1/blacklist-src", #"{"ip":"10.81.9.9"}"#)
+        try await must("POST", "/simplebridge/b1", #"{"ports":[{"name":"p1","peer":"\#(h3.interface)"},{"name":"p2","peer":"\#(h4.interface)"}]}"#)
+        XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.81.2.1"))
+        XCTAssertTrue(try network.ping(from: h3.namespace, to: "10.81.3.2"))
+        let before = try await snapshot()
+
+        var table: [Row] = []
+        let network = self.network
+        for component in ["cube-host@router", "cube-host@simplebridge", "pcn-api", "pcn-logd", "pcn-core"] {
+            let unit = component + ".service"
+            let ping = Task.detached { try network.pingCounts(from: h1.namespace, to: "10.81.2.1", count: 5000, interval: "0.01") }
+            let bridged = Task.detached { try network.pingCounts(from: h3.namespace, to: "10.81.3.2", count: 5000, interval: "0.01") }
+            let flow = Task.detached { () throws -> (Int32, Int) in
+                let result = try network.iperf3(from: h1.namespace, to: h2.namespace, address: "10.81.2.1", seconds: 45)
+                return (result.status, ((result.end?["sum_received"] as? [String: Any])?["bytes"] as? Int) ?? 0)
+            }
+            // REST calls all the way through (they must all succeed while pcn-api restarts: socket activation).
+            let rest = self.rest
+            let stopREST = Task.detached { () async -> (Int, Int) in
+                var calls = 0, failures = 0
+                while !Task.isCancelled {
+                    calls += 1
+                    let answer = try? await rest.call("GET", "/router/r1/ports")
+                    if answer?.status != 200 { failures += 1 }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                return (calls, failures)
+            }
+            try await Task.sleep(for: .seconds(1))
+            let started = Date()
+            for _ in 0..<10 {
+                XCTAssertEqual(try systemctl(["restart", unit]).status, 0, "systemctl restart \(unit)")
+                try await eventually(timeout: 30) { try self.isActive(unit) }
+            }
+            for _ in 0..<5 {
+                let pid = try mainPID(unit)
+                XCTAssertGreaterThan(pid, 0)
+                kill(pid, SIGKILL)
+                try await eventually(timeout: 30) { try self.mainPID(unit) != pid && self.isActive(unit) }
+            }
+            let elapsed = Date().timeIntervalSince(started)
+            XCTAssertLessThan(elapsed, 45, "the restarts took longer than the traffic runs: raise the counts")
+            stopREST.cancel()
+            let (calls, failures) = await stopREST.value
+            let (sent, received) = try await ping.value
+            let (bridgedSent, bridgedReceived) = try await bridged.value
+            let (tcpStatus, tcpBytes) = try await flow.value
+            table.append(Row(component: component, restarts: 10, kills: 5, sent: sent + bridgedSent, received: received + bridgedReceived,
+                             tcpStatus: tcpStatus, tcpBytes: tcpBytes, restFailures: failures, restCalls: calls))
+            XCTAssertEqual(received, sent, "\(component): routed pings lost")
+            XCTAssertEqual(bridgedReceived, bridgedSent, "\(component): bridged pings lost")
+            XCTAssertEqual(tcpStatus, 0, "\(component): the TCP flow failed")
+            XCTAssertGreaterThan(tcpBytes, 1_000_000, "\(component): the TCP flow moved \(tcpBytes) bytes")
+            XCTAssertEqual(failures, 0, "\(component): \(failures) of \(calls) REST calls failed")
+            for other in ["pcn-core", "pcn-api", "pcn-logd", "cube-host@router", "cube-host@simplebridge", "cube-host@ddosmitigator"] {
+                XCTAssertTrue(try isActive(other + ".service"), "\(other) is not active after \(component)'s restarts")
+            }
+            let after = try await snapshot()
+            XCTAssertEqual(after, before, "\(component): configuration or learned state changed")
+        }
+        print("component | restarts | kills | sent | received | lost | TCP status | TCP bytes | REST calls (failed)")
+        for row in table {
+            print("\(row.component) | \(row.restarts) | \(row.kills) | \(row.sent) | \(row.received) | \(row.sent - row.received) | \(row.tcpStatus) | \(row.tcpBytes) | \(row.restCalls) (\(row.restFailures))")
+        }
+
+        // A simulated reboot: everything stopped, pins and runtime directory wiped, started again.
+        XCTAssertEqual(try systemctl(["stop", "pcn.target"]).status, 0)
+        for unit in ["pcn-core", "pcn-api", "pcn-logd", "cube-host@router"] {
+            XCTAssertFalse(try isActive(unit + ".service"), "\(unit) still active after stopping pcn.target")
+        }
+        let bpffsRoot = "/sys/fs/bpf/pcn-\(getpid())"
+        XCTAssertEqual(try inSandbox(["/bin/rm", "-rf", bpffsRoot, "/run/pcn"]).status, 0)
+        XCTAssertEqual(try systemctl(["start", "pcn.target"]).status, 0)
+        try await eventually(timeout: 90) {
+            ((try? await self.rest.call("GET", "/router/r1/ports"))?.status == 200) && (try? self.network.ping(from: h1.namespace, to: "10.81.2.1", count: 1)) == true
+        }
+        XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.81.2.1"))
+        XCTAssertTrue(try network.ping(from: h3.namespace, to: "10.81.3.2"))
+        let blacklist = ((try await must("GET", "/ddosmitigator/d1/blacklist-src") as? [[String: Any]]) ?? []).compactMap { $0["ip"] as? String }
+        XCTAssertEqual(blacklist, ["10.81.9.9"])
+        let chain = try await must("GET", "/router/r1/ports/p2/tcubes") as? [String]
+        XCTAssertEqual(chain, ["d1"], "the transparent cube came back on its port")
+    }
+}
