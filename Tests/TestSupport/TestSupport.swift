@@ -225,3 +225,13 @@ public final class BackgroundCommand: @unchecked Sendable {
         }
     }
 }
+
+/// Runs blocking work (a command, a ping run) on a thread of its own, so that it does not hold one of
+/// the few threads of Swift's cooperative pool that other tasks of the test need meanwhile.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread {
+            continuation.resume(with: Result { try body() })
+        }
+    }
+}
