@@ -27,43 +27,71 @@ public enum SocketActivation {
 }
 
 /// Serves connections accepted on a socket systemd holds (so they wait in its backlog while we
-/// restart) by relaying each one to `target`, a Unix socket our HTTP server listens on. Stops
-/// accepting at shutdown; the socket stays open for the next instance.
-public struct ActivatedSocketRelay: Service {
-    let listener: Int32
-    let target: String
-    let logger: Logger
+/// restart) by relaying each one to `target`, a Unix socket our HTTP server listens on. Two services
+/// for the process's ServiceGroup, which shuts services down in reverse order:
+/// `[..., relay.drainer, httpServer, relay.acceptor]` stops accepting first (what arrives then waits
+/// for the next instance), then lets the HTTP server finish its requests and close idle keep-alive
+/// connections, then waits for the relayed bytes to reach the clients.
+public struct ActivatedSocketRelay {
+    public let acceptor: any Service
+    public let drainer: any Service
 
     public init(listener: Int32, target: String, logger: Logger) {
-        self.listener = listener
-        self.target = target
-        self.logger = logger
+        let state = StopFlag()
+        acceptor = Acceptor(listener: listener, target: target, logger: logger, state: state)
+        drainer = Drainer(state: state)
     }
 
-    public func run() async throws {
-        let stop = StopFlag()
-        let thread = Thread { [listener, target, logger] in
-            ActivatedSocketRelay.acceptLoop(listener: listener, target: target, stop: stop, logger: logger)
+    struct Acceptor: Service {
+        let listener: Int32
+        let target: String
+        let logger: Logger
+        let state: StopFlag
+
+        func run() async throws {
+            let thread = Thread { [listener, target, logger, state] in
+                ActivatedSocketRelay.acceptLoop(listener: listener, target: target, stop: state, logger: logger)
+                state.acceptLoopEnded()
+            }
+            thread.name = "activation-relay"
+            thread.start()
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
+            }
+            state.set()
         }
-        thread.name = "activation-relay"
-        thread.start()
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(200)) }
-        }
-        stop.set()
     }
 
+    struct Drainer: Service {
+        let state: StopFlag
+
+        func run() async throws {
+            await cancelWhenGracefulShutdown {
+                while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(200)) }
+            }
+            state.set()
+            for _ in 0..<200 where !state.drained { try? await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+
+    /// Shared by the accept loop and the connections it relays.
     final class StopFlag: @unchecked Sendable {
         private let lock = NSLock()
         private var stopped = false
+        private var looping = true
+        private var connections = 0
         func set() { lock.withLock { stopped = true } }
         var isSet: Bool { lock.withLock { stopped } }
+        func acceptLoopEnded() { lock.withLock { looping = false } }
+        func opened() { lock.withLock { connections += 1 } }
+        func closed() { lock.withLock { connections -= 1 } }
+        var drained: Bool { lock.withLock { !looping && connections == 0 } }
     }
 
     private static func acceptLoop(listener: Int32, target: String, stop: StopFlag, logger: Logger) {
         var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
         while !stop.isSet {
-            guard poll(&poller, 1, 200) > 0 else { continue }
+            guard poll(&poller, 1, 50) > 0, !stop.isSet else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
             // The HTTP server may still be starting: the connection waits (up to 10 s) rather than fails.
@@ -78,6 +106,7 @@ public struct ActivatedSocketRelay: Service {
                 close(client)
                 continue
             }
+            stop.opened()
             let done = DispatchGroup()
             for (from, to) in [(client, upstream), (upstream, client)] {
                 done.enter()
@@ -89,6 +118,7 @@ public struct ActivatedSocketRelay: Service {
             done.notify(queue: .global()) {
                 close(client)
                 close(upstream)
+                stop.closed()
             }
         }
     }

@@ -76,9 +76,13 @@ struct PcnAPI: AsyncParsableCommand {
                                  serverName: "pcn-api"),
             onServerRunning: { _ in gate.open() },
             logger: logger)
-        var services: [any Service] = [BusClientService(client: bus), ApiEndpoint(bus: bus, engine: engine, logger: logger), app]
+        var services: [any Service] = [BusClientService(client: bus), ApiEndpoint(bus: bus, engine: engine, logger: logger)]
         if let activated {
-            services.append(ActivatedSocketRelay(listener: activated, target: relayPath, logger: logger))
+            // Shut down in reverse: stop accepting, let the HTTP server finish, then drain the relay.
+            let relay = ActivatedSocketRelay(listener: activated, target: relayPath, logger: logger)
+            services += [relay.drainer, app, relay.acceptor]
+        } else {
+            services.append(app)
         }
         try await DaemonLifecycle(component: "pcn-api", paths: paths, logger: logger)
             .run(services: services, status: "REST on \(address.host):\(address.port)" + (activated == nil ? "" : " (socket activated)"), gate: gate)
