@@ -59,6 +59,10 @@ public struct ActivatedSocketRelay {
                 while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
             }
             state.set()
+            // Requests already accepted get their answers before the HTTP server starts closing
+            // connections (it closes idle keep-alive ones at once): wait for the accept loop, then up
+            // to a second for the open connections.
+            for _ in 0..<20 where !state.drained { try? await Task.sleep(for: .milliseconds(50)) }
         }
     }
 
@@ -139,7 +143,8 @@ public struct ActivatedSocketRelay {
         return -1
     }
 
-    /// Copies until end of file, then passes the end on (half-close).
+    /// Copies until either side ends, then ends both (the other direction's thread wakes up): the
+    /// server closing means the exchange is over, and so does the client going away.
     private static func copy(from: Int32, to: Int32) {
         var buffer = [UInt8](repeating: 0, count: 65_536)
         outer: while true {
@@ -154,6 +159,7 @@ public struct ActivatedSocketRelay {
                 sent += written
             }
         }
-        shutdown(to, Int32(SHUT_WR))
+        shutdown(to, Int32(SHUT_RDWR))
+        shutdown(from, Int32(SHUT_RDWR))
     }
 }
