@@ -37,7 +37,7 @@ public struct ActivatedSocketRelay {
     public let drainer: any Service
 
     public init(listener: Int32, target: String, logger: Logger) {
-        let state = StopFlag()
+        let state = RelayState()
         acceptor = Acceptor(listener: listener, target: target, logger: logger, state: state)
         drainer = Drainer(state: state)
     }
@@ -46,7 +46,7 @@ public struct ActivatedSocketRelay {
         let listener: Int32
         let target: String
         let logger: Logger
-        let state: StopFlag
+        let state: RelayState
 
         func run() async throws {
             let thread = Thread { [listener, target, logger, state] in
@@ -67,7 +67,7 @@ public struct ActivatedSocketRelay {
     }
 
     struct Drainer: Service {
-        let state: StopFlag
+        let state: RelayState
 
         func run() async throws {
             await cancelWhenGracefulShutdown {
@@ -79,7 +79,7 @@ public struct ActivatedSocketRelay {
     }
 
     /// Shared by the accept loop and the connections it relays.
-    final class StopFlag: @unchecked Sendable {
+    final class RelayState: @unchecked Sendable {
         private let lock = NSLock()
         private var stopped = false
         private var looping = true
@@ -92,7 +92,7 @@ public struct ActivatedSocketRelay {
         var drained: Bool { lock.withLock { !looping && connections == 0 } }
     }
 
-    private static func acceptLoop(listener: Int32, target: String, stop: StopFlag, logger: Logger) {
+    private static func acceptLoop(listener: Int32, target: String, stop: RelayState, logger: Logger) {
         var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
         while !stop.isSet {
             guard poll(&poller, 1, 50) > 0, !stop.isSet else { continue }
@@ -100,7 +100,7 @@ public struct ActivatedSocketRelay {
             guard client >= 0 else { continue }
             // The HTTP server may still be starting: the connection waits (up to 10 s) rather than fails.
             var upstream: Int32 = -1
-            for _ in 0..<500 where !stop.isSet {
+            for _ in 0..<500 {
                 upstream = connectUnix(target)
                 if upstream >= 0 { break }
                 usleep(20_000)
