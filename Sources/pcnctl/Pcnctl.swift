@@ -431,15 +431,20 @@ enum Help {
         guard let first = words.first else { return Pcnctl.helpMessage() }
         var service = first
         var rest = Array(words.dropFirst())
-        // A cube's name stands for its service; list keys are skipped.
-        if let cubes = try? await client.getJSON("cubes") as? [[String: Any]], let cube = cubes.first(where: { $0["name"] as? String == first }),
-           let name = cube["service"] as? String {
-            service = name
-        } else if !rest.isEmpty {
-            rest.removeFirst()
+        let cubeService = ((try? await client.getJSON("cubes")) as? [[String: Any]])?.first { $0["name"] as? String == first }?["service"] as? String
+        var node: [String: Any]
+        if let cubeService {
+            // A cube's name stands for its service.
+            service = cubeService
+            node = try await client.getJSON("schema/" + service) as? [String: Any] ?? [:]
+        } else {
+            node = try await client.getJSON("schema/" + service) as? [String: Any] ?? [:]
+            // `router r1 ports help` names a cube after the service, `router ports help` does not.
+            let members = (node["children"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+            if let next = rest.first, !members.contains(next) { rest.removeFirst() }
         }
         var path = [service]
-        var node = try await client.getJSON("schema/" + service) as? [String: Any] ?? [:]
+        // List keys are skipped.
         var index = 0
         while index < rest.count {
             let children = node["children"] as? [[String: Any]] ?? []

@@ -364,6 +364,11 @@ final class RestTests: XCTestCase {
         result = try pcnctl(["testfwd", "help"])
         XCTAssertTrue(result.stdout.contains("mtu") && result.stdout.contains("Largest frame."), result.stdout)
         XCTAssertTrue(result.stdout.contains("type") && result.stdout.contains("set at creation"), result.stdout)
+        // A member below the service, with or without a cube's name before it.
+        for words in [["testfwd", "rules", "help"], ["testfwd", "t1", "rules", "help"], ["t1", "rules", "help"]] {
+            result = try pcnctl(words)
+            XCTAssertTrue(result.stdout.hasPrefix("rules (list)") && result.stdout.contains("priority"), "\(words): \(result.stdout)")
+        }
         XCTAssertTrue(try pcnctl(["completion", "bash"]).stdout.contains("complete -F _pcnctl pcnctl"))
         let candidates = try pcnctl(["__complete"]).stdout.split(separator: "\n").map(String.init)
         XCTAssertTrue(candidates.contains("testfwd") && candidates.contains("t1") && candidates.contains("connect"), "\(candidates)")
