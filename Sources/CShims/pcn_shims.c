@@ -109,6 +109,10 @@ int pcn_seqpacket_connect(const char *path) {
     return unix_socket_at(SOCK_SEQPACKET, path, 1);
 }
 
+int pcn_stream_connect(const char *path) {
+    return unix_socket_at(SOCK_STREAM, path, 1);
+}
+
 int pcn_dgram_bind(const char *path) {
     return unix_socket_at(SOCK_DGRAM, path, 0);
 }

@@ -8,14 +8,14 @@ public enum ResourceDirectory {
     public static func locate(flag: String?, environment: String, name: String, marker: String) -> String? {
         if let flag { return flag }
         if let value = ProcessInfo.processInfo.environment[environment], !value.isEmpty { return value }
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let binDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        var directory = binDirectory
         for _ in 0..<5 {
             let candidate = directory.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: candidate.appendingPathComponent(marker).path) { return candidate.path }
             directory.deleteLastPathComponent()
         }
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        let beside = executable.deletingLastPathComponent().appendingPathComponent("share/pcn/\(name)").path
+        let beside = binDirectory.deletingLastPathComponent().appendingPathComponent("share/pcn/\(name)").path
         for installed in [beside, "/usr/share/pcn/\(name)"] where FileManager.default.fileExists(atPath: "\(installed)/\(marker)") {
             return installed
         }

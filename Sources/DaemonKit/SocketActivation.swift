@@ -1,3 +1,4 @@
+import CShims
 import CSystemd
 import Foundation
 import Logging
@@ -101,7 +102,7 @@ public struct ActivatedSocketRelay {
             // The HTTP server may still be starting: the connection waits (up to 10 s) rather than fails.
             var upstream: Int32 = -1
             for _ in 0..<500 {
-                upstream = connectUnix(target)
+                upstream = pcn_stream_connect(target)
                 if upstream >= 0 { break }
                 usleep(20_000)
             }
@@ -125,22 +126,6 @@ public struct ActivatedSocketRelay {
                 stop.closed()
             }
         }
-    }
-
-    private static func connectUnix(_ path: String) -> Int32 {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return -1 }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if connected == 0 { return fd }
-        close(fd)
-        return -1
     }
 
     /// Copies until either side ends, then ends both (the other direction's thread wakes up): the

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Addresses and frames for control planes that parse or build packets.
 
 /// An IPv4 address, `value` in host order.
@@ -89,14 +91,7 @@ public struct MACAddress: Hashable, CustomStringConvertible, Sendable {
     public var tuple: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) { (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]) }
     public init(tuple t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) { bytes = [t.0, t.1, t.2, t.3, t.4, t.5] }
 
-    public var description: String { bytes.map { String(format2: $0) }.joined(separator: ":") }
-}
-
-extension String {
-    init(format2 byte: UInt8) {
-        let digits = Array("0123456789abcdef")
-        self = String([digits[Int(byte >> 4)], digits[Int(byte & 0xf)]])
-    }
+    public var description: String { bytes.map { String(format: "%02x", $0) }.joined(separator: ":") }
 }
 
 /// Building frames byte by byte.

@@ -24,6 +24,8 @@ int pcn_seqpacket_listen(const char *path, int backlog);
 int pcn_seqpacket_connect(const char *path);
 
 // A bound AF_UNIX SOCK_DGRAM socket (a NOTIFY_SOCKET listener, as systemd has). Same errors as above.
+/* A stream socket connected to the Unix socket at path; -1 (errno set) or -2 (path too long). */
+int pcn_stream_connect(const char *path);
 int pcn_dgram_bind(const char *path);
 
 // A connected SOCK_SEQPACKET pair (for benchmarks and unit tests). 0 or -1.
