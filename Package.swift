@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
@@ -28,6 +29,7 @@ let package = Package(
         .target(name: "CShims", linkerSettings: [.linkedLibrary("systemd")]),
         .target(name: "CLibbpfShims", dependencies: ["CBPF"]),
         .target(name: "CYangShims", dependencies: ["CYang"]),
+        .target(name: "CCurlShims", linkerSettings: [.linkedLibrary("curl")]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
         // Every service's datapath header (bpf/services/<svc>/<svc>.h), for its control plane.
@@ -60,10 +62,13 @@ let package = Package(
         .executableTarget(name: "pcn-api", dependencies: ["YangKit", 
             "DaemonKit", "IPC",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTLS", package: "hummingbird"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "BPFKit", "DatapathKit", "PCNDatapathABI", "CShims"]),
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "ServiceKit", "Services"]),
         .executableTarget(name: "pcnctl", dependencies: [
+            "CCurlShims",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -25,8 +25,20 @@ struct PcnAPI: AsyncParsableCommand {
     @Option(name: .customLong("yang-dir"), help: "The base YANG models (env PCN_YANG_DIR, default: the yang/ of the checkout or /usr/share/pcn/yang).")
     var yangDirectoryFlag: String?
 
-    var apiAddress: String {
-        apiAddressFlag ?? ProcessInfo.processInfo.environment["PCN_API_ADDR"].flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1:9000"
+    @Option(name: .customLong("tls-cert"), help: "PEM certificate chain to serve HTTPS with (env PCN_API_TLS_CERT).")
+    var tlsCertificateFlag: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM private key of that certificate, not readable by others (env PCN_API_TLS_KEY).")
+    var tlsKeyFlag: String?
+
+    @Option(name: .customLong("token-file"), help: "File holding the bearer token every request must carry (env PCN_API_TOKEN_FILE).")
+    var tokenFileFlag: String?
+
+    var apiAddress: String { setting(apiAddressFlag, "PCN_API_ADDR") ?? "127.0.0.1:9000" }
+
+    /// A flag, else its environment variable; empty means unset.
+    private func setting(_ flag: String?, _ variable: String) -> String? {
+        (flag ?? ProcessInfo.processInfo.environment[variable]).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     func validate() throws {
@@ -48,9 +60,8 @@ struct PcnAPI: AsyncParsableCommand {
         } else {
             address = try ListenAddress(apiAddress)
         }
-        guard address.isLoopback else {
-            throw DaemonError("refusing to listen on \(address.host):\(address.port): only loopback addresses are served without TLS and a bearer token")
-        }
+        let access = try AccessPolicy(address: address, certificatePath: setting(tlsCertificateFlag, "PCN_API_TLS_CERT"),
+                                      keyPath: setting(tlsKeyFlag, "PCN_API_TLS_KEY"), tokenPath: setting(tokenFileFlag, "PCN_API_TOKEN_FILE"))
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
 
@@ -71,7 +82,10 @@ struct PcnAPI: AsyncParsableCommand {
         let gate = ReadyGate()
         let relayPath = paths.runtimeDir + "/api-http.sock"
         let app = Application(
-            router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log"), services: ServiceRoutes(engine: engine)).router(),
+            router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log"), services: ServiceRoutes(engine: engine),
+                               token: access.token).router(),
+            // Under socket activation TLS still ends here: the relay copies the encrypted bytes.
+            server: try access.tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
             configuration: .init(address: activated == nil ? .hostname(address.host, port: address.port) : .unixDomainSocket(path: relayPath),
                                  serverName: "pcn-api"),
             onServerRunning: { _ in gate.open() },
@@ -85,7 +99,8 @@ struct PcnAPI: AsyncParsableCommand {
             services.append(app)
         }
         try await DaemonLifecycle(component: "pcn-api", paths: paths, logger: logger)
-            .run(services: services, status: "REST on \(address.host):\(address.port)" + (activated == nil ? "" : " (socket activated)"), gate: gate)
+            .run(services: services, status: "REST on \(address.host):\(address.port)" + (activated == nil ? "" : " (socket activated)")
+                    + (access.summary.isEmpty ? "" : " with \(access.summary)"), gate: gate)
     }
 }
 

@@ -8,6 +8,8 @@ struct RestRoutes: Sendable {
     let bus: BusClient
     let logs: LogsRoute
     let services: ServiceRoutes
+    /// When set, every route below needs it.
+    let token: BearerToken?
 
     struct Version: ResponseEncodable {
         var name = "polycube-swift"
@@ -17,6 +19,8 @@ struct RestRoutes: Sendable {
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
+        // First: Hummingbird applies a middleware only to the routes added after it.
+        if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
         let v1 = router.group("polycube/v1")
         v1.get { _, _ in Version() }
         v1.get("version") { _, _ in Version() }

@@ -1,9 +1,6 @@
 import ArgumentParser
 import Yams
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 @main
 struct Entry {
@@ -49,16 +46,21 @@ struct Pcnctl: AsyncParsableCommand {
             a YAML or JSON body is read from standard input.
             """)
 
-    @Option(help: "pcn-api URL (env PCN_API_URL, default http://127.0.0.1:9000).")
+    @Option(help: "pcn-api URL (env PCN_API_URL, settings file key url; default http://127.0.0.1:9000).")
     var url: String?
+
+    @Option(help: "PEM CA bundle pcn-api's https certificate must chain to (env PCN_API_CACERT, key cacert; default: the system's CAs).")
+    var cacert: String?
+
+    @Option(name: .customLong("token-file"), help: "File holding pcn-api's bearer token (env PCN_API_TOKEN_FILE, key token-file).")
+    var tokenFile: String?
 
     @Argument(parsing: .captureForPassthrough, help: "Path words, verb and key=value pairs.")
     var words: [String] = []
 
     func run() async throws {
-        let base = url ?? ProcessInfo.processInfo.environment["PCN_API_URL"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? "http://127.0.0.1:9000"
-        let client = APIClient(base: base)
+        let settings = try ClientSettings(url: url, cacert: cacert, tokenFile: tokenFile)
+        let client = APIClient(base: settings.url, caFile: settings.caFile, token: try settings.tokenFile.map(Self.readToken))
         var words = self.words
         var output = OutputFormat.pretty
         words.removeAll { word in
@@ -99,6 +101,17 @@ struct Pcnctl: AsyncParsableCommand {
         } else {
             throw CommandFailure(message: Render.error(status: status, body: body), code: 1)
         }
+    }
+
+    static func readToken(_ path: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CommandFailure(message: "cannot read the token file \(path)" + (FileManager.default.fileExists(atPath: path) ? " (permission denied)" : " (no such file)"), code: 66)
+        }
+        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, !token.contains(where: \.isNewline) else {
+            throw CommandFailure(message: "the token file \(path) must hold one line, the token", code: 66)
+        }
+        return token
     }
 
     /// A YAML or JSON document on standard input, when it is not a terminal.
@@ -257,6 +270,10 @@ struct LogsCommand {
 
 struct APIClient {
     let base: String
+    /// PEM bundle pcn-api's certificate must chain to (https); nil: the system's CAs.
+    var caFile: String?
+    /// Sent as `Authorization: Bearer` on every request.
+    var token: String?
 
     static let genericPaths: Set = ["services", "cubes", "netdevs", "topology", "connect", "disconnect", "attach", "detach",
                                     "bus", "version", "logs", "schema", "metrics"]
@@ -281,9 +298,8 @@ struct APIClient {
 
     /// GET /polycube/v1/<path> as JSON, nil on any failure.
     func getJSON(_ path: String) async throws -> Any? {
-        guard let url = URL(string: base + "/polycube/v1/" + path) else { return nil }
-        let (data, response) = try await URLSession.shared.data(from: url)
-        guard (response as? HTTPURLResponse)?.statusCode == 200 else { return nil }
+        let (status, data) = try transfer("GET", base + "/polycube/v1/" + path, timeout: 30)
+        guard status == 200 else { return nil }
         return try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
     }
 
@@ -296,15 +312,7 @@ struct APIClient {
         var components = URLComponents(string: base + "/polycube/v1/logs")
         components?.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) }
         guard let url = components?.url else { throw CommandFailure(message: "'\(base)' is not a valid URL", code: 64) }
-        var http = URLRequest(url: url)
-        http.timeoutInterval = 40
-        let (data, response): (Data, URLResponse)
-        do {
-            (data, response) = try await URLSession.shared.data(for: http)
-        } catch {
-            throw CommandFailure(message: "cannot reach pcn-api at \(base): \(error.localizedDescription)", code: 69)
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let (status, data) = try transfer("GET", url.absoluteString, timeout: 40)
         guard status == 200, let logs = try? JSONDecoder().decode(Logs.self, from: data) else {
             throw CommandFailure(message: Render.error(status: status, body: data), code: 1)
         }
@@ -313,21 +321,24 @@ struct APIClient {
 
     func send(_ request: CommandLineRequest) async throws -> (Int, Data) {
         let escaped = request.path.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
-        guard let url = URL(string: base + "/polycube/v1/" + escaped.joined(separator: "/")) else {
-            throw CommandFailure(message: "'\(base)' is not a valid URL", code: 64)
-        }
-        var http = URLRequest(url: url)
-        http.httpMethod = request.method
-        http.timeoutInterval = 30
-        if let body = request.body {
-            http.httpBody = try JSONSerialization.data(withJSONObject: body, options: [.fragmentsAllowed])
-            http.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
+        let body = try request.body.map { try JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]) }
+        return try transfer(request.method, base + "/polycube/v1/" + escaped.joined(separator: "/"), body: body, timeout: 30)
+    }
+
+    /// One exchange with pcn-api: the status and body of its answer, whatever the status.
+    private func transfer(_ method: String, _ url: String, body: Data? = nil, timeout: Int) throws -> (Int, Data) {
+        var headers = ["Accept: application/json"]
+        if body != nil { headers.append("Content-Type: application/json") }
+        if let token { headers.append("Authorization: Bearer " + token) }
         do {
-            let (data, response) = try await URLSession.shared.data(for: http)
-            return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
-        } catch {
-            throw CommandFailure(message: "cannot reach pcn-api at \(base): \(error.localizedDescription)", code: 69)
+            let response = try HTTPTransport.perform(method: method, url: url, body: body, headers: headers,
+                                                     caFile: caFile, timeoutSeconds: timeout)
+            return (response.status, response.body)
+        } catch let failure as HTTPTransport.Failure {
+            throw CommandFailure(message: "cannot reach pcn-api at \(base): \(failure.reason)"
+                + (failure.reason.contains("certificate") ? " (give the CA that signed pcn-api's certificate: --cacert or PCN_API_CACERT)" : "")
+                + (failure.reason.contains("Empty reply") && base.hasPrefix("http:") ? " (does it serve https? then use an https:// URL)" : ""),
+                code: 69)
         }
     }
 }
