@@ -12,13 +12,14 @@ struct RenderedUnits {
 
     var unitDirectory: String { prefix + "/units" }
 
-    init() throws {
+    /// `apiHost`: the address pcn-api.socket listens on (off loopback, install adds TLS and a token).
+    init(apiHost: String = "127.0.0.1") throws {
         // Not under /tmp: the units' PrivateTmp would hide it from them.
         prefix = "/opt/pcntest-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         apiPort = freePort()
         let installed = try runCommand(repositoryRoot.appendingPathComponent("scripts/install").path,
                                        ["--no-enable", "--no-user", "--prefix", prefix, "--unit-dir", prefix + "/units",
-                                        "--sysconfdir", prefix + "/etc", "--api-addr", "127.0.0.1:\(apiPort)", "--bin", productsDirectory.path])
+                                        "--sysconfdir", prefix + "/etc", "--api-addr", "\(apiHost):\(apiPort)", "--bin", productsDirectory.path])
         guard installed.status == 0 else { throw TestFailure("scripts/install: \(installed.stderr)") }
         // A bpffs root of its own: its injection veth's name derives from it.
         let environment = prefix + "/etc/pcn.env"
@@ -57,9 +58,12 @@ final class UnitLintTests: XCTestCase {
     }
 }
 
-/// The units under a real systemd 252 (Tests/Support/systemd/sandbox): a topology over REST, traffic
-/// through it, every component restarted and killed, then the whole set stopped and started again.
-final class SystemdTests: XCTestCase {
+/// pcn.target under a real systemd 252 (Tests/Support/systemd/sandbox), started before each test
+/// with every service registered.
+class SandboxedSystemdTestCase: XCTestCase {
+    /// Where pcn-api.socket listens.
+    class var apiHost: String { "127.0.0.1" }
+
     var units: RenderedUnits?
     var systemd: Int32 = 0
     var sandboxName = ""
@@ -67,9 +71,18 @@ final class SystemdTests: XCTestCase {
     var rest = RestClient(port: 0)
     let sandbox = repositoryRoot.appendingPathComponent("Tests/Support/systemd/sandbox").path
 
+    /// Between rendering the units and starting systemd.
+    func prepare(_ units: RenderedUnits) throws {}
+
+    /// True once pcn-api answers with every service registered.
+    func allServicesRegistered() async -> Bool {
+        ((try? await rest.call("GET", "/services"))?.json as? [Any])?.count == 6
+    }
+
     override func setUp() async throws {
-        let rendered = try RenderedUnits()
+        let rendered = try RenderedUnits(apiHost: Self.apiHost)
         units = rendered
+        try prepare(rendered)
         rest = RestClient(port: rendered.apiPort)
         sandboxName = "pcntest-sd-\(getpid())"
         let started = try runCommand(sandbox, ["start", sandboxName, rendered.unitDirectory, "pcn.target"], timeout: 60)
@@ -77,9 +90,7 @@ final class SystemdTests: XCTestCase {
             throw TestFailure("the systemd sandbox did not start: \(started.stderr)")
         }
         systemd = pid
-        try await eventually(timeout: 90) {
-            ((try? await self.rest.call("GET", "/services"))?.json as? [Any])?.count == 6
-        }
+        try await eventually(timeout: 90) { await self.allServicesRegistered() }
     }
 
     override func tearDown() {
@@ -131,6 +142,11 @@ final class SystemdTests: XCTestCase {
         return try json(arp) + " " + fdb.joined(separator: ",") + " " + blacklist.joined(separator: ",")
     }
 
+}
+
+/// A topology over REST, traffic through it, every component restarted and killed, then the whole
+/// set stopped and started again.
+final class SystemdTests: SandboxedSystemdTestCase {
     struct Row {
         var component: String
         var restarts: Int
