@@ -9,11 +9,13 @@ import YangKit
 /// goes to the cube-host (`cube.apply {cube, config, previous}`). Anything refused undoes what was
 /// done, in reverse order, and the refusal is returned.
 struct Applier {
-    let bus: BusClient
+    let core: CoreClient
     let logger: Logger
 
+    private var bus: BusClient { core.bus }
+
     nonisolated(nonsending) private func core(_ method: String, _ body: [String: Any]) async throws {
-        _ = try await bus.request("core", method: method, payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(60))
+        _ = try await core.request(method, body)
     }
 
     private static func ports(_ cube: [String: Any]?) -> [(name: String, peer: String)] {
@@ -32,16 +34,11 @@ struct Applier {
                 do { try await step() } catch { logger.error("undoing a refused change of \(name): \(error)") }
             }
         }
-        func fail(_ status: Int, _ tag: String, _ errorPath: String, _ error: Error) -> RestFailure {
-            let message = (error as? BusError)?.message ?? "\(error)"
-            return RestFailure(status, tag: tag, path: errorPath, message)
-        }
-
         let actual: CoreCube?
         do {
-            actual = try await CoreCube.all(bus).first { $0.name == name }
+            actual = try await core.cubes().first { $0.name == name }
         } catch {
-            throw RestFailure(503, tag: "resource-denied", "pcn-core is not reachable: \(error)")
+            throw RestFailure(core: error)
         }
 
         guard let new else {
@@ -54,7 +51,7 @@ struct Applier {
                 do {
                     try await core("cube.destroy", ["name": name])
                 } catch {
-                    throw fail(409, "operation-failed", path, error)
+                    throw RestFailure(core: error, path: path)
                 }
             }
             return
@@ -67,7 +64,7 @@ struct Applier {
                 undo.append { try await core("cube.destroy", ["name": name]) }
             }
         } catch {
-            throw fail(409, "operation-failed", path, error)
+            throw RestFailure(core: error, path: path)
         }
         do {
             let level = new["loglevel"] as? String ?? "INFO"
@@ -101,14 +98,14 @@ struct Applier {
                     // replay links the two ends.
                     logger.info("replay of \(name):\(port.name): peer '\(port.peer)' not linked yet: \((error as? BusError)?.message ?? "\(error)")")
                 } catch {
-                    throw fail(400, "invalid-value", "\(path)/ports[name='\(port.name)']/peer", error)
+                    throw RestFailure(core: error, path: "\(path)/ports[name='\(port.name)']/peer", refusal: (400, "invalid-value"))
                 }
             }
             try await cubeHost(endpoint, name: name, config: new, previous: replaying ? nil : old, path: path)
         } catch {
             await rollback()
             if let failure = error as? RestFailure { throw failure }
-            throw fail(409, "operation-failed", path, error)
+            throw RestFailure(core: error, path: path)
         }
     }
 

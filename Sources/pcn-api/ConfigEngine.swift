@@ -38,6 +38,7 @@ actor ConfigEngine {
     private var tops: [String: SchemaNode] = [:]
     private(set) var store: Datastore
     private let applier: Applier
+    private let core: CoreClient
     /// The models registered so far, one file per service: after a restart the service trees are
     /// served at once (reads, and writes once the cube-host answers), not only after it registers again.
     private let modelDirectory: String
@@ -47,7 +48,8 @@ actor ConfigEngine {
         self.bus = bus
         self.logger = logger
         store = try Datastore(path: datastorePath)
-        applier = Applier(bus: bus, logger: logger)
+        core = CoreClient(bus: bus)
+        applier = Applier(core: core, logger: logger)
         modelDirectory = (datastorePath as NSString).deletingLastPathComponent + "/models"
         var known: [String: Service] = [:]
         for file in (try? FileManager.default.contentsOfDirectory(atPath: modelDirectory)) ?? [] where file.hasSuffix(".json") {
@@ -130,14 +132,6 @@ actor ConfigEngine {
 
     // MARK: - Transparent cubes
 
-    private func core(_ method: String, _ body: [String: String]) async throws {
-        do {
-            _ = try await bus.request("core", method: method, payload: Array(try JSONEncoder().encode(body)), timeout: .seconds(60))
-        } catch let error as BusError {
-            throw RestFailure(error.code == .noRoute ? 503 : 409, tag: "operation-failed", error.message)
-        }
-    }
-
     /// Attaches a transparent cube (pcn-core checks the position and types) and stores it.
     func attach(_ request: [String: String]) async throws {
         guard let cube = request["cube"], let to = request["to"] ?? request["port"] else {
@@ -145,33 +139,41 @@ actor ConfigEngine {
         }
         var body = ["cube": cube, "to": to]
         for key in ["position", "before", "after"] { body[key] = request[key] }
-        try await core("cube.attach", body)
+        do {
+            _ = try await core.request("cube.attach", body)
+        } catch {
+            throw RestFailure(core: error)
+        }
         // The chain's order after the attach is what replay rebuilds.
         var attachments = store.attachments.filter { $0["cube"] != cube }
-        let chain = try await chain(at: to)
+        let chain: [String]
+        do {
+            chain = try await core.chain(at: to)
+        } catch {
+            throw RestFailure(core: error)
+        }
         attachments.removeAll { chain.contains($0["cube"] ?? "") }
         attachments += chain.map { ["cube": $0, "to": to] }
         try store.commit(store.document, changed: [], attachments: attachments)
     }
 
     func detach(_ cube: String) async throws {
-        try await core("cube.detach", ["name": cube])
+        do {
+            _ = try await core.request("cube.detach", ["name": cube])
+        } catch {
+            throw RestFailure(core: error)
+        }
         try store.commit(store.document, changed: [], attachments: store.attachments.filter { $0["cube"] != cube })
-    }
-
-    private func chain(at point: String) async throws -> [String] {
-        let answer = try await bus.request("core", method: "chain.list", payload: Array(try JSONEncoder().encode(["at": point])), timeout: .seconds(10))
-        return try answer.decode([String].self)
     }
 
     /// Re-attaches stored transparent cubes that pcn-core does not have attached (after a restart).
     private func replayAttachments() async {
-        guard let cubes = try? await CoreCube.all(bus) else { return }
+        guard let cubes = try? await core.cubes() else { return }
         for attachment in store.attachments {
             guard let cube = attachment["cube"], let to = attachment["to"],
                   let current = cubes.first(where: { $0.name == cube }), current.parent == nil else { continue }
             do {
-                try await core("cube.attach", ["cube": cube, "to": to, "position": "last"])
+                _ = try await core.request("cube.attach", ["cube": cube, "to": to, "position": "last"])
             } catch {
                 logger.info("replay: '\(cube)' not attached to \(to) yet: \(error)")
             }
@@ -217,13 +219,13 @@ actor ConfigEngine {
         guard let name = cube["name"] as? String else { return cube }
         var merged = cube
         merged["service-name"] = service
-        if let core = (try? await CoreCube.all(bus, timeout: .seconds(5)))?.first(where: { $0.name == name }) {
-            if let parent = core.parent { merged["parent"] = parent }
+        if let live = (try? await core.cubes(timeout: .seconds(5)))?.first(where: { $0.name == name }) {
+            if let parent = live.parent { merged["parent"] = parent }
             if var ports = merged["ports"] as? [Any] {
                 for (index, entry) in ports.enumerated() {
-                    guard var port = entry as? [String: Any], let live = core.ports.first(where: { $0.name == port["name"] as? String }) else { continue }
-                    port["status"] = live.peer.isEmpty ? "DOWN" : "UP"
-                    if !live.tcubes.isEmpty { port["tcubes"] = live.tcubes }
+                    guard var port = entry as? [String: Any], let livePort = live.ports.first(where: { $0.name == port["name"] as? String }) else { continue }
+                    port["status"] = livePort.peer.isEmpty ? "DOWN" : "UP"
+                    if !livePort.tcubes.isEmpty { port["tcubes"] = livePort.tcubes }
                     ports[index] = port
                 }
                 merged["ports"] = ports

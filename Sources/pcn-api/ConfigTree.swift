@@ -120,7 +120,8 @@ enum ConfigTree {
     /// list entries merge by key, anything else is replaced.
     static func merge(_ base: Any?, _ patch: Any, node: SchemaNode) -> Any {
         switch node.kind {
-        case .container, .list where patch is [String: Any]:
+        // A container, or one entry of a list (patched at the entry's path).
+        case let kind where kind == .container || (kind == .list && patch is [String: Any]):
             guard var object = base as? [String: Any], let changes = patch as? [String: Any] else { return patch }
             for (name, value) in changes {
                 if let child = node.child(name) {

@@ -7,7 +7,7 @@ import YangKit
 /// The service-independent part of the tree: `cubes`, `netdevs`, `connect`, `disconnect`,
 /// `attach`, `detach`, `topology`.
 struct GenericRoutes: Sendable {
-    let bus: BusClient
+    let core: CoreClient
     let engine: ConfigEngine
     let services: ServiceRoutes
 
@@ -15,12 +15,12 @@ struct GenericRoutes: Sendable {
         v1.get("cubes") { _, _ in await proxy("cube.list") }
         v1.get("topology") { _, _ -> Response in
             do {
-                let cubes = try await bus.request("core", method: "cube.list", timeout: .seconds(10))
-                let chains = try await bus.request("core", method: "netdev.chains", timeout: .seconds(10))
+                let cubes = try await core.request("cube.list", timeout: .seconds(10))
+                let chains = try await core.request("netdev.chains", timeout: .seconds(10))
                 let body = Data(#"{"cubes":"#.utf8) + Data(cubes.payload) + Data(#","netdevs":"#.utf8) + Data(chains.payload) + Data("}".utf8)
                 return Self.json(body)
             } catch {
-                return RestError.response(status: .serviceUnavailable, tag: "resource-denied", message: "pcn-core is not reachable: \(error)")
+                return RestError.response(RestFailure(core: error))
             }
         }
         v1.get("netdevs") { _, _ in Self.json((try? JSONSerialization.data(withJSONObject: Self.netdevs(), options: [.sortedKeys])) ?? Data("[]".utf8)) }
@@ -73,7 +73,7 @@ struct GenericRoutes: Sendable {
         do {
             return try await body()
         } catch let failure as RestFailure {
-            return RestError.response(status: .init(code: failure.status), errors: failure.errors)
+            return RestError.response(failure)
         } catch Target.ResolveError.notInModel(let message) {
             return RestError.response(status: .notFound, tag: "invalid-value", message: message)
         } catch {
@@ -83,9 +83,9 @@ struct GenericRoutes: Sendable {
 
     private func proxy(_ method: String) async -> Response {
         do {
-            return Self.json(Data(try await bus.request("core", method: method, timeout: .seconds(10)).payload))
+            return Self.json(Data(try await core.request(method, timeout: .seconds(10)).payload))
         } catch {
-            return RestError.response(status: .serviceUnavailable, tag: "resource-denied", message: "pcn-core is not reachable: \(error)")
+            return RestError.response(RestFailure(core: error))
         }
     }
 

@@ -5,7 +5,7 @@ import NIOCore
 
 /// `GET /polycube/v1/metrics`: OpenMetrics text of every cube's counters, read from pcn-core.
 struct MetricsRoute: Sendable {
-    let bus: BusClient
+    let core: CoreClient
 
     private struct Counters: Decodable {
         struct Port: Decodable { var rxPackets: UInt64; var rxBytes: UInt64; var txPackets: UInt64; var txBytes: UInt64 }
@@ -22,17 +22,15 @@ struct MetricsRoute: Sendable {
 
     func handle() async -> Response {
         do {
-            let cubes = try await CoreCube.all(bus)
             var stats: [(CoreCube, Counters)] = []
-            for cube in cubes {
-                let body = Array(try JSONEncoder().encode(["name": cube.name]))
-                stats.append((cube, try await bus.request("core", method: "cube.stats", payload: body, timeout: .seconds(10)).decode(Counters.self)))
+            for cube in try await core.cubes() {
+                stats.append((cube, try await core.request("cube.stats", ["name": cube.name], timeout: .seconds(10)).decode(Counters.self)))
             }
             let text = Self.render(stats)
             return Response(status: .ok, headers: [.contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         } catch {
-            return RestError.response(status: .serviceUnavailable, tag: "resource-denied", message: "pcn-core is not reachable: \(error)")
+            return RestError.response(RestFailure(core: error))
         }
     }
 

@@ -40,14 +40,14 @@ struct RestRoutes: Sendable {
             let data = await services.engine.serviceList()
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
-        GenericRoutes(bus: bus, engine: services.engine, services: services).register(v1)
+        GenericRoutes(core: CoreClient(bus: bus), engine: services.engine, services: services).register(v1)
         // Answers its body unvalidated: what bench/api compares validated writes with.
         v1.post("echo") { request, _ -> Response in
             var request = request
             let body = try await request.collectBody(upTo: 16 << 20)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
-        v1.get("metrics") { _, _ in await MetricsRoute(bus: bus).handle() }
+        v1.get("metrics") { _, _ in await MetricsRoute(core: CoreClient(bus: bus)).handle() }
         v1.get("schema/**") { request, _ in
             let rest = request.uri.path.components(separatedBy: "/polycube/v1/schema/").last ?? ""
             return await services.schema(segments: rest.split(separator: "/").map(String.init))

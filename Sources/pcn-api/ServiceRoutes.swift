@@ -65,7 +65,7 @@ struct ServiceRoutes: Sendable {
                 throw RestFailure(405, tag: "operation-not-supported", "\(request.method.rawValue) is not supported")
             }
         } catch let failure as RestFailure {
-            return RestError.response(status: .init(code: failure.status), errors: failure.errors)
+            return RestError.response(failure)
         } catch {
             return RestError.response(status: .internalServerError, tag: "operation-failed", message: "\(error)")
         }
@@ -89,7 +89,7 @@ struct ServiceRoutes: Sendable {
             let data = try JSONSerialization.data(withJSONObject: Self.describe(node, depth: 1), options: [.sortedKeys])
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         } catch let failure as RestFailure {
-            return RestError.response(status: .init(code: failure.status), errors: failure.errors)
+            return RestError.response(failure)
         } catch {
             return RestError.response(status: .internalServerError, tag: "operation-failed", message: "\(error)")
         }
