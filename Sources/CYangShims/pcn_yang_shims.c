@@ -70,14 +70,23 @@ uint32_t pcn_ly_max_elements(const struct lysc_node *node) {
     return max == UINT32_MAX ? 0 : max;
 }
 
-int pcn_ly_has_extension(const struct lysc_node *node, const char *module, const char *name) {
+static const struct lysc_ext_instance *find_extension(const struct lysc_node *node, const char *module, const char *name) {
     LY_ARRAY_COUNT_TYPE i;
     LY_ARRAY_FOR(node->exts, i) {
         const struct lysc_ext *def = node->exts[i].def;
         if (def && def->name && def->module && !strcmp(def->name, name) && !strcmp(def->module->name, module))
-            return 1;
+            return &node->exts[i];
     }
-    return 0;
+    return NULL;
+}
+
+int pcn_ly_has_extension(const struct lysc_node *node, const char *module, const char *name) {
+    return find_extension(node, module, name) != NULL;
+}
+
+const char *pcn_ly_extension_argument(const struct lysc_node *node, const char *module, const char *name) {
+    const struct lysc_ext_instance *ext = find_extension(node, module, name);
+    return ext ? ext->argument : NULL;
 }
 
 int pcn_ly_check_value(const struct ly_ctx *ctx, const struct lysc_node *node, const char *value) {

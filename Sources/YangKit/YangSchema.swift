@@ -28,6 +28,17 @@ public final class SchemaNode: @unchecked Sendable {
     public let maxElements: Int
     /// Settable when the list entry or container is created, never changed afterwards.
     public let initOnly: Bool
+    /// What the model exports of this node as an OpenMetrics family (polycube-base's `*-metric`).
+    public let metric: Metric?
+
+    /// Present when any of the three extensions is (a model that gives a type or help but no name
+    /// is refused when it registers).
+    public struct Metric: Sendable {
+        public let name: String?
+        /// As the model writes it (`counter`, `gauge`); nil: not given.
+        public let type: String?
+        public let help: String?
+    }
     public private(set) var children: [SchemaNode] = []
     /// For an action: its input parameters.
     public private(set) var input: [SchemaNode] = []
@@ -59,6 +70,11 @@ public final class SchemaNode: @unchecked Sendable {
         minElements = Int(pcn_ly_min_elements(raw))
         maxElements = Int(pcn_ly_max_elements(raw))
         initOnly = pcn_ly_has_extension(raw, "polycube-base", "init-only") == 1
+        func extensionArgument(_ name: String) -> String? {
+            pcn_ly_extension_argument(raw, "polycube-base", name).map { String(cString: $0) }
+        }
+        let metric = Metric(name: extensionArgument("name-metric"), type: extensionArgument("type-metric"), help: extensionArgument("help-metric"))
+        self.metric = (metric.name ?? metric.type ?? metric.help) == nil ? nil : metric
         var keys: [String] = []
         if kind == .list {
             var child = pcn_ly_child(raw)
@@ -131,6 +147,9 @@ public enum YangType: Int32, Sendable {
 
     /// RFC 7951: these integers are JSON numbers; 64-bit ones and decimal64 are strings.
     public var isJSONNumber: Bool { [.uint8, .uint16, .uint32, .int8, .int16, .int32].contains(self) }
+
+    /// Integers of any width and decimal64.
+    public var isNumeric: Bool { isJSONNumber || [.uint64, .int64, .decimal64].contains(self) }
 }
 
 extension YangContext {

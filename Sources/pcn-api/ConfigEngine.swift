@@ -85,6 +85,7 @@ actor ConfigEngine {
             }
         }
         let tops = Dictionary(uniqueKeysWithValues: models.keys.compactMap { name in fresh.schema(module: name).first { $0.name == name }.map { (name, $0) } })
+        _ = try ServiceMetric.declarations(tops)
         return (fresh, tops)
     }
 
@@ -124,10 +125,28 @@ actor ConfigEngine {
         await replayAttachments()
     }
 
-    /// `GET /polycube/v1/services`, as JSON.
     /// pcn-core came (back): every registered service's cubes are replayed.
     func replayAll() async {
         for service in services.keys.sorted() { await replay(service: service) }
+    }
+
+    /// What the services' models export as metrics, with their samples in every cube (read from the
+    /// cube-hosts' state now; a cube whose cube-host does not answer gives no sample).
+    func serviceMetrics() async -> [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])] {
+        guard let metrics = try? ServiceMetric.declarations(tops), !metrics.isEmpty else { return [] }
+        var cubes: [String: [[String: Any]]] = [:]
+        for service in Set(metrics.map(\.service)).sorted() {
+            var withStates: [[String: Any]] = []
+            for cube in (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap({ $0 as? [String: Any] }) {
+                withStates.append(await withState(cube, service: service))
+            }
+            cubes[service] = withStates
+        }
+        return metrics.map { metric in
+            (metric, (cubes[metric.service] ?? []).flatMap { cube in
+                metric.samples(in: cube).map { (cube["name"] as? String ?? "", $0.labels, $0.value) }
+            })
+        }
     }
 
     // MARK: - Transparent cubes
@@ -180,6 +199,7 @@ actor ConfigEngine {
         }
     }
 
+    /// `GET /polycube/v1/services`, as JSON.
     func serviceList() -> Data {
         let list: [[String: Any]] = services.values.sorted { $0.name < $1.name }.map { service in
             ["name": service.name, "cube-host": service.endpoint,

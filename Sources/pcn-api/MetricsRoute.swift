@@ -6,6 +6,7 @@ import NIOCore
 /// `GET /polycube/v1/metrics`: OpenMetrics text of every cube's counters, read from pcn-core.
 struct MetricsRoute: Sendable {
     let core: CoreClient
+    let engine: ConfigEngine
 
     private struct Counters: Decodable {
         struct Port: Decodable { var rxPackets: UInt64; var rxBytes: UInt64; var txPackets: UInt64; var txBytes: UInt64 }
@@ -26,7 +27,7 @@ struct MetricsRoute: Sendable {
             for cube in try await core.cubes() {
                 stats.append((cube, try await core.request("cube.stats", ["name": cube.name], timeout: .seconds(10)).decode(Counters.self)))
             }
-            let text = Self.render(stats)
+            let text = Self.render(stats, services: await engine.serviceMetrics())
             return Response(status: .ok, headers: [.contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         } catch {
@@ -38,7 +39,8 @@ struct MetricsRoute: Sendable {
         value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 
-    private static func render(_ stats: [(CoreCube, Counters)]) -> String {
+    private static func render(_ stats: [(CoreCube, Counters)],
+                               services: [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])]) -> String {
         var out: [String] = []
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             out.append("# TYPE \(name) \(type)")
@@ -63,6 +65,13 @@ struct MetricsRoute: Sendable {
         family("pcn_port_rx_bytes", "counter", "Bytes received on the port.", ports.map { ($0.0, "\($0.1.rxBytes)") })
         family("pcn_port_tx_packets", "counter", "Packets sent out of the port.", ports.map { ($0.0, "\($0.1.txPackets)") })
         family("pcn_port_tx_bytes", "counter", "Bytes sent out of the port.", ports.map { ($0.0, "\($0.1.txBytes)") })
+        // What the services' models declare (name-metric), labelled by the keys of the lists above.
+        for (metric, samples) in services {
+            family(metric.family, metric.kind.rawValue, label(metric.help.split(whereSeparator: \.isWhitespace).joined(separator: " ")), samples.map { sample in
+                let keys = sample.labels.map { "\($0.0)=\"\(label($0.1))\"" }
+                return ((["cube=\"\(label(sample.cube))\",service=\"\(label(metric.service))\""] + keys).joined(separator: ","), sample.value)
+            })
+        }
         out.append("# EOF")
         return out.joined(separator: "\n") + "\n"
     }

@@ -399,6 +399,60 @@ final class RestTests: XCTestCase {
         XCTAssertTrue(lines.contains(#"pcn_port_tx_bytes_total{cube="t1",service="testfwd",port="p2"} 0"#), "\(lines)")
         XCTAssertTrue(lines.contains(#"pcn_cube_drops_total{cube="t1",service="testfwd",reason="missed-tail-call"} 0"#), "\(lines)")
         XCTAssertTrue(lines.contains(#"pcn_cube_slow_path_queue_depth{cube="t1",service="testfwd"} 0"#), "\(lines)")
+        // The model's own: `hits` (state, from the cube-host: 42) as a counter, `rules` as its number of entries.
+        XCTAssertTrue(lines.contains("# TYPE testfwd_hits counter"), "\(lines)")
+        XCTAssertTrue(lines.contains("# HELP testfwd_hits Packets the test cube saw."), "\(lines)")
+        XCTAssertTrue(lines.contains(#"testfwd_hits_total{cube="t1",service="testfwd"} 42"#), "\(lines)")
+        XCTAssertTrue(lines.contains(#"testfwd_rules{cube="t1",service="testfwd"} 0"#), "\(lines)")
+        for rule in 1...2 {
+            let added = try await call("POST", "/testfwd/t1/rules/\(rule)", #"{"priority":\#(rule)}"#)
+            XCTAssertEqual(added.status, 201, "\(added)")
+        }
+        let again = String(decoding: try await URLSession.shared.data(for: request).0, as: UTF8.self)
+        XCTAssertTrue(again.contains(#"testfwd_rules{cube="t1",service="testfwd"} 2"#), again)
+        XCTAssertTrue(again.contains("# HELP testfwd_rules Entries of list testfwd:rules"), "without help-metric nor description: \(again)")
+    }
+
+    /// A model whose metric declarations are wrong is refused at registration, with every problem named.
+    func testBadMetricDeclarationsRefuseTheModel() async throws {
+        let model = #"""
+            module badmetrics {
+              yang-version 1.1;
+              namespace "urn:test:badmetrics";
+              prefix bm;
+              import polycube-base { prefix pb; }
+              list badmetrics {
+                key name;
+                uses pb:standard-base;
+                leaf label { type string; config false; pb:name-metric "badmetrics_label"; }
+                leaf hits { type uint64; config false; pb:name-metric "9hits"; }
+                leaf seen { type uint64; config false; pb:name-metric "badmetrics_seen"; pb:type-metric histogram; }
+                leaf size { type uint32; pb:name-metric "badmetrics_size"; }
+                leaf lost { type uint32; config false; pb:type-metric counter; }
+                leaf drops { type uint32; config false; pb:name-metric "testfwd_hits"; }
+                leaf own { type uint32; config false; pb:name-metric "pcn_cube_rx_packets"; }
+                list items { key id; leaf id { type uint8; } pb:name-metric "badmetrics_items"; pb:type-metric counter; }
+              }
+            }
+            """#
+        let payload = Array(try JSONSerialization.data(withJSONObject: ["service": "badmetrics", "yang": model]))
+        do {
+            _ = try await bus!.request("api", method: "service.register", payload: payload, timeout: .seconds(10))
+            XCTFail("a model with wrong metrics was registered")
+        } catch let error as BusError {
+            for expected in ["badmetrics:label carries name-metric but is not a numeric config-false leaf or a list",
+                             "name-metric '9hits' of badmetrics:hits is not an OpenMetrics name",
+                             "type-metric 'histogram' of badmetrics:seen is not counter or gauge",
+                             "badmetrics:size carries name-metric but is not a numeric config-false leaf",
+                             "badmetrics:lost has type-metric or help-metric but no name-metric",
+                             "name-metric 'testfwd_hits' is declared more than once: badmetrics:drops, testfwd:hits",
+                             "name-metric 'pcn_cube_rx_packets' of badmetrics:own: names starting with pcn_ are pcn-api's own",
+                             "badmetrics:items is a list: its number of entries is a gauge, not a counter"] {
+                XCTAssertTrue(error.message.contains(expected), "missing '\(expected)' in: \(error.message)")
+            }
+        }
+        let tree = try await call("GET", "/badmetrics")
+        XCTAssertEqual(tree.status, 404, "the refused model's tree exists")
     }
 
     /// Writes acknowledged before pcn-api is killed in the middle of a burst are all in the datastore.

@@ -61,6 +61,9 @@ final class ServiceTests: ServiceStackTestCase {
         let arp = (try await must("GET", "/router/r1/arp-table") as? [[String: Any]]) ?? []
         XCTAssertEqual(Set(arp.compactMap { $0["address"] as? String }), ["10.62.1.1", "10.62.2.1", "10.62.3.1"], "\(arp)")
         XCTAssertTrue(arp.allSatisfy { $0["type"] as? String == "DYNAMIC" })
+        let metrics = try await rest.call("GET", "/metrics").text
+        XCTAssertTrue(metrics.contains(#"router_arp_entries{cube="r1",service="router"} 3"#), metrics)
+        XCTAssertTrue(metrics.contains(#"router_routes{cube="r1",service="router"} 3"#), "three connected networks: \(metrics)")
         // TTL 1 across the router: ICMP time exceeded from the router's address on that side.
         let expired = try network.exec(hosts[0].namespace, ["ping", "-c", "1", "-t", "1", "-W", "2", "10.62.2.1"])
         XCTAssertTrue(expired.stdout.contains("From 10.62.1.254") && expired.stdout.contains("Time to live exceeded"), expired.stdout)
@@ -181,6 +184,10 @@ final class ServiceTests: ServiceStackTestCase {
         XCTAssertFalse(try network.ping(from: a.namespace, to: "10.67.0.2", count: 3))
         let sources = (try await must("GET", "/ddosmitigator/d1/blacklist-src") as? [[String: Any]]) ?? []
         XCTAssertEqual(sources.first?["drop-pkts"] as? String, "3", "\(sources)")
+        // The model's metrics (name-metric on drop-pkts and stats): the entry's key is a label.
+        var metrics = try await rest.call("GET", "/metrics").text
+        XCTAssertTrue(metrics.contains(#"ddosmitigator_blacklist_src_dropped_packets_total{cube="d1",service="ddosmitigator",ip="10.67.0.1"} 3"#), metrics)
+        XCTAssertTrue(metrics.contains(#"ddosmitigator_dropped_packets_total{cube="d1",service="ddosmitigator"} 3"#), metrics)
         try await must("DELETE", "/ddosmitigator/d1/blacklist-src/10.67.0.1")
         XCTAssertTrue(try network.ping(from: a.namespace, to: "10.67.0.2"))
         // The requests go to 10.67.0.2: blacklisting 10.67.0.1 as a destination does not stop them.
@@ -191,6 +198,10 @@ final class ServiceTests: ServiceStackTestCase {
         let stats = try await must("GET", "/ddosmitigator/d1/stats") as? [String: Any]
         XCTAssertEqual(stats?["pkts"] as? String, "5", "\(stats ?? [:])")
         XCTAssertGreaterThanOrEqual(Int(stats?["seen"] as? String ?? "") ?? 0, 11)
+        metrics = try await rest.call("GET", "/metrics").text
+        XCTAssertTrue(metrics.contains(#"ddosmitigator_dropped_packets_total{cube="d1",service="ddosmitigator"} 5"#), metrics)
+        XCTAssertTrue(metrics.contains(#"ddosmitigator_blacklist_dst_dropped_packets_total{cube="d1",service="ddosmitigator",ip="10.67.0.2"} 2"#), metrics)
+        XCTAssertFalse(metrics.contains(#"ddosmitigator_blacklist_src_dropped_packets_total{cube="d1""#), "a deleted entry has no sample: \(metrics)")
     }
 
     // MARK: - Bad configurations

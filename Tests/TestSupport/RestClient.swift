@@ -14,6 +14,8 @@ public struct RestClient: Sendable {
         public var status: Int
         public var headers: [String: String]
         public var json: Any?
+        /// The body as text (OpenMetrics, for one).
+        public var text: String
         /// The `ietf-restconf:errors` entries of an error answer.
         public var errors: [[String: String]] {
             ((json as? [String: Any])?["ietf-restconf:errors"] as? [String: Any])?["error"] as? [[String: String]] ?? []
@@ -37,6 +39,6 @@ public struct RestClient: Sendable {
         var fields: [String: String] = [:]
         for (name, value) in http.allHeaderFields { fields["\(name)".lowercased()] = "\(value)" }
         let json = data.isEmpty ? nil : try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        return Answer(status: http.statusCode, headers: fields, json: json)
+        return Answer(status: http.statusCode, headers: fields, json: json, text: String(decoding: data, as: UTF8.self))
     }
 }

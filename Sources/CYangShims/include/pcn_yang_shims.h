@@ -33,6 +33,9 @@ uint32_t pcn_ly_max_elements(const struct lysc_node *node);
 /* 1 if the node carries extension `name` of module `module`. */
 int pcn_ly_has_extension(const struct lysc_node *node, const char *module, const char *name);
 
+/* The argument of the node's extension `name` of module `module`, or NULL (absent or without one). */
+const char *pcn_ly_extension_argument(const struct lysc_node *node, const char *module, const char *name);
+
 /* Checks a value against a leaf's type (ranges, lengths, patterns, enums...). 0 if valid, else the
  * libyang error code; a leafref or instance-identifier that needs the tree is reported valid
  * (the whole-tree validation checks it). */
