@@ -41,12 +41,14 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BPFKit", dependencies: ["CBPF", "CLibbpfShims"]),
-        .target(name: "YangKit", dependencies: ["CYang", "CYangShims"]),
+        // JSON text of [String: Any] trees without Foundation's bridging (the cost of large configurations).
+        .target(name: "JSONText"),
+        .target(name: "YangKit", dependencies: ["CYang", "CYangShims", "JSONText"]),
         // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
         .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF", "CShims",
             .product(name: "Logging", package: "swift-log")]),
         // The service SDK: what a service's control plane is written against, and the host that runs it.
-        .target(name: "ServiceKit", dependencies: ["IPC", "BPFKit", "PCNDatapathABI",
+        .target(name: "ServiceKit", dependencies: ["IPC", "BPFKit", "PCNDatapathABI", "JSONText",
             .product(name: "Logging", package: "swift-log")]),
         // The services: one folder each (their YANG models are in yang/, their datapaths in bpf/services/).
         .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit"]),
@@ -59,7 +61,7 @@ let package = Package(
 
         // The processes
         .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit", "BPFKit", "PCNDatapathABI"]),
-        .executableTarget(name: "pcn-api", dependencies: ["YangKit", 
+        .executableTarget(name: "pcn-api", dependencies: ["YangKit", "JSONText",
             "DaemonKit", "IPC",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -75,7 +77,7 @@ let package = Package(
 
         // A scriptable bus client the tests run as separate processes (registration, echo, fd passing).
         .executableTarget(name: "pcn-bus-peer", dependencies: [
-            "IPC", "BPFKit",
+            "IPC", "BPFKit", "JSONText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Support/pcn-bus-peer"),
@@ -98,6 +100,7 @@ let package = Package(
         .testTarget(name: "LogTests", dependencies: ["DatapathKit", "PCNDatapathABI"]),
         .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
+        .testTarget(name: "JSONTextTests", dependencies: ["JSONText"]),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host"]),
         .testTarget(name: "SystemdTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",

@@ -1,5 +1,6 @@
 import BPFKit
 import Foundation
+import JSONText
 import Logging
 
 /// One cube of the service, as its control plane sees it: its configuration, its ports (names and
@@ -111,6 +112,6 @@ enum ConfigValue {
 
     private static func canonical(_ value: Any?) -> Data? {
         guard let value else { return nil }
-        return try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])
+        return try? JSONText.data(value)
     }
 }

@@ -1,5 +1,6 @@
 import BPFKit
 import Foundation
+import JSONText
 import IPC
 import Logging
 import PCNDatapathABI
@@ -89,11 +90,11 @@ public actor ServiceHost<Service: CubeService> {
                 }
                 let answer: [String: Any]
                 switch message.method {
-                case "cube.apply": answer = try await apply(name, config: body["config"] as? [String: Any], previous: body["previous"] as? [String: Any])
+                case "cube.apply": answer = try await apply(name, config: body["config"] as? [String: Any], replay: body["replay"] as? Bool ?? true)
                 case "cube.state": answer = try state(name)
                 default: answer = try await action(name, body)
                 }
-                bus.reply(to: message, BusReply(payload: Array(try JSONSerialization.data(withJSONObject: answer))))
+                bus.reply(to: message, BusReply(payload: Array(try JSONText.data(answer))))
             } catch let error as BusError {
                 bus.fail(message, error)
             } catch {
@@ -125,7 +126,9 @@ public actor ServiceHost<Service: CubeService> {
 
     // MARK: - Configuration
 
-    private func apply(_ name: String, config: [String: Any]?, previous: [String: Any]?) async throws -> [String: Any] {
+    /// Applies a cube's configuration: what changed since the configuration this host applied last,
+    /// or all of it for a new cube or a `replay`.
+    private func apply(_ name: String, config: [String: Any]?, replay: Bool) async throws -> [String: Any] {
         guard let config else {
             if let cube = cubes.removeValue(forKey: name) {
                 service.removed(cube)
@@ -135,8 +138,8 @@ public actor ServiceHost<Service: CubeService> {
         }
         let known = cubes[name]
         let cube = known ?? Cube(name: name, service: Service.name)
-        try await refresh(cube, tables: known == nil || previous == nil)
-        let change = Change(cube: cube, config: config, previous: known == nil ? nil : previous)
+        try await refresh(cube, tables: known == nil || replay)
+        let change = Change(cube: cube, config: config, previous: replay ? nil : known?.config)
         do {
             try service.validate(change)
         } catch {

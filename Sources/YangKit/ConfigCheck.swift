@@ -1,4 +1,5 @@
 import Foundation
+import JSONText
 
 /// One error of a write, as RFC 8040 reports it (`ietf-restconf:errors`).
 public struct RestconfError: Codable, Equatable, Sendable, CustomStringConvertible {
@@ -104,6 +105,9 @@ public struct ConfigCheck {
                 errors.append(.init(tag: "data-exists", path: entryPath, message: "'\(node.name)' has two entries with the key \(keys.map { "\($0.0)=\($0.1)" }.joined(separator: ","))"))
             }
             let before = stored[identity]
+            // An entry as it is stored was checked when it was written: a write to one entry of a
+            // large list checks that entry, not the whole list again.
+            if let before, JSONText.equal(object, before) { return before }
             return members(object, of: node, path: entryPath, existing: before, creating: before == nil, errors: &errors)
         }
         if typed.count < node.minElements {
@@ -185,9 +189,7 @@ public struct ConfigCheck {
     }
 
     /// JSONSerialization gives true/false as NSNumber too: tell them from 1 and 0 by their type.
-    static func isBoolean(_ number: NSNumber) -> Bool {
-        String(cString: number.objCType) == "c" || String(describing: type(of: number)).contains("Bool")
-    }
+    static func isBoolean(_ number: NSNumber) -> Bool { JSONText.isBoolean(number) }
 
     /// `r1` from `/router:router[name='r1']/...` (the last keyed entry of the path).
     static func entryName(_ path: String) -> String {

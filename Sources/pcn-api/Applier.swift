@@ -1,4 +1,5 @@
 import Foundation
+import JSONText
 import IPC
 import Logging
 import YangKit
@@ -6,7 +7,8 @@ import YangKit
 /// Makes the datapath and the service's cube-host match a cube's new configuration. The generic
 /// part (the cube, its type, ports, peers, log level) goes to pcn-core, compared with what pcn-core
 /// has now (so replaying after a restart of either side is the same call); the whole configuration
-/// goes to the cube-host (`cube.apply {cube, config, previous}`). Anything refused undoes what was
+/// goes to the cube-host (`cube.apply {cube, config, replay}`; it compares with what it applied last,
+/// so only the new configuration crosses the bus). Anything refused undoes what was
 /// done, in reverse order, and the refusal is returned.
 struct Applier {
     let core: CoreClient
@@ -43,7 +45,7 @@ struct Applier {
 
         guard let new else {
             // Deletion: the cube-host lets go first, then the datapath.
-            try await cubeHost(endpoint, name: name, config: nil, previous: old, path: path)
+            try await cubeHost(endpoint, name: name, config: nil, replay: false, path: path)
             if let actual {
                 for port in actual.ports where !port.peer.isEmpty {
                     try? await core("port.set-peer", ["cube": name, "port": port.name, "peer": ""])
@@ -101,7 +103,7 @@ struct Applier {
                     throw RestFailure(core: error, path: "\(path)/ports[name='\(port.name)']/peer", refusal: (400, "invalid-value"))
                 }
             }
-            try await cubeHost(endpoint, name: name, config: new, previous: replaying ? nil : old, path: path)
+            try await cubeHost(endpoint, name: name, config: new, replay: replaying, path: path)
         } catch {
             await rollback()
             if let failure = error as? RestFailure { throw failure }
@@ -110,10 +112,11 @@ struct Applier {
     }
 
     /// The service's part: the cube-host applies the whole configuration of the cube, or refuses.
-    nonisolated(nonsending) private func cubeHost(_ endpoint: String, name: String, config: [String: Any]?, previous: [String: Any]?, path: String) async throws {
-        let body: [String: Any] = ["cube": name, "config": config ?? NSNull(), "previous": previous ?? NSNull()]
+    /// `replay`: apply all of it anew (pcn-api or the cube-host restarted), not only what changed.
+    nonisolated(nonsending) private func cubeHost(_ endpoint: String, name: String, config: [String: Any]?, replay: Bool, path: String) async throws {
+        let body: [String: Any] = ["cube": name, "config": config ?? NSNull(), "replay": replay]
         do {
-            _ = try await bus.request(endpoint, method: "cube.apply", payload: Array(try JSONSerialization.data(withJSONObject: body)), timeout: .seconds(30))
+            _ = try await bus.request(endpoint, method: "cube.apply", payload: Array(try JSONText.data(body)), timeout: .seconds(30))
         } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
             throw RestFailure(503, tag: "resource-denied", path: path, "\(endpoint) is not running: the change was not applied")
         } catch let error as BusError where error.code == .badRequest {

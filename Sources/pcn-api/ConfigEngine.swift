@@ -1,5 +1,6 @@
 import DaemonKit
 import Foundation
+import JSONText
 import IPC
 import Logging
 import YangKit
@@ -205,7 +206,7 @@ actor ConfigEngine {
             ["name": service.name, "cube-host": service.endpoint,
              "cubes": (store.document["\(service.name):\(service.name)"] as? [Any])?.count ?? 0]
         }
-        return (try? JSONSerialization.data(withJSONObject: list, options: [.sortedKeys])) ?? Data("[]".utf8)
+        return (try? JSONText.data(list)) ?? Data("[]".utf8)
     }
 
     func schema(of service: String) throws -> SchemaNode {
@@ -229,7 +230,7 @@ actor ConfigEngine {
 
     /// The configuration at a target, as JSON.
     func readJSON(_ target: Target) async throws -> Data {
-        try JSONSerialization.data(withJSONObject: try await read(target), options: [.sortedKeys, .fragmentsAllowed, .withoutEscapingSlashes])
+        try JSONText.data(try await read(target))
     }
 
     /// The state (config false) of a cube: the generic leaves from pcn-core (service-name, ports'
@@ -252,7 +253,7 @@ actor ConfigEngine {
             }
         }
         if let endpoint = services[service]?.endpoint,
-           let answer = try? await bus.request(endpoint, method: "cube.state", payload: Array((try? JSONSerialization.data(withJSONObject: ["cube": name])) ?? Data()), timeout: .seconds(5)),
+           let answer = try? await bus.request(endpoint, method: "cube.state", payload: Array((try? JSONText.data(["cube": name])) ?? Data()), timeout: .seconds(5)),
            let state = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any],
            let top = tops[service] {
             merged = ConfigTree.merge(merged, state, node: top) as? [String: Any] ?? merged
@@ -373,7 +374,7 @@ actor ConfigEngine {
         var committedCube: [String: Any]?
         if let typedCube {
             do {
-                let text = try context.normalize(json: String(decoding: try JSONSerialization.data(withJSONObject: [member: [typedCube]]), as: UTF8.self))
+                let text = try context.normalize(json: String(decoding: try JSONText.data([member: [typedCube]]), as: UTF8.self))
                 let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
                 committedCube = (normalized[member] as? [Any])?.first as? [String: Any]
             } catch let issue as YangIssue {
@@ -497,7 +498,7 @@ actor ConfigEngine {
         let request: [String: Any] = ["cube": cubeName, "path": path, "action": target.node.name, "input": typed, "config": cube]
         let answer: BusMessage
         do {
-            answer = try await bus.request(endpoint, method: "cube.action", payload: Array(try JSONSerialization.data(withJSONObject: request)), timeout: .seconds(30))
+            answer = try await bus.request(endpoint, method: "cube.action", payload: Array(try JSONText.data(request)), timeout: .seconds(30))
         } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
             throw RestFailure(503, tag: "resource-denied", path: target.dataPath, "\(endpoint) is not running")
         } catch let error as BusError {
@@ -509,7 +510,7 @@ actor ConfigEngine {
             if !checked.errors.isEmpty {
                 throw RestFailure(500, [RestconfError(tag: "operation-failed", path: target.dataPath, message: "\(endpoint) returned a configuration that does not validate")] + checked.errors)
             }
-            let text = try context.normalize(json: String(decoding: try JSONSerialization.data(withJSONObject: [member: checked.value]), as: UTF8.self))
+            let text = try context.normalize(json: String(decoding: try JSONText.data([member: checked.value]), as: UTF8.self))
             let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
             if let committed = (normalized[member] as? [Any])?.first {
                 var document = store.document
@@ -518,7 +519,7 @@ actor ConfigEngine {
             }
         }
         let output = reply["output"] ?? [String: Any]()
-        return try JSONSerialization.data(withJSONObject: output, options: [.sortedKeys, .fragmentsAllowed])
+        return try JSONText.data(output)
     }
 
     /// RFC 8040 bodies wrap the value in its name (`{"mtu": 1500}` for .../mtu); Polycube's carry the

@@ -1,4 +1,5 @@
 import Foundation
+import JSONText
 import Hummingbird
 import IPC
 
@@ -9,7 +10,7 @@ struct CoreClient: Sendable {
 
     /// Sends `method` with `body` as JSON; pcn-core's answer, or its BusError unchanged.
     nonisolated(nonsending) func request(_ method: String, _ body: [String: Any]? = nil, timeout: Duration = .seconds(60)) async throws -> BusMessage {
-        let payload = try body.map { Array(try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys])) } ?? []
+        let payload = try body.map { Array(try JSONText.data($0)) } ?? []
         return try await bus.request("core", method: method, payload: payload, timeout: timeout)
     }
 

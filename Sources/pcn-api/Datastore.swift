@@ -1,5 +1,6 @@
 import DaemonKit
 import Foundation
+import JSONText
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,14 +47,14 @@ struct Datastore {
             fresh = [:]
         }
         var data = Data(#"{"attachments":"#.utf8)
-        data += try JSONSerialization.data(withJSONObject: nextAttachments ?? attachments, options: [.sortedKeys])
+        data += try JSONText.data(nextAttachments ?? attachments)
         data += Data(#","config":{"#.utf8)
         for (index, member) in next.keys.sorted().enumerated() {
             if index > 0 { data += Data(",".utf8) }
-            data += try JSONSerialization.data(withJSONObject: member, options: [.fragmentsAllowed]) + Data(":[".utf8)
+            data += try JSONText.data(member) + Data(":[".utf8)
             for (position, entry) in (next[member] as? [Any] ?? []).enumerated() {
                 let name = ((entry as? [String: Any])?["name"] as? String) ?? ""
-                let fragment = try fresh[member]?[name] ?? JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])
+                let fragment = try fresh[member]?[name] ?? JSONText.data(entry)
                 fresh[member, default: [:]][name] = fragment
                 if position > 0 { data += Data(",".utf8) }
                 data += fragment

@@ -1,4 +1,5 @@
 import Foundation
+import JSONText
 import Hummingbird
 import IPC
 import NIOCore
@@ -23,7 +24,7 @@ struct GenericRoutes: Sendable {
                 return RestError.response(RestFailure(core: error))
             }
         }
-        v1.get("netdevs") { _, _ in Self.json((try? JSONSerialization.data(withJSONObject: Self.netdevs(), options: [.sortedKeys])) ?? Data("[]".utf8)) }
+        v1.get("netdevs") { _, _ in Self.json((try? JSONText.data(Self.netdevs())) ?? Data("[]".utf8)) }
         v1.post("connect") { request, _ in await link(request, connect: true) }
         v1.post("disconnect") { request, _ in await link(request, connect: false) }
         v1.post("attach") { request, _ -> Response in
@@ -61,7 +62,7 @@ struct GenericRoutes: Sendable {
             let top = try await engine.schema(of: service)
             let target = try Target.resolve(service: service, top: top, segments: [parts[0], "ports", parts[1], "peer"])
             if connect {
-                _ = try await engine.write(.put, target, body: try JSONSerialization.data(withJSONObject: ends[1], options: [.fragmentsAllowed]), ifMatch: nil)
+                _ = try await engine.write(.put, target, body: try JSONText.data(ends[1]), ifMatch: nil)
             } else {
                 _ = try await engine.write(.delete, target, body: nil, ifMatch: nil)
             }

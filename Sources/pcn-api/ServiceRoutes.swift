@@ -1,4 +1,5 @@
 import Foundation
+import JSONText
 import Hummingbird
 import IPC
 import NIOCore
@@ -86,7 +87,7 @@ struct ServiceRoutes: Sendable {
                 }
                 node = child
             }
-            let data = try JSONSerialization.data(withJSONObject: Self.describe(node, depth: 1), options: [.sortedKeys])
+            let data = try JSONText.data(Self.describe(node, depth: 1))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         } catch let failure as RestFailure {
             return RestError.response(failure)

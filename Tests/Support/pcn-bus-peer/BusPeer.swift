@@ -2,6 +2,7 @@ import ArgumentParser
 import BPFKit
 import Foundation
 import IPC
+import JSONText
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -131,7 +132,7 @@ struct BusPeer: AsyncParsableCommand {
                     client.fail(message, BusError(code: .failed, message: "cube \(cube): this test service refuses refuse=true"))
                     continue
                 }
-                let text = config.flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }.map { String(decoding: $0, as: UTF8.self) } ?? "null"
+                let text = config.flatMap { try? JSONText.string($0) } ?? "null"
                 emit("APPLY \(cube) \(text)")
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
             case "cube.state":
