@@ -485,8 +485,15 @@ enum Completion {
     static let bashScript = """
         # pcnctl completion: source it, or put it in /etc/bash_completion.d/pcnctl
         _pcnctl() {
-            local words=("${COMP_WORDS[@]:1:COMP_CWORD-1}")
-            COMPREPLY=($(compgen -W "$(pcnctl __complete "${words[@]}" 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
+            local words=() options=() i
+            # --url, --cacert and --token-file (and their values) say where pcn-api is, not what to complete.
+            for ((i = 1; i < COMP_CWORD; i++)); do
+                case ${COMP_WORDS[i]} in
+                    --url|--cacert|--token-file) options+=("${COMP_WORDS[i]}" "${COMP_WORDS[i+1]}"); i=$((i + 1)) ;;
+                    *) words+=("${COMP_WORDS[i]}") ;;
+                esac
+            done
+            COMPREPLY=($(compgen -W "$(pcnctl "${options[@]}" __complete "${words[@]}" 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
         }
         complete -F _pcnctl pcnctl
         """
