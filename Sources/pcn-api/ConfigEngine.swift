@@ -136,10 +136,11 @@ actor ConfigEngine {
     func serviceMetrics() async -> [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])] {
         guard let metrics = try? ServiceMetric.declarations(tops), !metrics.isEmpty else { return [] }
         var cubes: [String: [[String: Any]]] = [:]
+        let live = try? await core.cubes(timeout: .seconds(5))  // once for all the cubes
         for service in Set(metrics.map(\.service)).sorted() {
             var withStates: [[String: Any]] = []
             for cube in (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap({ $0 as? [String: Any] }) {
-                withStates.append(await withState(cube, service: service))
+                withStates.append(await withState(cube, service: service, live: live))
             }
             cubes[service] = withStates
         }
@@ -236,11 +237,13 @@ actor ConfigEngine {
     /// The state (config false) of a cube: the generic leaves from pcn-core (service-name, ports'
     /// status and transparent cubes, a transparent cube's parent) and what the cube-host answers to
     /// `cube.state {cube}` (counters, tables: read from its maps), merged over its configuration.
-    private func withState(_ cube: [String: Any], service: String) async -> [String: Any] {
+    /// `live`: pcn-core's cubes when the caller has them already.
+    private func withState(_ cube: [String: Any], service: String, live: [CoreCube]? = nil) async -> [String: Any] {
         guard let name = cube["name"] as? String else { return cube }
         var merged = cube
         merged["service-name"] = service
-        if let live = (try? await core.cubes(timeout: .seconds(5)))?.first(where: { $0.name == name }) {
+        let cubes: [CoreCube]? = if let live { live } else { try? await core.cubes(timeout: .seconds(5)) }
+        if let live = cubes?.first(where: { $0.name == name }) {
             if let parent = live.parent { merged["parent"] = parent }
             if var ports = merged["ports"] as? [Any] {
                 for (index, entry) in ports.enumerated() {
