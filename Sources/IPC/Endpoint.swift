@@ -18,10 +18,12 @@ public protocol BusEndpoint: AnyObject, Sendable {
 extension BusEndpoint {
     /// Sends a request and waits for its reply. Throws `BusError` (`noRoute`, `queueFull`, `timeout`,
     /// `disconnected`, or the receiver's own failure).
+    /// `connectWithin`: how long to wait for the hub when not connected (default: `timeout`), so a
+    /// caller that answers people can fail soon while the hub is down but ride out its restart.
     public func request(_ destination: String, method: String, payload: [UInt8] = [], fds: [Int32] = [],
-                        timeout: Duration = .seconds(5)) async throws -> BusMessage {
-        guard await connected(within: timeout) else {
-            throw BusError(code: .disconnected, message: "'\(method)' to \(destination): not connected to the bus hub within \(timeout)")
+                        timeout: Duration = .seconds(5), connectWithin: Duration? = nil) async throws -> BusMessage {
+        guard await connected(within: connectWithin ?? timeout) else {
+            throw BusError(code: .disconnected, message: "'\(method)' to \(destination): not connected to the bus hub within \(connectWithin ?? timeout)")
         }
         let id = pending.nextID()
         let packed = try LargeBody.pack(payload, fds: fds)

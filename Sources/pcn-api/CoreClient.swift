@@ -8,10 +8,11 @@ import IPC
 struct CoreClient: Sendable {
     let bus: BusClient
 
-    /// Sends `method` with `body` as JSON; pcn-core's answer, or its BusError unchanged.
+    /// Sends `method` with `body` as JSON; pcn-core's answer, or its BusError unchanged. While
+    /// pcn-core (the bus hub) is down a request fails after 5 s, enough to ride out a restart.
     nonisolated(nonsending) func request(_ method: String, _ body: [String: Any]? = nil, timeout: Duration = .seconds(60)) async throws -> BusMessage {
         let payload = try body.map { Array(try JSONText.data($0)) } ?? []
-        return try await bus.request("core", method: method, payload: payload, timeout: timeout)
+        return try await bus.request("core", method: method, payload: payload, timeout: timeout, connectWithin: .seconds(5))
     }
 
     /// Every cube pcn-core has now.

@@ -225,6 +225,28 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(value20, ["t1"])
     }
 
+    /// With pcn-core gone, what needs the datapath answers 503 resource-denied (one mapping for every
+    /// pcn-core call); the stored configuration is still readable, and nothing half-written is stored.
+    func testWithoutPcnCoreDatapathCallsAre503AndNothingChanges() async throws {
+        let created = try await call("POST", "/testfwd/t1", #"{"ports":[{"name":"p1"}]}"#)
+        XCTAssertEqual(created.status, 201)
+        let before = try await call("GET", "/testfwd/t1")
+        core?.killAndWait(SIGTERM)
+        for (method, path, body) in [("POST", "/testfwd/t2", "{}"), ("PATCH", "/testfwd/t1", #"{"mtu":1400}"#),
+                                     ("GET", "/cubes", ""), ("GET", "/topology", ""), ("GET", "/metrics", ""),
+                                     ("POST", "/attach", #"{"cube":"t1","port":"lo"}"#)] {
+            let answer = try await call(method, path, body.isEmpty ? nil : body)
+            XCTAssertEqual(answer.status, 503, "\(method) \(path): \(answer)")
+            XCTAssertEqual(answer.errors.first?["error-tag"], "resource-denied", "\(method) \(path): \(answer)")
+            XCTAssertTrue(answer.errors.first?["error-message"]?.hasPrefix("pcn-core is not reachable") ?? false, "\(answer)")
+        }
+        let after = try await call("GET", "/testfwd/t1")
+        XCTAssertEqual(after.status, 200)
+        XCTAssertEqual((after.json as? [String: Any])?["mtu"] as? Int, (before.json as? [String: Any])?["mtu"] as? Int)
+        let t2 = try await call("GET", "/testfwd/t2")
+        XCTAssertEqual(t2.status, 404, "a refused create was stored")
+    }
+
     func testARefusalByTheCubeHostRollsBackTheDatapath() async throws {
         let refused = try await call("POST", "/testfwd/t3", #"{"refuse":true,"ports":[{"name":"p1"}]}"#)
         XCTAssertEqual(refused.status, 409)
