@@ -5,6 +5,15 @@ import Foundation
 import Glibc
 #endif
 
+/// A setting given by a flag, else by its environment variable; empty means not given.
+public enum Setting {
+    public static func value(flag: String?, environment variable: String) -> String? {
+        if let flag, !flag.isEmpty { return flag }
+        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
+        return nil
+    }
+}
+
 /// The paths of DESIGN.md §7, each from its flag, else its environment variable, else the default.
 /// Every daemon takes the same flags so one set of overrides isolates a whole stack.
 public struct PathOptions: ParsableArguments, Sendable {
@@ -29,9 +38,7 @@ public struct PathOptions: ParsableArguments, Sendable {
     public init() {}
 
     private static func pick(_ flag: String?, _ variable: String, _ fallback: String) -> String {
-        if let flag, !flag.isEmpty { return flag }
-        if let value = ProcessInfo.processInfo.environment[variable], !value.isEmpty { return value }
-        return fallback
+        Setting.value(flag: flag, environment: variable) ?? fallback
     }
 
     public var runtimeDir: String { Self.pick(runtimeDirFlag, "PCN_RUNTIME_DIR", "/run/pcn") }

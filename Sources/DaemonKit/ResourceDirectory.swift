@@ -6,8 +6,7 @@ import Foundation
 public enum ResourceDirectory {
     /// `marker` is a file the directory must contain, relative to it.
     public static func locate(flag: String?, environment: String, name: String, marker: String) -> String? {
-        if let flag { return flag }
-        if let value = ProcessInfo.processInfo.environment[environment], !value.isEmpty { return value }
+        if let given = Setting.value(flag: flag, environment: environment) { return given }
         let binDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         var directory = binDirectory
         for _ in 0..<5 {

@@ -34,12 +34,7 @@ struct PcnAPI: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "File holding the bearer token every request must carry (env PCN_API_TOKEN_FILE).")
     var tokenFileFlag: String?
 
-    var apiAddress: String { setting(apiAddressFlag, "PCN_API_ADDR") ?? "127.0.0.1:9000" }
-
-    /// A flag, else its environment variable; empty means unset.
-    private func setting(_ flag: String?, _ variable: String) -> String? {
-        (flag ?? ProcessInfo.processInfo.environment[variable]).flatMap { $0.isEmpty ? nil : $0 }
-    }
+    var apiAddress: String { Setting.value(flag: apiAddressFlag, environment: "PCN_API_ADDR") ?? "127.0.0.1:9000" }
 
     func validate() throws {
         _ = try ListenAddress(apiAddress)
@@ -60,8 +55,10 @@ struct PcnAPI: AsyncParsableCommand {
         } else {
             address = try ListenAddress(apiAddress)
         }
-        let access = try AccessPolicy(address: address, certificatePath: setting(tlsCertificateFlag, "PCN_API_TLS_CERT"),
-                                      keyPath: setting(tlsKeyFlag, "PCN_API_TLS_KEY"), tokenPath: setting(tokenFileFlag, "PCN_API_TOKEN_FILE"))
+        let access = try AccessPolicy(address: address,
+                                      certificatePath: Setting.value(flag: tlsCertificateFlag, environment: "PCN_API_TLS_CERT"),
+                                      keyPath: Setting.value(flag: tlsKeyFlag, environment: "PCN_API_TLS_KEY"),
+                                      tokenPath: Setting.value(flag: tokenFileFlag, environment: "PCN_API_TOKEN_FILE"))
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         try DirectoryCheck.writable(paths.stateDir, purpose: "state directory")
 
