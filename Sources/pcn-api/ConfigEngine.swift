@@ -37,6 +37,8 @@ actor ConfigEngine {
     private var services: [String: Service] = [:]
     private var context: YangContext?
     private var tops: [String: SchemaNode] = [:]
+    /// What the registered models export at /metrics (checked when they were built).
+    private var metrics: [ServiceMetric] = []
     private(set) var store: Datastore
     private let applier: Applier
     private let core: CoreClient
@@ -59,16 +61,16 @@ actor ConfigEngine {
             }
         }
         do {
-            (context, tops) = try Self.build(known, yangDirectory: yangDirectory)
+            (context, tops, metrics) = try Self.build(known, yangDirectory: yangDirectory)
             services = known
         } catch {
             logger.warning("the stored service models do not load (\(error)): waiting for the cube-hosts to register them")
-            (context, tops) = try Self.build([:], yangDirectory: yangDirectory)
+            (context, tops, metrics) = try Self.build([:], yangDirectory: yangDirectory)
         }
     }
 
-    /// A context with the base models and `models`, and each service's top list.
-    private static func build(_ models: [String: Service], yangDirectory: String) throws -> (YangContext, [String: SchemaNode]) {
+    /// A context with the base models and `models`, each service's top list, and their metrics.
+    private static func build(_ models: [String: Service], yangDirectory: String) throws -> (YangContext, [String: SchemaNode], [ServiceMetric]) {
         let fresh = try YangContext(searchDirectory: yangDirectory)
         _ = try fresh.loadModule(named: "polycube-base")
         for service in models.values.sorted(by: { $0.name < $1.name }) {
@@ -86,8 +88,7 @@ actor ConfigEngine {
             }
         }
         let tops = Dictionary(uniqueKeysWithValues: models.keys.compactMap { name in fresh.schema(module: name).first { $0.name == name }.map { (name, $0) } })
-        _ = try ServiceMetric.declarations(tops)
-        return (fresh, tops)
+        return (fresh, tops, try ServiceMetric.declarations(tops))
     }
 
     // MARK: - Services
@@ -101,7 +102,7 @@ actor ConfigEngine {
         if let known = services[name], known.yang == yang, known.endpoint == endpoint {
             // The same model again (a restarted cube-host): nothing to rebuild.
         } else {
-            (context, tops) = try Self.build(models, yangDirectory: yangDirectory)
+            (context, tops, metrics) = try Self.build(models, yangDirectory: yangDirectory)
             services = models
             try? FileManager.default.createDirectory(atPath: modelDirectory, withIntermediateDirectories: true)
             try? JSONEncoder().encode(model).write(to: URL(fileURLWithPath: "\(modelDirectory)/\(name).json"), options: .atomic)
@@ -134,13 +135,14 @@ actor ConfigEngine {
     /// What the services' models export as metrics, with their samples in every cube (read from the
     /// cube-hosts' state now; a cube whose cube-host does not answer gives no sample).
     func serviceMetrics() async -> [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])] {
-        guard let metrics = try? ServiceMetric.declarations(tops), !metrics.isEmpty else { return [] }
+        guard !metrics.isEmpty else { return [] }
+        let metrics = self.metrics
         var cubes: [String: [[String: Any]]] = [:]
-        let live = try? await core.cubes(timeout: .seconds(5))  // once for all the cubes
+        let coreCubes = try? await core.cubes(timeout: .seconds(5))  // once for all the cubes
         for service in Set(metrics.map(\.service)).sorted() {
             var withStates: [[String: Any]] = []
             for cube in (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap({ $0 as? [String: Any] }) {
-                withStates.append(await withState(cube, service: service, live: live))
+                withStates.append(await withState(cube, service: service, coreCubes: coreCubes))
             }
             cubes[service] = withStates
         }
@@ -160,19 +162,15 @@ actor ConfigEngine {
         }
         var body = ["cube": cube, "to": to]
         for key in ["position", "before", "after"] { body[key] = request[key] }
-        do {
-            _ = try await core.request("cube.attach", body)
-        } catch {
-            throw RestFailure(core: error)
-        }
         // The chain's order after the attach is what replay rebuilds.
-        var attachments = store.attachments.filter { $0["cube"] != cube }
         let chain: [String]
         do {
+            _ = try await core.request("cube.attach", body)
             chain = try await core.chain(at: to)
         } catch {
             throw RestFailure(core: error)
         }
+        var attachments = store.attachments.filter { $0["cube"] != cube }
         attachments.removeAll { chain.contains($0["cube"] ?? "") }
         attachments += chain.map { ["cube": $0, "to": to] }
         try store.commit(store.document, changed: [], attachments: attachments)
@@ -237,12 +235,12 @@ actor ConfigEngine {
     /// The state (config false) of a cube: the generic leaves from pcn-core (service-name, ports'
     /// status and transparent cubes, a transparent cube's parent) and what the cube-host answers to
     /// `cube.state {cube}` (counters, tables: read from its maps), merged over its configuration.
-    /// `live`: pcn-core's cubes when the caller has them already.
-    private func withState(_ cube: [String: Any], service: String, live: [CoreCube]? = nil) async -> [String: Any] {
+    /// `coreCubes`: pcn-core's cubes when the caller has them already.
+    private func withState(_ cube: [String: Any], service: String, coreCubes: [CoreCube]? = nil) async -> [String: Any] {
         guard let name = cube["name"] as? String else { return cube }
         var merged = cube
         merged["service-name"] = service
-        let cubes: [CoreCube]? = if let live { live } else { try? await core.cubes(timeout: .seconds(5)) }
+        let cubes: [CoreCube]? = if let coreCubes { coreCubes } else { try? await core.cubes(timeout: .seconds(5)) }
         if let live = cubes?.first(where: { $0.name == name }) {
             if let parent = live.parent { merged["parent"] = parent }
             if var ports = merged["ports"] as? [Any] {

@@ -19,6 +19,7 @@ struct RestRoutes: Sendable {
 
     func router() -> Router<BasicRequestContext> {
         let router = Router()
+        let core = CoreClient(bus: bus)
         // First: Hummingbird applies a middleware only to the routes added after it.
         if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
         let v1 = router.group("polycube/v1")
@@ -40,14 +41,14 @@ struct RestRoutes: Sendable {
             let data = await services.engine.serviceList()
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         }
-        GenericRoutes(core: CoreClient(bus: bus), engine: services.engine, services: services).register(v1)
+        GenericRoutes(core: core, engine: services.engine, services: services).register(v1)
         // Answers its body unvalidated: what bench/api compares validated writes with.
         v1.post("echo") { request, _ -> Response in
             var request = request
             let body = try await request.collectBody(upTo: 16 << 20)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
-        v1.get("metrics") { _, _ in await MetricsRoute(core: CoreClient(bus: bus), engine: services.engine).handle() }
+        v1.get("metrics") { _, _ in await MetricsRoute(core: core, engine: services.engine).handle() }
         v1.get("schema/**") { request, _ in
             let rest = request.uri.path.components(separatedBy: "/polycube/v1/schema/").last ?? ""
             return await services.schema(segments: rest.split(separator: "/").map(String.init))
