@@ -21,6 +21,22 @@ struct ClientSettings {
         url = pick(urlOption, "url") ?? url
         caFile = pick(cacert, "cacert")
         tokenFile = pick(tokenOption, "token-file")
+        guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+            throw CommandFailure(message: "'\(url)' is not a valid URL (http:// or https://, then the host)", code: 64)
+        }
+    }
+
+    /// The bearer token in `tokenFile`, if one is given.
+    func token() throws -> String? {
+        guard let path = tokenFile else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CommandFailure(message: "cannot read the token file \(path)" + (FileManager.default.fileExists(atPath: path) ? " (permission denied)" : " (no such file)"), code: 66)
+        }
+        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty, !token.contains(where: \.isNewline) else {
+            throw CommandFailure(message: "the token file \(path) must hold one line, the token", code: 66)
+        }
+        return token
     }
 
     /// The settings file's keys, or none if there is no file.

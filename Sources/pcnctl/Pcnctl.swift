@@ -60,7 +60,7 @@ struct Pcnctl: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try ClientSettings(url: url, cacert: cacert, tokenFile: tokenFile)
-        let client = APIClient(base: settings.url, caFile: settings.caFile, token: try settings.tokenFile.map(Self.readToken))
+        let client = APIClient(base: settings.url, caFile: settings.caFile, token: try settings.token())
         var words = self.words
         var output = OutputFormat.pretty
         words.removeAll { word in
@@ -101,17 +101,6 @@ struct Pcnctl: AsyncParsableCommand {
         } else {
             throw CommandFailure(message: Render.error(status: status, body: body), code: 1)
         }
-    }
-
-    static func readToken(_ path: String) throws -> String {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw CommandFailure(message: "cannot read the token file \(path)" + (FileManager.default.fileExists(atPath: path) ? " (permission denied)" : " (no such file)"), code: 66)
-        }
-        let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !token.isEmpty, !token.contains(where: \.isNewline) else {
-            throw CommandFailure(message: "the token file \(path) must hold one line, the token", code: 66)
-        }
-        return token
     }
 
     /// A YAML or JSON document on standard input, when it is not a terminal.
