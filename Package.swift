@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "BPFKit", "DatapathKit", "PCNDatapathABI", "CShims"]),
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "ServiceKit", "Services"]),
         .executableTarget(name: "pcnctl", dependencies: [
-            "CCurlShims",
+            "CCurlShims", "JSONText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -181,15 +181,12 @@ public struct ConfigCheck {
         switch value {
         case let string as String: return string
         case let number as NSNumber:
-            if Self.isBoolean(number) { return number.boolValue ? "true" : "false" }
+            if JSONText.isBoolean(number) { return number.boolValue ? "true" : "false" }
             return number.stringValue
         case is NSNull: return ""
         default: return "\(value)"
         }
     }
-
-    /// JSONSerialization gives true/false as NSNumber too: tell them from 1 and 0 by their type.
-    static func isBoolean(_ number: NSNumber) -> Bool { JSONText.isBoolean(number) }
 
     /// `r1` from `/router:router[name='r1']/...` (the last keyed entry of the path).
     static func entryName(_ path: String) -> String {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Yams
 import Foundation
+import JSONText
 
 @main
 struct Entry {
@@ -310,7 +311,7 @@ struct APIClient {
 
     func send(_ request: CommandLineRequest) async throws -> (Int, Data) {
         let escaped = request.path.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
-        let body = try request.body.map { try JSONSerialization.data(withJSONObject: $0, options: [.fragmentsAllowed]) }
+        let body = try request.body.map { try JSONText.data($0) }
         return try transfer(request.method, base + "/polycube/v1/" + escaped.joined(separator: "/"), body: body, timeout: 30)
     }
 
@@ -373,7 +374,7 @@ enum Render {
         case let dictionary as [String: Any]: return dictionary.mapValues(plain)
         case let list as [Any]: return list.map(plain)
         case let number as NSNumber:
-            if String(cString: number.objCType) == "c" || String(describing: type(of: number)).contains("Bool") { return number.boolValue }
+            if JSONText.isBoolean(number) { return number.boolValue }
             return number.doubleValue == Double(number.int64Value) ? number.int64Value as Any : number.doubleValue as Any
         default: return value
         }
