@@ -16,7 +16,8 @@ struct Applier {
 
     private var bus: BusClient { core.bus }
 
-    nonisolated(nonsending) private func core(_ method: String, _ body: [String: Any]) async throws {
+    /// A pcn-core request whose answer is only "done".
+    nonisolated(nonsending) private func datapath(_ method: String, _ body: [String: Any]) async throws {
         _ = try await core.request(method, body)
     }
 
@@ -48,10 +49,10 @@ struct Applier {
             try await cubeHost(endpoint, name: name, config: nil, replay: false, path: path)
             if let actual {
                 for port in actual.ports where !port.peer.isEmpty {
-                    try? await core("port.set-peer", ["cube": name, "port": port.name, "peer": ""])
+                    try? await datapath("port.set-peer", ["cube": name, "port": port.name, "peer": ""])
                 }
                 do {
-                    try await core("cube.destroy", ["name": name])
+                    try await datapath("cube.destroy", ["name": name])
                 } catch {
                     throw RestFailure(core: error, path: path)
                 }
@@ -62,8 +63,8 @@ struct Applier {
         do {
             if actual == nil {
                 let transparent = top.child("ports") == nil
-                try await core("cube.create", ["name": name, "service": service, "type": new["type"] as? String ?? "TC", "transparent": transparent])
-                undo.append { try await core("cube.destroy", ["name": name]) }
+                try await datapath("cube.create", ["name": name, "service": service, "type": new["type"] as? String ?? "TC", "transparent": transparent])
+                undo.append { try await datapath("cube.destroy", ["name": name]) }
             }
         } catch {
             throw RestFailure(core: error, path: path)
@@ -72,29 +73,29 @@ struct Applier {
             let level = new["loglevel"] as? String ?? "INFO"
             let previousLevel = actual?.loglevel ?? "INFO"
             if level != previousLevel {
-                try await core("cube.set-loglevel", ["name": name, "level": level])
-                undo.append { try await core("cube.set-loglevel", ["name": name, "level": previousLevel]) }
+                try await datapath("cube.set-loglevel", ["name": name, "level": level])
+                undo.append { try await datapath("cube.set-loglevel", ["name": name, "level": previousLevel]) }
             }
             let wanted = Self.ports(new)
             let existing = actual?.ports ?? []
             for port in existing where !wanted.contains(where: { $0.name == port.name }) {
-                if !port.peer.isEmpty { try await core("port.set-peer", ["cube": name, "port": port.name, "peer": ""]) }
-                try await core("port.remove", ["cube": name, "port": port.name])
+                if !port.peer.isEmpty { try await datapath("port.set-peer", ["cube": name, "port": port.name, "peer": ""]) }
+                try await datapath("port.remove", ["cube": name, "port": port.name])
                 undo.append {
-                    try await core("port.add", ["cube": name, "port": port.name])
-                    if !port.peer.isEmpty { try await core("port.set-peer", ["cube": name, "port": port.name, "peer": port.peer]) }
+                    try await datapath("port.add", ["cube": name, "port": port.name])
+                    if !port.peer.isEmpty { try await datapath("port.set-peer", ["cube": name, "port": port.name, "peer": port.peer]) }
                 }
             }
             for port in wanted where !existing.contains(where: { $0.name == port.name }) {
-                try await core("port.add", ["cube": name, "port": port.name])
-                undo.append { try await core("port.remove", ["cube": name, "port": port.name]) }
+                try await datapath("port.add", ["cube": name, "port": port.name])
+                undo.append { try await datapath("port.remove", ["cube": name, "port": port.name]) }
             }
             for port in wanted {
                 let before = existing.first { $0.name == port.name }?.peer ?? ""
                 guard port.peer != before else { continue }
                 do {
-                    try await core("port.set-peer", ["cube": name, "port": port.name, "peer": port.peer])
-                    undo.append { try await core("port.set-peer", ["cube": name, "port": port.name, "peer": before]) }
+                    try await datapath("port.set-peer", ["cube": name, "port": port.name, "peer": port.peer])
+                    undo.append { try await datapath("port.set-peer", ["cube": name, "port": port.name, "peer": before]) }
                 } catch where replaying {
                     // The peer's cube may come with a service that has not registered yet: its own
                     // replay links the two ends.
