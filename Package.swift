@@ -40,34 +40,37 @@ let package = Package(
             "CShims",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The contract between the processes: every bus method as a typed request/answer pair, the
+        // records they carry, the datapath log types. Nothing heavier than IPC and the ABI headers.
+        .target(name: "PCNProtocol", dependencies: ["IPC", "PCNDatapathABI", "JSONText"]),
         .target(name: "BPFKit", dependencies: ["CBPF", "CLibbpfShims"]),
         // JSON text of [String: Any] trees without Foundation's bridging (the cost of large configurations).
         .target(name: "JSONText"),
         .target(name: "YangKit", dependencies: ["CYang", "CYangShims", "JSONText"]),
         // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
-        .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "CBPF", "CShims",
+        .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "PCNProtocol", "CBPF", "CShims",
             .product(name: "Logging", package: "swift-log")]),
         // The service SDK: what a service's control plane is written against, and the host that runs it.
-        .target(name: "ServiceKit", dependencies: ["IPC", "BPFKit", "PCNDatapathABI", "JSONText",
+        .target(name: "ServiceKit", dependencies: ["IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "JSONText",
             .product(name: "Logging", package: "swift-log")]),
         // The services: one folder each (their YANG models are in yang/, their datapaths in bpf/services/).
         .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit"]),
         .target(name: "DaemonKit", dependencies: [
-            "CSystemd", "CShims", "IPC",
+            "CSystemd", "CShims", "IPC", "PCNProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
 
         // The processes
-        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "DatapathKit", "BPFKit", "PCNDatapathABI"]),
-        .executableTarget(name: "pcn-api", dependencies: ["YangKit", "JSONText",
+        .executableTarget(name: "pcn-core", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "DatapathKit", "BPFKit", "PCNDatapathABI"]),
+        .executableTarget(name: "pcn-api", dependencies: ["YangKit", "JSONText", "PCNProtocol",
             "DaemonKit", "IPC",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "BPFKit", "DatapathKit", "PCNDatapathABI", "CShims"]),
+        .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "CShims"]),
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "ServiceKit", "Services"]),
         .executableTarget(name: "pcnctl", dependencies: [
             "CCurlShims", "JSONText",
@@ -77,7 +80,7 @@ let package = Package(
 
         // A scriptable bus client the tests run as separate processes (registration, echo, fd passing).
         .executableTarget(name: "pcn-bus-peer", dependencies: [
-            "IPC", "BPFKit", "JSONText",
+            "IPC", "PCNProtocol", "BPFKit", "JSONText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Support/pcn-bus-peer"),
@@ -97,7 +100,7 @@ let package = Package(
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
-        .testTarget(name: "LogTests", dependencies: ["DatapathKit", "PCNDatapathABI"]),
+        .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),
         .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "JSONTextTests", dependencies: ["JSONText"]),

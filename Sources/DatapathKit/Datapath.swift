@@ -2,6 +2,7 @@ import BPFKit
 import Foundation
 import Logging
 import PCNDatapathABI
+import PCNProtocol
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -126,7 +127,7 @@ public actor Datapath {
 
     public func createCube(name: String, service: String, type typeName: String, transparent: Bool = false) throws -> UInt32 {
         guard topology.cubes[name] == nil else { throw DatapathError("cube '\(name)' already exists") }
-        guard isValidName(name) else { throw DatapathError("cube name '\(name)' is not valid (letters, digits, - and _, at most 32)") }
+        guard Topology.isValidName(name) else { throw DatapathError("cube name '\(name)' is not valid (letters, digits, - and _, at most 32)") }
         guard let type = CubeType(parsing: typeName) else {
             throw DatapathError("cube '\(name)': type '\(typeName)' is not one of TC, XDP_SKB, XDP_DRV")
         }
@@ -139,83 +140,45 @@ public actor Datapath {
         return node
     }
 
+    /// Removes a cube with its links, in one change; refused (nothing changed) while transparent
+    /// cubes are attached to its ports.
     public func destroyCube(name: String) throws {
-        let cube = try existing(name)
-        for port in cube.ports where port.peer != .none {
-            throw DatapathError("cube '\(name)' port '\(port.name)' is connected to '\(port.peer)': remove its peer first")
-        }
-        for port in cube.ports where !port.tcubes.isEmpty {
-            throw DatapathError("cube '\(name)' port '\(port.name)' has transparent cubes (\(port.tcubes.joined(separator: ", "))): detach them first")
-        }
-        try change { topology in
-            if let parent = cube.parent {
-                topology.setChain(topology.chain(at: parent).filter { $0 != name }, at: parent)
-            }
-            topology.cubes.removeValue(forKey: name)
-        }
+        try change { try $0.destroy(cube: name) }
         removePins(ofCube: name)
         logger.info("destroyed cube", metadata: ["cube": "\(name)"])
     }
 
-    public func addPort(cube name: String, port: String) throws -> Int {
-        let cube = try standard(name)
-        guard cube.port(port) == nil else { throw DatapathError("cube '\(name)' already has a port '\(port)'") }
-        guard isValidName(port) else { throw DatapathError("port name '\(port)' is not valid") }
-        let used = Set(cube.ports.map(\.index))
-        guard let index = (0..<Int(PCN_MAX_PORTS)).first(where: { !used.contains($0) }) else {
-            throw DatapathError("cube '\(name)' has the maximum of \(PCN_MAX_PORTS) ports")
+    /// A cube's whole datapath part at once (created if missing, log level, ports, peers): every
+    /// rule is checked on a copy, then one reconcile builds and swaps what changed.
+    public func configure(_ request: CubeConfigure) throws -> CubeDescription {
+        let created = topology.cubes[request.name] == nil
+        if created { _ = try sourceOf(service: request.service) }
+        var unlinked: [(port: String, reason: String)] = []
+        try change { unlinked = try $0.configure(request, netdevExists: { if_nametoindex($0) > 0 }) }
+        for (port, reason) in unlinked {
+            logger.info("port \(request.name):\(port) left without its peer for now: \(reason)")
         }
-        try change { $0.cubes[name]!.ports.append(Topology.Port(name: port, index: index)) }
+        if created {
+            logger.info("created cube", metadata: ["cube": "\(request.name)", "service": "\(request.service)", "type": "\(request.type)"])
+        }
+        return topology.describe(try topology.existing(request.name))
+    }
+
+    public func addPort(cube name: String, port: String) throws -> Int {
+        var index = 0
+        try change { index = try $0.addPort(cube: name, port: port) }
         return index
     }
 
     public func removePort(cube name: String, port: String) throws {
-        let cube = try standard(name)
-        guard let existingPort = cube.port(port) else { throw DatapathError("cube '\(name)' has no port '\(port)'") }
-        guard existingPort.tcubes.isEmpty else {
-            throw DatapathError("port \(name):\(port) has transparent cubes (\(existingPort.tcubes.joined(separator: ", "))): detach them first")
-        }
-        try change { topology in
-            if case .cube(let otherName, let otherPort) = existingPort.peer {
-                topology.setPeer(.none, cube: otherName, port: otherPort)
-            }
-            topology.cubes[name]!.ports.removeAll { $0.name == port }
-        }
+        try change { try $0.removePort(cube: name, port: port) }
     }
 
     /// Sets a port's peer. A cube peer is linked both ways; a netdev gets entry programs.
     public func setPeer(cube name: String, port portName: String, peer: Peer) throws {
-        let cube = try standard(name)
-        guard let port = cube.port(portName) else { throw DatapathError("cube '\(name)' has no port '\(portName)'") }
-        if port.peer == peer { return }
-        switch peer {
-        case .none:
-            break
-        case .netdev(let device):
-            guard if_nametoindex(device) > 0 else { throw DatapathError("netdev '\(device)' does not exist") }
-            if let user = topology.user(ofNetdev: device), !(user.cube.name == name && user.port.name == portName) {
-                throw DatapathError("netdev '\(device)' is already in use by \(user.cube.name):\(user.port.name)")
-            }
-            if let first = topology.netdevChains[device]?.first, let tcube = topology.cubes[first], tcube.type != cube.type {
-                throw DatapathError("netdev '\(device)' has \(tcube.type.rawValue) transparent cubes; cube '\(name)' is \(cube.type.rawValue): the types must match")
-            }
-        case .cube(let otherName, let otherPort):
-            guard let other = topology.cubes[otherName] else { throw DatapathError("peer cube '\(otherName)' does not exist") }
-            guard !other.transparent else { throw DatapathError("'\(otherName)' is a transparent cube: attach it instead of connecting to it") }
-            guard let otherEnd = other.port(otherPort) else { throw DatapathError("peer cube '\(otherName)' has no port '\(otherPort)'") }
-            guard otherEnd.peer == .none || otherEnd.peer == .cube(name, portName) else {
-                throw DatapathError("port \(otherName):\(otherPort) is already connected to '\(otherEnd.peer)'")
-            }
-            guard !(otherName == name && otherPort == portName) else { throw DatapathError("a port cannot be its own peer") }
-            guard other.type.hook == cube.type.hook else {
-                throw DatapathError("it is not possible to connect TC and XDP ports: \(name) is \(cube.type.rawValue), \(otherName) is \(other.type.rawValue)")
-            }
-        }
-        try change { topology in
-            if case .cube(let otherName, let otherPort) = port.peer { topology.setPeer(.none, cube: otherName, port: otherPort) }
-            topology.setPeer(peer, cube: name, port: portName)
-            if case .cube(let otherName, let otherPort) = peer { topology.setPeer(.cube(name, portName), cube: otherName, port: otherPort) }
-        }
+        try topology.checkPeer(peer, cube: name, port: portName, netdevExists: { if_nametoindex($0) > 0 })
+        if topology.cubes[name]?.port(portName)?.peer == peer { return }
+        try change { $0.link(peer, cube: name, port: portName) }
         logger.info("port peer set", metadata: ["port": "\(name):\(portName)", "peer": "\(peer)"])
     }
 
@@ -399,11 +362,7 @@ public actor Datapath {
     }
 
     public func describe() -> [CubeDescription] {
-        topology.cubes.values.sorted { $0.name < $1.name }.map { cube in
-            CubeDescription(name: cube.name, service: cube.service, type: cube.type.rawValue, transparent: cube.transparent,
-                            node: cube.node, parent: cube.parent?.description, loglevel: (cube.logLevel ?? .info).rawValue,
-                            ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description, tcubes: $0.tcubes) })
-        }
+        topology.cubes.values.sorted { $0.name < $1.name }.map(topology.describe)
     }
 
     /// Sets a cube's datapath log level: every program of the cube is rebuilt with it and swapped in.
@@ -469,26 +428,13 @@ public actor Datapath {
 
     func sourceOf(service: String) throws -> String {
         let candidates = serviceDirectories.map { "\($0)/\(service)/\(service).c" }
-        guard isValidName(service), let source = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+        guard Topology.isValidName(service), let source = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) else {
             throw DatapathError("unknown service '\(service)': no datapath at \(candidates.joined(separator: " or "))")
         }
         return source
     }
 
-    private func existing(_ name: String) throws -> Topology.Cube {
-        guard let cube = topology.cubes[name] else { throw DatapathError("cube '\(name)' does not exist") }
-        return cube
-    }
-
-    private func standard(_ name: String) throws -> Topology.Cube {
-        let cube = try existing(name)
-        guard !cube.transparent else { throw DatapathError("'\(name)' is a transparent cube: it has no ports") }
-        return cube
-    }
-
-    private func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 32 && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
-    }
+    private func existing(_ name: String) throws -> Topology.Cube { try topology.existing(name) }
 }
 
 extension Topology {
@@ -498,52 +444,11 @@ extension Topology {
     }
 }
 
-public struct CubeDescription: Codable, Sendable {
-    public struct PortDescription: Codable, Sendable {
-        public var name: String
-        public var index: Int
-        public var peer: String
-        /// Transparent cubes on the port, innermost first.
-        public var tcubes: [String]
-    }
-    public var name: String
-    public var service: String
-    public var type: String
-    public var transparent: Bool
-    public var node: UInt32
-    /// A transparent cube's attachment (a netdev or cube:port).
-    public var parent: String?
-    public var loglevel: String
-    public var ports: [PortDescription]
-}
-
-/// One program's log formats (bus method `log.formats`).
-public struct LogSource: Codable, Sendable {
-    public var source: UInt32
-    public var cube: String
-    public var service: String
-    /// Format strings by call-site id (as text: JSON object keys).
-    public var formats: [String: String]
-}
-
-/// A cube's counters summed over CPUs.
-public struct CubeStats: Codable, Sendable {
-    /// Received by the cube: the sum over its ports.
-    public var rxPackets: UInt64 = 0
-    public var rxBytes: UInt64 = 0
-    public var redirected: UInt64 = 0
-    public var passed: UInt64 = 0
-    public var toSlowPath: UInt64 = 0
-    public var drops: [String: UInt64] = [:]
-    /// Packet-in records waiting in pcn-core for the cube's subscriber, and those dropped meanwhile.
-    public var slowPathQueued: Int = 0
-    public var slowPathDropped: UInt64 = 0
-    /// Per port, by name.
-    public var ports: [String: PortCounters] = [:]
-
+extension CubeStats {
     static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict", "slow-path-full"]
 
     init(reading map: BPFMap) throws {
+        self.init()
         var drops = [UInt64](repeating: 0, count: Int(PCN_DROP_REASONS.rawValue))
         for stats in try map.lookupPerCPU(UInt32(0), as: pcn_cube_stats.self) {
             redirected += stats.redirected
@@ -557,13 +462,7 @@ public struct CubeStats: Codable, Sendable {
     }
 }
 
-/// One port's counters summed over CPUs.
-public struct PortCounters: Codable, Sendable {
-    public var rxPackets: UInt64 = 0
-    public var rxBytes: UInt64 = 0
-    public var txPackets: UInt64 = 0
-    public var txBytes: UInt64 = 0
-
+extension PortCounters {
     /// Reads entries 0..<count of a per-CPU array of `struct pcn_port_stats`.
     static func read(_ map: BPFMap, count: Int) throws -> [PortCounters] {
         try (0..<count).map { index in

@@ -1,6 +1,7 @@
 import BPFKit
 import Foundation
 import PCNDatapathABI
+import PCNProtocol
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,4 +1,5 @@
 import PCNDatapathABI
+import PCNProtocol
 
 /// The hook a cube's programs run at. TC and XDP programs live in separate patch panels and can
 /// never be chained to each other.
@@ -14,30 +15,6 @@ public enum CubeType: String, Codable, Sendable, CaseIterable {
     }
 
     var hook: Hook { self == .tc ? .tc : .xdp }
-}
-
-/// A cube's datapath log level: its pcn_log statements below it are removed at load time.
-public enum DatapathLogLevel: String, Codable, Sendable, CaseIterable {
-    case trace = "TRACE", debug = "DEBUG", info = "INFO", warn = "WARN", err = "ERR", critical = "CRITICAL", off = "OFF"
-
-    /// Case-insensitive; WARNING and ERROR are accepted too.
-    public init?(parsing text: String) {
-        switch text.uppercased() {
-        case "WARNING": self = .warn
-        case "ERROR": self = .err
-        default:
-            guard let level = DatapathLogLevel(rawValue: text.uppercased()) else { return nil }
-            self = level
-        }
-    }
-
-    /// The value of enum pcn_log_level.
-    public var value: UInt32 { UInt32(Self.allCases.firstIndex(of: self)!) }
-
-    public init?(value: UInt32) {
-        guard value < Self.allCases.count else { return nil }
-        self = Self.allCases[Int(value)]
-    }
 }
 
 /// Which patch panel (and program type) a program belongs to.

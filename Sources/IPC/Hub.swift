@@ -35,8 +35,12 @@ public final class BusHub: @unchecked Sendable {
     // Shared with other threads.
     private let inboxLock = PosixLock()
     private var inbox: [(connection: Int, frame: Frame, fds: [PassedFD])] = []
-    private var newLocals: [LocalEndpoint] = []
+    private var newLocals: [(endpoint: LocalEndpoint, registered: DispatchSemaphore)] = []
     private var stopRequested = false
+    /// The names registered now: the hub thread's own table, published under a lock so any thread
+    /// reads it directly (no rebuilding it from notices, which miss what came before the reader).
+    private let namesLock = PosixLock()
+    private var registeredNames: Set<String> = []
 
     // Owned by the hub thread.
     private var connections: [Int: Connection] = [:]
@@ -106,12 +110,18 @@ public final class BusHub: @unchecked Sendable {
     }
 
     /// An endpoint that lives inside this process, registered under `name` like any socket client.
+    /// Once the hub runs, it is registered when this returns: every later registration is announced to it.
     public func localEndpoint(name: String, queueLimit: Int = 4096) -> LocalEndpoint {
         let endpoint = LocalEndpoint(name: name, hub: self, queueLimit: queueLimit)
-        inboxLock.withLock { newLocals.append(endpoint) }
+        let registered = DispatchSemaphore(value: 0)
+        inboxLock.withLock { newLocals.append((endpoint, registered)) }
         wake()
+        if thread != nil { registered.wait() }
         return endpoint
     }
+
+    /// True while an endpoint is registered under `name`.
+    public func isRegistered(_ name: String) -> Bool { namesLock.withLock { registeredNames.contains(name) } }
 
     /// The counters as of at most 20 ms ago (the hub thread refreshes them while it works; ask the
     /// `hub` endpoint's `stats` method over the bus for an exact, ordered answer).
@@ -182,20 +192,24 @@ public final class BusHub: @unchecked Sendable {
     private func drainInbox() -> Bool {
         var sink = [UInt8](repeating: 0, count: 256)
         while read(wakePipe.read, &sink, sink.count) > 0 {}
-        let (work, locals, stop) = inboxLock.withLock { () -> ([(connection: Int, frame: Frame, fds: [PassedFD])], [LocalEndpoint], Bool) in
+        let (work, locals, stop) = inboxLock.withLock { () -> ([(connection: Int, frame: Frame, fds: [PassedFD])], [(endpoint: LocalEndpoint, registered: DispatchSemaphore)], Bool) in
             defer {
                 inbox.removeAll()
                 newLocals.removeAll()
             }
             return (inbox, newLocals, stopRequested)
         }
-        if stop { return true }
-        for endpoint in locals {
+        if stop {
+            for local in locals { local.registered.signal() }
+            return true
+        }
+        for (endpoint, registered) in locals {
             let connection = Connection(id: nextConnectionID, transport: .local(endpoint))
             nextConnectionID += 1
             endpoint.connectionID = connection.id
             connections[connection.id] = connection
             register(connection, name: endpoint.name)
+            registered.signal()
         }
         for item in work {
             guard let connection = connections[item.connection] else { continue }
@@ -393,6 +407,7 @@ public final class BusHub: @unchecked Sendable {
         }
         connection.name = name
         byName[name] = connection.id
+        namesLock.withLock { _ = registeredNames.insert(name) }
         logger.info("bus endpoint registered", metadata: ["name": "\(name)", "pid": "\(connection.pid.map(String.init) ?? "local")"])
         broadcastNotice(HubMethod.registered, name: name, except: connection.id)
     }
@@ -420,6 +435,7 @@ public final class BusHub: @unchecked Sendable {
         connection.discardQueue()
         guard let name = connection.name, byName[name] == connection.id else { return }
         byName.removeValue(forKey: name)
+        namesLock.withLock { _ = registeredNames.remove(name) }
         guard notify else { return }
         for waiting in connection.inFlight {
             guard let requester = connections[waiting.requester], let requesterName = requester.name else { continue }

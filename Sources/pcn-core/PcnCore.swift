@@ -5,6 +5,7 @@ import Foundation
 import IPC
 import Logging
 import PCNDatapathABI
+import PCNProtocol
 import ServiceLifecycle
 
 @main
@@ -63,10 +64,11 @@ struct PcnCore: AsyncParsableCommand {
         let links = try LinkMonitor { ifindex in Task { await datapath.netdevRemoved(ifindex: ifindex) } }
         links.start()
         defer { links.stop() }
-        let endpoint = hub.localEndpoint(name: "core")
+        let endpoint = hub.localEndpoint(name: BusName.core)
         LogForwarding.shared.attach(bus: endpoint)
         let (records, sink) = SlowPath.recordStream()
-        let slowPath = SlowPath(endpoint: endpoint, datapath: datapath, logger: Logger(label: "pcn.core.slowpath"))
+        let slowPath = SlowPath(endpoint: endpoint, datapath: datapath, isRegistered: { [hub] in hub.isRegistered($0) },
+                                logger: Logger(label: "pcn.core.slowpath"))
         let pump = PacketInPump(sink: sink, logger: logger)
         await pump.ensureStarted(datapath)
         let slowPathTask = Task { await slowPath.run(records: records) }
@@ -87,22 +89,6 @@ struct CoreEndpoint: Service {
     let pump: PacketInPump
     let logger: Logger
 
-    struct Pong: Codable { var component: String; var pid: Int32 }
-    struct CubeCreate: Codable { var name: String; var service: String; var type: String?; var transparent: Bool? }
-    struct Attach: Codable { var cube: String; var to: String; var position: String?; var before: String?; var after: String? }
-    struct ChainQuery: Codable { var at: String }
-    struct LogLevelSet: Codable { var name: String; var level: String }
-    struct TablesQuery: Codable { var name: String; var tables: [String]? }
-    struct TableDescription: Codable { var name: String; var type: UInt32; var keySize: Int; var valueSize: Int; var maxEntries: Int }
-    struct CubeName: Codable { var name: String }
-    struct PortRef: Codable { var cube: String; var port: String }
-    struct PeerSet: Codable { var cube: String; var port: String; var peer: String }
-    struct Reload: Codable { var name: String; var index: Int; var code: String; var direction: String? }
-    struct Subscribe: Codable { var cube: String; var subscriber: String? }
-    struct Node: Codable { var node: UInt32 }
-    struct PortIndex: Codable { var index: Int }
-    struct Done: Codable { var ok = true }
-
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
@@ -113,28 +99,14 @@ struct CoreEndpoint: Service {
         }
     }
 
-    /// `struct pcn_packet_out_request` followed by the frame.
     private func packetOut(_ payload: [UInt8]) async throws {
-        let size = MemoryLayout<pcn_packet_out_request>.size
-        guard payload.count > size else {
-            throw BusError(code: .badRequest, message: "packet-out: \(payload.count) bytes, shorter than its \(size)-byte header and a frame")
-        }
-        let request = payload.withUnsafeBytes { $0.loadUnaligned(as: pcn_packet_out_request.self) }
-        func text<T>(_ field: T) -> String {
-            withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        }
-        let direction: Datapath.Direction
-        switch request.direction {
-        case UInt32(PCN_DIRECTION_INGRESS.rawValue): direction = .ingress
-        case UInt32(PCN_DIRECTION_EGRESS.rawValue): direction = .egress
-        default: throw BusError(code: .badRequest, message: "packet-out: direction \(request.direction) is neither ingress (0) nor egress (1)")
-        }
-        try await datapath.packetOut(cube: text(request.cube), port: text(request.port), direction: direction,
-                                     md: request.md, frame: Array(payload[size...]))
+        let request = try PacketOut(decoding: payload)
+        try await datapath.packetOut(cube: request.cube, port: request.port, direction: request.direction == .ingress ? .ingress : .egress,
+                                     md: request.metadata, frame: request.frame)
     }
 
     /// `position` is first | last | auto (the default); `before` / `after` name a cube of the chain.
-    private func position(_ body: Attach) throws -> Position {
+    private func position(_ body: CubeAttach) throws -> Position {
         let given = [body.position, body.before, body.after].compactMap { $0 }
         guard given.count <= 1 else {
             throw BusError(code: .badRequest, message: "cube.attach: give at most one of position, before and after")
@@ -150,40 +122,52 @@ struct CoreEndpoint: Service {
     }
 
     private func handle(_ message: BusMessage) async {
+        if message.method == HubMethod.registered || message.method == HubMethod.unregistered {
+            if let notice = try? message.decode(HubNotice.self) {
+                await slowPath.endpointChanged(notice.name, registered: message.method == HubMethod.registered)
+            }
+            return
+        }
         do {
-            let reply: BusReply
+            guard let method = message.contractMethod else {
+                throw BusError(code: .unknownMethod, message: "pcn-core offers no method '\(message.method)'")
+            }
             // What must stay open until the reply (and its fds) is handed to the bus.
             var keepAlive: [AnyObject] = []
             defer { withExtendedLifetime(keepAlive) {} }
-            switch message.method {
-            case "ping":
-                reply = try .json(Pong(component: "pcn-core", pid: getpid()))
-            case "cube.create":
-                let body = try message.decode(CubeCreate.self)
-                reply = try .json(Node(node: try await datapath.createCube(name: body.name, service: body.service, type: body.type ?? "TC",
-                                                                                  transparent: body.transparent ?? false)))
+            let reply: BusReply
+            switch method {
+            case .ping:
+                reply = try .answer(Ping.self, Pong(component: "pcn-core", pid: getpid()))
+            case .cubeCreate:
+                let body = try message.request(CubeCreate.self)
+                reply = try .answer(CubeCreate.self, CubeNode(node: try await datapath.createCube(
+                    name: body.name, service: body.service, type: body.type ?? "TC", transparent: body.transparent ?? false)))
                 await pump.ensureStarted(datapath)
-            case "cube.destroy":
-                try await datapath.destroyCube(name: try message.decode(CubeName.self).name)
-                reply = try .json(Done())
-            case "cube.list":
-                reply = try .json(await datapath.describe())
-            case "cube.stats":
-                let name = try message.decode(CubeName.self).name
+            case .cubeConfigure:
+                reply = try .answer(CubeConfigure.self, try await datapath.configure(try message.request(CubeConfigure.self)))
+                await pump.ensureStarted(datapath)
+            case .cubeDestroy:
+                try await datapath.destroyCube(name: try message.request(CubeDestroy.self).name)
+                reply = try .answer(CubeDestroy.self, Done())
+            case .cubeList:
+                reply = try .answer(CubeList.self, await datapath.describe())
+            case .cubeStats:
+                let name = try message.request(CubeStatsQuery.self).name
                 var stats = try await datapath.stats(cube: name)
                 (stats.slowPathQueued, stats.slowPathDropped) = await slowPath.counters(cube: name)
-                reply = try .json(stats)
-            case "packet-out":
+                reply = try .answer(CubeStatsQuery.self, stats)
+            case .packetOut:
                 try await packetOut(message.payload)
                 reply = try .json(Done())
-            case "packet-in.subscribe":
+            case .packetInSubscribe:
                 // Packet-in of a cube goes to the caller (or the named endpoint) instead of its cube-host.
-                let body = try message.decode(Subscribe.self)
+                let body = try message.request(PacketInSubscribe.self)
                 _ = try await datapath.stats(cube: body.cube)
                 await slowPath.subscribe(cube: body.cube, subscriber: body.subscriber ?? message.source)
-                reply = try .json(Done())
-            case "cube.reload":
-                let body = try message.decode(Reload.self)
+                reply = try .answer(PacketInSubscribe.self, Done())
+            case .cubeReload:
+                let body = try message.request(CubeReload.self)
                 let direction: Datapath.Direction
                 switch body.direction?.lowercased() ?? "ingress" {
                 case "ingress": direction = .ingress
@@ -191,65 +175,60 @@ struct CoreEndpoint: Service {
                 default: throw BusError(code: .badRequest, message: "cube.reload: direction '\(body.direction!)' is neither ingress nor egress")
                 }
                 try await datapath.reload(cube: body.name, index: body.index, code: body.code, direction: direction)
-                reply = try .json(Done())
-            case "port.add":
-                let body = try message.decode(PortRef.self)
-                reply = try .json(PortIndex(index: try await datapath.addPort(cube: body.cube, port: body.port)))
-            case "port.remove":
-                let body = try message.decode(PortRef.self)
+                reply = try .answer(CubeReload.self, Done())
+            case .portAdd:
+                let body = try message.request(PortAdd.self)
+                reply = try .answer(PortAdd.self, PortIndex(index: try await datapath.addPort(cube: body.cube, port: body.port)))
+            case .portRemove:
+                let body = try message.request(PortRemove.self)
                 try await datapath.removePort(cube: body.cube, port: body.port)
-                reply = try .json(Done())
-            case "cube.attach":
-                let body = try message.decode(Attach.self)
+                reply = try .answer(PortRemove.self, Done())
+            case .cubeAttach:
+                let body = try message.request(CubeAttach.self)
                 try await datapath.attach(cube: body.cube, to: .init(parsing: body.to), position: try position(body))
-                reply = try .json(Done())
-            case "cube.detach":
-                try await datapath.detach(cube: try message.decode(CubeName.self).name)
-                reply = try .json(Done())
-            case "chain.list":
-                reply = try .json(try await datapath.chain(at: .init(parsing: try message.decode(ChainQuery.self).at)))
-            case "cube.set-loglevel":
-                let body = try message.decode(LogLevelSet.self)
+                reply = try .answer(CubeAttach.self, Done())
+            case .cubeDetach:
+                try await datapath.detach(cube: try message.request(CubeDetach.self).name)
+                reply = try .answer(CubeDetach.self, Done())
+            case .chainList:
+                reply = try .answer(ChainList.self, try await datapath.chain(at: .init(parsing: try message.request(ChainList.self).at)))
+            case .cubeSetLogLevel:
+                let body = try message.request(CubeSetLogLevel.self)
                 guard let level = DatapathLogLevel(parsing: body.level) else {
                     throw BusError(code: .badRequest, message: "log level '\(body.level)' is not one of \(DatapathLogLevel.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 try await datapath.setLogLevel(cube: body.name, level: level)
-                reply = try .json(Done())
-            case "cube.tables":
+                reply = try .answer(CubeSetLogLevel.self, Done())
+            case .cubeTables:
                 // A cube's tables as fds, in the order of the answer. Only the cube's own cube-host
                 // may have them (a compromised cube-host reaches its own service's tables, no other).
-                let body = try message.decode(TablesQuery.self)
+                let body = try message.request(CubeTables.self)
                 let service = try await datapath.service(of: body.name)
-                guard !message.source.hasPrefix("cube-host/") || message.source == "cube-host/\(service)" else {
+                guard !message.source.hasPrefix(BusName.cubeHostPrefix) || message.source == BusName.cubeHost(service) else {
                     throw BusError(code: .failed, message: "\(message.source) may not open the tables of cube '\(body.name)' (service \(service))")
                 }
                 let tables = try await datapath.tables(of: body.name, only: body.tables)
                 guard tables.count <= 16 else {
                     throw BusError(code: .badRequest, message: "cube '\(body.name)' has \(tables.count) tables, more than one answer carries (16): ask for some by name (\(tables.map(\.name).joined(separator: ", ")))")
                 }
-                reply = try .json(tables.map { TableDescription(name: $0.name, type: $0.map.type.rawValue, keySize: $0.map.keySize,
-                                                                valueSize: $0.map.valueSize, maxEntries: $0.map.maxEntries) },
-                                  fds: tables.map(\.map.fd))
+                reply = try .answer(CubeTables.self, tables.map {
+                    TableDescription(name: $0.name, type: $0.map.type.rawValue, keySize: $0.map.keySize,
+                                     valueSize: $0.map.valueSize, maxEntries: $0.map.maxEntries)
+                }, fds: tables.map(\.map.fd))
                 keepAlive = tables.map(\.map)
-            case "log.formats":
-                reply = try .json(await datapath.logFormats())
-            case "log.ring":
+            case .logFormats:
+                reply = try .answer(LogFormats.self, await datapath.logFormats())
+            case .logRing:
                 // The ring and the lost counter, as fds: pcn-logd needs no privilege to drain them.
                 let (ring, lost) = try await datapath.logMaps()
-                reply = try .json(Done(), fds: [ring.fd, lost.fd])
+                reply = try .answer(LogRing.self, Done(), fds: [ring.fd, lost.fd])
                 keepAlive = [ring, lost]
-            case "netdev.chains":
-                reply = try .json(await datapath.netdevChains())
-            case "port.set-peer":
-                let body = try message.decode(PeerSet.self)
+            case .netdevChains:
+                reply = try .answer(NetdevChains.self, await datapath.netdevChains())
+            case .portSetPeer:
+                let body = try message.request(PortSetPeer.self)
                 try await datapath.setPeer(cube: body.cube, port: body.port, peer: .init(parsing: body.peer))
-                reply = try .json(Done())
-            case HubMethod.registered:
-                await slowPath.endpointRegistered(try message.decode(HubNotice.self).name)
-                return
-            case HubMethod.unregistered:
-                await slowPath.endpointUnregistered(try message.decode(HubNotice.self).name)
-                return
+                reply = try .answer(PortSetPeer.self, Done())
             default:
                 throw BusError(code: .unknownMethod, message: "pcn-core offers no method '\(message.method)'")
             }

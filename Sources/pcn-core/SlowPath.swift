@@ -4,6 +4,7 @@ import Foundation
 import IPC
 import Logging
 import PCNDatapathABI
+import PCNProtocol
 
 /// Packet-in delivery: records from the ring go, in order, to each cube's subscriber over the bus
 /// (by default `cube-host/<service>`). While the subscriber is not registered, a bounded queue per cube
@@ -14,14 +15,16 @@ actor SlowPath {
     private let endpoint: LocalEndpoint
     private let datapath: Datapath
     private let logger: Logger
+    /// The hub's registration table, read at each decision (never a copy kept from notices).
+    private let isRegistered: @Sendable (String) -> Bool
     private var subscribers: [String: String] = [:]
-    private var registered: Set<String> = []
     private var queues: [String: [[UInt8]]] = [:]
     private var dropped: [String: UInt64] = [:]
     private var services: [String: String] = [:]
 
-    init(endpoint: LocalEndpoint, datapath: Datapath, logger: Logger) {
+    init(endpoint: LocalEndpoint, datapath: Datapath, isRegistered: @escaping @Sendable (String) -> Bool, logger: Logger) {
         self.endpoint = endpoint
+        self.isRegistered = isRegistered
         self.datapath = datapath
         self.logger = logger
     }
@@ -52,7 +55,10 @@ actor SlowPath {
         let capturedOffset = MemoryLayout<pcn_packet_in>.offset(of: \pcn_packet_in.captured_len)!
         let captured = Int(record.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: capturedOffset, as: UInt32.self) })
         let payload = Array(record.prefix(headerSize + min(captured, Int(PCN_PACKET_IN_MAX))))
-        if registered.contains(subscriber) && (queues[cube.name]?.isEmpty ?? true) {
+        if isRegistered(subscriber) {
+            // What waited goes first, in order (its subscriber may have come before the notice).
+            let waiting = queues.removeValue(forKey: cube.name) ?? []
+            for earlier in waiting { send(earlier, to: subscriber, cube: cube.name) }
             send(payload, to: subscriber, cube: cube.name)
         } else {
             enqueue(payload, cube: cube.name)
@@ -61,7 +67,7 @@ actor SlowPath {
 
     private func send(_ payload: [UInt8], to subscriber: String, cube: String) {
         do {
-            try endpoint.event(subscriber, method: "packet-in", payload: payload)
+            try endpoint.event(subscriber, method: Method.packetIn.rawValue, payload: payload)
         } catch {
             enqueue(payload, cube: cube)
         }
@@ -80,17 +86,15 @@ actor SlowPath {
         flush()
     }
 
-    func endpointRegistered(_ name: String) {
-        registered.insert(name)
-        flush()
+    /// The hub announced a (re)registration or a departure: what waits may be deliverable now.
+    func endpointChanged(_ name: String, registered: Bool) {
+        if registered { flush() }
     }
-
-    func endpointUnregistered(_ name: String) { registered.remove(name) }
 
     /// Delivers what waits for subscribers that are registered now.
     private func flush() {
         for (cube, waiting) in queues where !waiting.isEmpty {
-            guard let subscriber = subscriber(of: cube), registered.contains(subscriber) else { continue }
+            guard let subscriber = subscriber(of: cube), isRegistered(subscriber) else { continue }
             queues[cube] = []
             for payload in waiting { send(payload, to: subscriber, cube: cube) }
         }

@@ -1,6 +1,6 @@
 import BPFKit
 import DaemonKit
-import DatapathKit
+import PCNProtocol
 import Foundation
 import IPC
 import Logging

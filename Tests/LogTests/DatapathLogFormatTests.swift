@@ -1,4 +1,4 @@
-import DatapathKit
+import PCNProtocol
 import XCTest
 
 final class DatapathLogFormatTests: XCTestCase {

@@ -1,6 +1,30 @@
 import Foundation
 import PCNDatapathABI
 
+/// A cube's datapath log level: its pcn_log statements below it are removed at load time.
+public enum DatapathLogLevel: String, Codable, Sendable, CaseIterable {
+    case trace = "TRACE", debug = "DEBUG", info = "INFO", warn = "WARN", err = "ERR", critical = "CRITICAL", off = "OFF"
+
+    /// Case-insensitive; WARNING and ERROR are accepted too.
+    public init?(parsing text: String) {
+        switch text.uppercased() {
+        case "WARNING": self = .warn
+        case "ERROR": self = .err
+        default:
+            guard let level = DatapathLogLevel(rawValue: text.uppercased()) else { return nil }
+            self = level
+        }
+    }
+
+    /// The value of enum pcn_log_level.
+    public var value: UInt32 { UInt32(Self.allCases.firstIndex(of: self)!) }
+
+    public init?(value: UInt32) {
+        guard value < Self.allCases.count else { return nil }
+        self = Self.allCases[Int(value)]
+    }
+}
+
 /// Turns a pcn_log record into its message: printf's integer conversions (`%d %i %u %x %X %o %c`,
 /// flags `-0+ #`, width, precision, length modifiers ignored since every argument is a 64-bit
 /// slot) and `%%`, plus `%I` (IPv4 in network order), `%M` (a MAC from pcn_mac()) and `%P` (a port in

@@ -1,0 +1,43 @@
+/// Every method on the bus, by the endpoint that answers it. The raw value is the wire name.
+public enum Method: String, Sendable, CaseIterable {
+    // Every component.
+    case ping
+
+    // pcn-core (`core`)
+    case cubeCreate = "cube.create"
+    case cubeDestroy = "cube.destroy"
+    /// Cube, type, log level, ports and peers at once: one build, one swap.
+    case cubeConfigure = "cube.configure"
+    case cubeList = "cube.list"
+    case cubeStats = "cube.stats"
+    case cubeReload = "cube.reload"
+    case cubeAttach = "cube.attach"
+    case cubeDetach = "cube.detach"
+    case cubeSetLogLevel = "cube.set-loglevel"
+    case cubeTables = "cube.tables"
+    case portAdd = "port.add"
+    case portRemove = "port.remove"
+    case portSetPeer = "port.set-peer"
+    case chainList = "chain.list"
+    case netdevChains = "netdev.chains"
+    case packetOut = "packet-out"
+    case packetInSubscribe = "packet-in.subscribe"
+    case logFormats = "log.formats"
+    case logRing = "log.ring"
+
+    // pcn-api (`api`)
+    case serviceRegister = "service.register"
+
+    // a cube-host (`cube-host/<service>`)
+    /// Phase (b) of a write: would the service accept this configuration? Nothing changes.
+    case cubeCheck = "cube.check"
+    case cubeApply = "cube.apply"
+    case cubeState = "cube.state"
+    case cubeAction = "cube.action"
+    /// Sent by pcn-core to a cube's subscriber (an event): `struct pcn_packet_in` then the bytes.
+    case packetIn = "packet-in"
+
+    // pcn-logd (`logd`)
+    /// An event: one log line of a component, forwarded to the log sinks.
+    case logLine = "log.line"
+}

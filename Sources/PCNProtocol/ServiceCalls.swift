@@ -1,0 +1,176 @@
+import Foundation
+import IPC
+import JSONText
+
+/// A cube-host registers its service's model with pcn-api (on every connection, and whenever
+/// pcn-api comes back).
+public struct ServiceRegister: APICall {
+    public typealias Answer = Done
+    public static let method = Method.serviceRegister
+    public var service: String
+    public var yang: String
+    public init(service: String, yang: String) {
+        self.service = service
+        self.yang = yang
+    }
+}
+
+// MARK: - Cube-host calls
+
+/// A call a cube-host answers. Configurations are the JSON trees pcn-api validated (libyang's
+/// normalized JSON), so bodies are written with JSONText rather than Codable.
+public protocol CubeHostCall {
+    associatedtype Answer: CubeHostAnswer
+    static var method: Method { get }
+    var object: [String: Any] { get }
+    init(object: [String: Any]) throws
+}
+
+public protocol CubeHostAnswer {
+    init(object: [String: Any]) throws
+    var object: [String: Any] { get }
+}
+
+extension CubeHostCall {
+    public func body() throws -> [UInt8] { Array(try JSONText.data(object)) }
+
+    /// The receiver's side: the request in `message`.
+    public init(message: BusMessage) throws {
+        let tree: Any
+        do {
+            tree = try JSONSerialization.jsonObject(with: Data(message.body))
+        } catch {
+            throw BusError(code: .badRequest, message: "'\(message.method)' from \(message.source): the body is not JSON")
+        }
+        guard let object = tree as? [String: Any] else {
+            throw BusError(code: .badRequest, message: "'\(message.method)' from \(message.source): the body is not a JSON object")
+        }
+        try self.init(object: object)
+    }
+}
+
+extension CubeHostAnswer {
+    public init(body: [UInt8], method: Method) throws {
+        let object = body.isEmpty ? [:] : (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+        guard let object else {
+            throw BusError(code: .badRequest, message: "the answer to '\(method.rawValue)' is not a JSON object")
+        }
+        try self.init(object: object)
+    }
+
+    public func reply() throws -> BusReply { BusReply(payload: Array(try JSONText.data(object))) }
+}
+
+/// An answer of JSON members (state, an action's output).
+public struct JSONObjectAnswer: CubeHostAnswer {
+    public var object: [String: Any]
+    public init(object: [String: Any]) { self.object = object }
+}
+
+private func required<T>(_ object: [String: Any], _ name: String, _ method: Method) throws -> T {
+    guard let value = object[name] as? T else {
+        throw BusError(code: .badRequest, message: "\(method.rawValue): '\(name)' is missing or of the wrong type")
+    }
+    return value
+}
+
+/// Phase (b) of a write: the service checks the candidate configuration of a cube (nil: the cube
+/// is to be deleted) and answers, or refuses with `bad-request` and the data path. Nothing changes.
+public struct CubeCheck: CubeHostCall {
+    public typealias Answer = JSONObjectAnswer
+    public static let method = Method.cubeCheck
+    public var cube: String
+    public var config: [String: Any]?
+
+    public init(cube: String, config: [String: Any]?) {
+        self.cube = cube
+        self.config = config
+    }
+
+    public var object: [String: Any] { ["cube": cube, "config": config ?? NSNull()] }
+
+    public init(object: [String: Any]) throws {
+        cube = try required(object, "cube", Self.method)
+        config = object["config"] as? [String: Any]
+    }
+}
+
+/// Phase (d): the cube-host applies a configuration pcn-core's datapath now has (`datapath`:
+/// its node and port indices, so no `cube.list` round trip). `replay`: apply all of it anew (a
+/// restart), not only what differs from what was applied last. Config nil: the cube is gone.
+public struct CubeApply: CubeHostCall {
+    public typealias Answer = JSONObjectAnswer
+    public static let method = Method.cubeApply
+    public var cube: String
+    public var config: [String: Any]?
+    public var replay: Bool
+    public var datapath: CubeDescription?
+
+    public init(cube: String, config: [String: Any]?, replay: Bool, datapath: CubeDescription?) {
+        self.cube = cube
+        self.config = config
+        self.replay = replay
+        self.datapath = datapath
+    }
+
+    public var object: [String: Any] {
+        var object: [String: Any] = ["cube": cube, "config": config ?? NSNull(), "replay": replay]
+        if let datapath, let data = try? JSONEncoder().encode(datapath), let tree = try? JSONSerialization.jsonObject(with: data) {
+            object["datapath"] = tree
+        }
+        return object
+    }
+
+    public init(object: [String: Any]) throws {
+        cube = try required(object, "cube", Self.method)
+        config = object["config"] as? [String: Any]
+        replay = object["replay"] as? Bool ?? true
+        if let tree = object["datapath"], !(tree is NSNull) {
+            do {
+                datapath = try JSONDecoder().decode(CubeDescription.self, from: try JSONSerialization.data(withJSONObject: tree))
+            } catch {
+                throw BusError(code: .badRequest, message: "cube.apply: 'datapath' is not a cube description: \(error)")
+            }
+        }
+    }
+}
+
+/// The state (config false) of a cube, read from its tables.
+public struct CubeStateQuery: CubeHostCall {
+    public typealias Answer = JSONObjectAnswer
+    public static let method = Method.cubeState
+    public var cube: String
+    public init(cube: String) { self.cube = cube }
+    public var object: [String: Any] { ["cube": cube] }
+    public init(object: [String: Any]) throws { cube = try required(object, "cube", Self.method) }
+}
+
+/// A YANG action on a cube: `path` is where it was called (["fdb"]), `config` the cube's current
+/// configuration. The answer has `output` and, when the action changed the configuration, `config`.
+public struct CubeAction: CubeHostCall {
+    public typealias Answer = JSONObjectAnswer
+    public static let method = Method.cubeAction
+    public var cube: String
+    public var path: [String]
+    public var action: String
+    public var input: [String: Any]
+    public var config: [String: Any]
+
+    public init(cube: String, path: [String], action: String, input: [String: Any], config: [String: Any]) {
+        self.cube = cube
+        self.path = path
+        self.action = action
+        self.input = input
+        self.config = config
+    }
+
+    public var object: [String: Any] { ["cube": cube, "path": path, "action": action, "input": input, "config": config] }
+
+    public init(object: [String: Any]) throws {
+        cube = try required(object, "cube", Self.method)
+        action = try required(object, "action", Self.method)
+        path = object["path"] as? [String] ?? []
+        input = object["input"] as? [String: Any] ?? [:]
+        config = object["config"] as? [String: Any] ?? [:]
+    }
+}
