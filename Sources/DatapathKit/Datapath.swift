@@ -10,7 +10,12 @@ import Glibc
 /// A datapath request that cannot be carried out; the message names what was wrong.
 public struct DatapathError: Error, CustomStringConvertible {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// The configuration node at fault, relative to the cube (`ports[name='p1']/peer`), if one is.
+    public let path: String?
+    public init(_ description: String, path: String? = nil) {
+        self.description = description
+        self.path = path
+    }
 }
 
 /// Every cube, port, transparent cube and netdev attachment, and the patch panels that chain them.

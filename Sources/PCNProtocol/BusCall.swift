@@ -76,12 +76,12 @@ public struct CoreBus: Sendable {
         self.connectWithin = connectWithin
     }
 
-    public func call<C: CoreCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> C.Answer {
+    nonisolated(nonsending) public func call<C: CoreCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> C.Answer {
         try await message(call, timeout: timeout).decode(C.Answer.self)
     }
 
     /// The whole answer (for calls whose answer carries fds).
-    public func message<C: CoreCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> BusMessage {
+    nonisolated(nonsending) public func message<C: CoreCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> BusMessage {
         try await bus.request(BusName.core, method: C.method.rawValue, payload: try call.body(), timeout: timeout,
                               connectWithin: connectWithin)
     }
@@ -113,7 +113,7 @@ public struct CubeHostBus: Sendable {
         self.endpoint = endpoint
     }
 
-    public func call<C: CubeHostCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> C.Answer {
+    nonisolated(nonsending) public func call<C: CubeHostCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> C.Answer {
         let answer = try await bus.request(endpoint, method: C.method.rawValue, payload: try call.body(), timeout: timeout)
         return try C.Answer(body: answer.body, method: C.method)
     }

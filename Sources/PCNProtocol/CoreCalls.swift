@@ -40,11 +40,17 @@ public struct CubeNode: Codable, Sendable {
     public init(node: UInt32) { self.node = node }
 }
 
+/// Removes a cube with its links in one change (refused, nothing changed, while transparent cubes
+/// are attached to its ports). `ifExists`: a cube that is not there is not an error.
 public struct CubeDestroy: CoreCall {
     public typealias Answer = Done
     public static let method = Method.cubeDestroy
     public var name: String
-    public init(name: String) { self.name = name }
+    public var ifExists: Bool?
+    public init(name: String, ifExists: Bool? = nil) {
+        self.name = name
+        self.ifExists = ifExists
+    }
 }
 
 /// A cube's whole datapath part as one change: created if missing (`service`, `type`,

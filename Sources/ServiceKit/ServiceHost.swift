@@ -4,6 +4,7 @@ import JSONText
 import IPC
 import Logging
 import PCNDatapathABI
+import PCNProtocol
 
 /// Runs one service on the bus: registers its model with pcn-api (again on every reconnection and
 /// whenever pcn-api comes back), applies configuration changes to its cubes' tables, answers state
@@ -49,13 +50,10 @@ public actor ServiceHost<Service: CubeService> {
 
     // MARK: - Registration
 
-    private struct Registration: Codable { var service: String; var yang: String }
-
     private func register() async {
-        let payload = (try? JSONEncoder().encode(Registration(service: Service.name, yang: model))).map(Array.init) ?? []
         for attempt in 0..<50 {
             do {
-                _ = try await bus.request("api", method: "service.register", payload: payload, timeout: .seconds(30))
+                _ = try await APIBus(bus).call(ServiceRegister(service: Service.name, yang: model), timeout: .seconds(30))
                 logger.info("model registered with pcn-api")
                 return
             } catch let error as BusError where error.code == .noRoute || error.code == .disconnected || error.code == .timeout {
@@ -74,34 +72,39 @@ public actor ServiceHost<Service: CubeService> {
 
     private func handle(_ message: BusMessage) async {
         switch message.method {
-        case "ping":
-            bus.reply(to: message, BusReply(payload: Array("cube-host/\(Service.name)".utf8)))
         case HubMethod.registered:
-            if (try? message.decode(HubNotice.self))?.name == "api" { Task { await self.register() } }
+            if (try? message.decode(HubNotice.self))?.name == BusName.api { Task { await self.register() } }
+            return
         case HubMethod.unregistered:
-            break
-        case "packet-in":
-            await packetIn(message.payload)
-        case "cube.apply", "cube.state", "cube.action":
-            do {
-                let body = try JSONSerialization.jsonObject(with: Data(message.body)) as? [String: Any] ?? [:]
-                guard let name = body["cube"] as? String else {
-                    throw BusError(code: .badRequest, message: "\(message.method): no 'cube' in the request")
-                }
-                let answer: [String: Any]
-                switch message.method {
-                case "cube.apply": answer = try await apply(name, config: body["config"] as? [String: Any], replay: body["replay"] as? Bool ?? true)
-                case "cube.state": answer = try state(name)
-                default: answer = try await action(name, body)
-                }
-                bus.reply(to: message, BusReply(payload: Array(try JSONText.data(answer))))
-            } catch let error as BusError {
-                bus.fail(message, error)
-            } catch {
-                bus.fail(message, BusError(code: .failed, message: "\(error)"))
-            }
+            return
         default:
-            bus.fail(message, BusError(code: .unknownMethod, message: "cube-host/\(Service.name) offers no method '\(message.method)'"))
+            break
+        }
+        do {
+            let answer: [String: Any]
+            switch message.contractMethod {
+            case .ping?:
+                bus.reply(to: message, BusReply(payload: Array(BusName.cubeHost(Service.name).utf8)))
+                return
+            case .packetIn?:
+                await packetIn(message.payload)
+                return
+            case .cubeCheck?:
+                answer = try check(try CubeCheck(message: message))
+            case .cubeApply?:
+                answer = try await apply(try CubeApply(message: message))
+            case .cubeState?:
+                answer = try state(try CubeStateQuery(message: message).cube)
+            case .cubeAction?:
+                answer = try await action(try CubeAction(message: message))
+            default:
+                throw BusError(code: .unknownMethod, message: "\(BusName.cubeHost(Service.name)) offers no method '\(message.method)'")
+            }
+            bus.reply(to: message, BusReply(payload: Array(try JSONText.data(answer))))
+        } catch let error as BusError {
+            bus.fail(message, error)
+        } catch {
+            bus.fail(message, BusError(code: .failed, message: "\(error)"))
         }
     }
 
@@ -126,10 +129,26 @@ public actor ServiceHost<Service: CubeService> {
 
     // MARK: - Configuration
 
+    /// Phase (b) of a write: would the service take this configuration? Nothing changes, and
+    /// no datapath state is needed (the service's rules are about the configuration).
+    private func check(_ request: CubeCheck) throws -> [String: Any] {
+        guard let config = request.config else { return [:] }
+        let known = cubes[request.cube]
+        let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: config, previous: known?.config)
+        do {
+            try service.validate(change)
+        } catch {
+            throw busError(error, cube: request.cube)
+        }
+        return [:]
+    }
+
     /// Applies a cube's configuration: what changed since the configuration this host applied last,
-    /// or all of it for a new cube or a `replay`.
-    private func apply(_ name: String, config: [String: Any]?, replay: Bool) async throws -> [String: Any] {
-        guard let config else {
+    /// or all of it for a new cube or a `replay`. The service's rules run again (a replay, or a
+    /// configuration that changed since its check, must not reach the tables unchecked).
+    private func apply(_ request: CubeApply) async throws -> [String: Any] {
+        let name = request.cube
+        guard let config = request.config else {
             if let cube = cubes.removeValue(forKey: name) {
                 service.removed(cube)
                 logger.info("cube removed", metadata: ["cube": "\(name)"])
@@ -138,19 +157,35 @@ public actor ServiceHost<Service: CubeService> {
         }
         let known = cubes[name]
         let cube = known ?? Cube(name: name, service: Service.name)
-        try await refresh(cube, tables: known == nil || replay)
-        let change = Change(cube: cube, config: config, previous: replay ? nil : known?.config)
+        let change = Change(cube: cube, config: config, previous: request.replay ? nil : known?.config)
         do {
             try service.validate(change)
         } catch {
             throw busError(error, cube: name)
         }
+        // The cube's datapath identity comes with the request (pcn-core's answer to the write's
+        // datapath step); only a cube this host does not know yet costs a look-up.
+        let described: CubeDescription
+        if let datapath = request.datapath {
+            described = datapath
+        } else if known != nil {
+            described = CubeDescription(name: name, service: Service.name, type: "", transparent: cube.transparent, node: cube.node,
+                                        parent: nil, loglevel: "", ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer, tcubes: []) })
+        } else {
+            described = try await lookUp(name)
+        }
+        let previousPorts = cube.ports, previousNode = cube.node, previousTransparent = cube.transparent
+        cube.node = described.node
+        cube.transparent = described.transparent
+        cube.ports = described.ports.map { Cube.Port(name: $0.name, index: $0.index, peer: $0.peer) }
         do {
+            if known == nil || request.replay || cube.tables.isEmpty { try await openTables(cube) }
             for binding in Service.bindings where binding.paths.contains(where: change.changed) {
                 try binding.apply(service)(change)
             }
         } catch {
             // Put back what the previous configuration had (pcn-api undoes the datapath part).
+            (cube.ports, cube.node, cube.transparent) = (previousPorts, previousNode, previousTransparent)
             if let before = change.previous {
                 let undo = Change(cube: cube, config: before, previous: nil)
                 for binding in Service.bindings { try? binding.apply(service)(undo) }
@@ -169,34 +204,26 @@ public actor ServiceHost<Service: CubeService> {
         return [:]
     }
 
-    private struct CoreCube: Decodable {
-        struct Port: Decodable { var name: String; var index: Int; var peer: String }
-        var name: String
-        var node: UInt32
-        var transparent: Bool
-        var ports: [Port]
-    }
+    private var core: CoreBus { CoreBus(bus) }
 
-    private struct TableDescription: Decodable { var name: String }
-
-    /// Reads the cube's ports and identity from pcn-core and, when asked, opens its tables (fds
-    /// that pcn-core hands to this cube-host only).
-    private func refresh(_ cube: Cube, tables: Bool) async throws {
-        let all: [CoreCube]
+    /// A cube as pcn-core has it (for a cube this host has not been told about by a write).
+    private func lookUp(_ name: String) async throws -> CubeDescription {
+        let all: [CubeDescription]
         do {
-            all = try await bus.request("core", method: "cube.list", timeout: .seconds(30)).decode([CoreCube].self)
+            all = try await core.call(CubeList(), timeout: .seconds(30))
         } catch {
             throw BusError(code: .failed, message: "pcn-core did not list the cubes: \(error)")
         }
-        guard let described = all.first(where: { $0.name == cube.name }) else {
-            throw BusError(code: .failed, message: "pcn-core has no cube '\(cube.name)'")
+        guard let described = all.first(where: { $0.name == name }) else {
+            throw BusError(code: .failed, message: "pcn-core has no cube '\(name)'")
         }
-        cube.node = described.node
-        cube.transparent = described.transparent
-        cube.ports = described.ports.map { Cube.Port(name: $0.name, index: $0.index, peer: $0.peer) }
-        guard tables || cube.tables.isEmpty else { return }
-        let answer = try await bus.request("core", method: "cube.tables", payload: Array(try JSONEncoder().encode(["name": cube.name])), timeout: .seconds(30))
-        let names = try answer.decode([TableDescription].self).map(\.name)
+        return described
+    }
+
+    /// Opens the cube's tables: fds that pcn-core hands to this cube-host only.
+    private func openTables(_ cube: Cube) async throws {
+        let answer = try await core.message(CubeTables(name: cube.name), timeout: .seconds(30))
+        let names = try answer.decode(CubeTables.Answer.self).map(\.name)
         guard names.count == answer.fds.count else {
             throw BusError(code: .failed, message: "cube.tables answered \(names.count) names and \(answer.fds.count) fds")
         }
@@ -218,14 +245,14 @@ public actor ServiceHost<Service: CubeService> {
         }
     }
 
-    private func action(_ name: String, _ body: [String: Any]) async throws -> [String: Any] {
+    private func action(_ request: CubeAction) async throws -> [String: Any] {
+        let name = request.cube
         guard let cube = cubes[name] else {
             throw BusError(code: .failed, message: "cube '\(name)' is not configured in cube-host/\(Service.name) yet")
         }
         let result: ActionResult
         do {
-            result = try service.action(body["action"] as? String ?? "", path: body["path"] as? [String] ?? [],
-                                        input: body["input"] as? [String: Any] ?? [:], on: cube)
+            result = try service.action(request.action, path: request.path, input: request.input, on: cube)
         } catch {
             throw busError(error, cube: name)
         }
@@ -272,18 +299,9 @@ public actor ServiceHost<Service: CubeService> {
         let outgoing = cube.outbox
         cube.outbox = []
         for packet in outgoing {
-            var request = pcn_packet_out_request()
-            withUnsafeMutableBytes(of: &request.cube) { raw in
-                for (index, byte) in cube.name.utf8.prefix(Int(PCN_NAME_MAX) - 1).enumerated() { raw[index] = byte }
-            }
-            withUnsafeMutableBytes(of: &request.port) { raw in
-                for (index, byte) in packet.port.utf8.prefix(Int(PCN_NAME_MAX) - 1).enumerated() { raw[index] = byte }
-            }
-            request.direction = packet.direction.rawValue
-            request.md = packet.metadata
-            let payload = withUnsafeBytes(of: request) { Array($0) } + packet.frame
             do {
-                _ = try await bus.request("core", method: "packet-out", payload: payload, timeout: .seconds(5))
+                try await core.packetOut(PacketOut(cube: cube.name, port: packet.port, direction: packet.direction == .ingress ? .ingress : .egress,
+                                                   metadata: packet.metadata, frame: packet.frame))
             } catch {
                 cube.logger.warning("packet-out through '\(packet.port)' failed: \((error as? BusError)?.message ?? "\(error)")")
             }

@@ -2,6 +2,7 @@ import DaemonKit
 import Foundation
 import JSONText
 import IPC
+import PCNProtocol
 import Logging
 import YangKit
 
@@ -21,8 +22,10 @@ struct RestFailure: Error {
 }
 
 /// The services' models, the datastore, and every write: resolve, validate the whole candidate,
-/// apply to the datapath and the service's cube-host, commit; or refuse with nothing changed. One
-/// actor, so writers are serialised and readers only ever see committed configuration.
+/// apply to the datapath and the service's cube-host, commit; or refuse with nothing changed.
+/// Writes (and replays, attaches, actions) pass one at a time, in arrival order, through
+/// `exclusively`: an actor alone would let a second write start from the state the first one is
+/// still changing while it awaits the datapath. Readers only ever see committed configuration.
 actor ConfigEngine {
     struct Service: Codable {
         var name: String
@@ -45,6 +48,9 @@ actor ConfigEngine {
     /// The models registered so far, one file per service: after a restart the service trees are
     /// served at once (reads, and writes once the cube-host answers), not only after it registers again.
     private let modelDirectory: String
+    /// The write in progress, and those waiting for it in arrival order.
+    private var writing = false
+    private var writers: [CheckedContinuation<Void, Never>] = []
 
     init(yangDirectory: String, datastorePath: String, bus: BusClient, logger: Logger) throws {
         self.yangDirectory = yangDirectory
@@ -91,6 +97,18 @@ actor ConfigEngine {
         return (fresh, tops, try ServiceMetric.declarations(tops))
     }
 
+    /// Runs `body` once every write that came before it has finished.
+    private func exclusively<T>(_ body: () async throws -> T) async throws -> T {
+        if writing {
+            await withCheckedContinuation { writers.append($0) }
+        } else {
+            writing = true
+        }
+        // The turn passes straight to the next writer, so none can overtake it.
+        defer { if writers.isEmpty { writing = false } else { writers.removeFirst().resume() } }
+        return try await body()
+    }
+
     // MARK: - Services
 
     /// A cube-host registers its service's model. The REST tree of the service exists from then on,
@@ -114,6 +132,10 @@ actor ConfigEngine {
     /// either, or of everything). Failures are logged: the configuration stays stored. Called after
     /// the registration is answered, so a cube-host that handles one request at a time is free.
     func replay(service: String) async {
+        _ = try? await exclusively { await replayNow(service: service) }
+    }
+
+    private func replayNow(service: String) async {
         guard let top = tops[service], let endpoint = services[service]?.endpoint else { return }
         let cubes = (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap { $0 as? [String: Any] }
         for cube in cubes {
@@ -129,7 +151,9 @@ actor ConfigEngine {
 
     /// pcn-core came (back): every registered service's cubes are replayed.
     func replayAll() async {
-        for service in services.keys.sorted() { await replay(service: service) }
+        _ = try? await exclusively {
+            for service in services.keys.sorted() { await replayNow(service: service) }
+        }
     }
 
     /// What the services' models export as metrics, with their samples in every cube (read from the
@@ -157,15 +181,17 @@ actor ConfigEngine {
 
     /// Attaches a transparent cube (pcn-core checks the position and types) and stores it.
     func attach(_ request: [String: String]) async throws {
+        try await exclusively { try await attachNow(request) }
+    }
+
+    private func attachNow(_ request: [String: String]) async throws {
         guard let cube = request["cube"], let to = request["to"] ?? request["port"] else {
             throw RestFailure(400, tag: "missing-element", "attach needs {\"cube\": name, \"port\": netdev or cube:port}")
         }
-        var body = ["cube": cube, "to": to]
-        for key in ["position", "before", "after"] { body[key] = request[key] }
         // The chain's order after the attach is what replay rebuilds.
         let chain: [String]
         do {
-            _ = try await core.request("cube.attach", body)
+            _ = try await core.call(CubeAttach(cube: cube, to: to, position: request["position"], before: request["before"], after: request["after"]))
             chain = try await core.chain(at: to)
         } catch {
             throw RestFailure(core: error)
@@ -177,8 +203,12 @@ actor ConfigEngine {
     }
 
     func detach(_ cube: String) async throws {
+        try await exclusively { try await detachNow(cube) }
+    }
+
+    private func detachNow(_ cube: String) async throws {
         do {
-            _ = try await core.request("cube.detach", ["name": cube])
+            _ = try await core.call(CubeDetach(name: cube))
         } catch {
             throw RestFailure(core: error)
         }
@@ -192,7 +222,7 @@ actor ConfigEngine {
             guard let cube = attachment["cube"], let to = attachment["to"],
                   let current = cubes.first(where: { $0.name == cube }), current.parent == nil else { continue }
             do {
-                _ = try await core.request("cube.attach", ["cube": cube, "to": to, "position": "last"])
+                _ = try await core.call(CubeAttach(cube: cube, to: to, position: "last"))
             } catch {
                 logger.info("replay: '\(cube)' not attached to \(to) yet: \(error)")
             }
@@ -236,11 +266,11 @@ actor ConfigEngine {
     /// status and transparent cubes, a transparent cube's parent) and what the cube-host answers to
     /// `cube.state {cube}` (counters, tables: read from its maps), merged over its configuration.
     /// `coreCubes`: pcn-core's cubes when the caller has them already.
-    private func withState(_ cube: [String: Any], service: String, coreCubes: [CoreCube]? = nil) async -> [String: Any] {
+    private func withState(_ cube: [String: Any], service: String, coreCubes: [CubeDescription]? = nil) async -> [String: Any] {
         guard let name = cube["name"] as? String else { return cube }
         var merged = cube
         merged["service-name"] = service
-        let cubes: [CoreCube]? = if let coreCubes { coreCubes } else { try? await core.cubes(timeout: .seconds(5)) }
+        let cubes: [CubeDescription]? = if let coreCubes { coreCubes } else { try? await core.cubes(timeout: .seconds(5)) }
         if let live = cubes?.first(where: { $0.name == name }) {
             if let parent = live.parent { merged["parent"] = parent }
             if var ports = merged["ports"] as? [Any] {
@@ -254,10 +284,9 @@ actor ConfigEngine {
             }
         }
         if let endpoint = services[service]?.endpoint,
-           let answer = try? await bus.request(endpoint, method: "cube.state", payload: Array((try? JSONText.data(["cube": name])) ?? Data()), timeout: .seconds(5)),
-           let state = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any],
+           let state = try? await CubeHostBus(bus, endpoint: endpoint).call(CubeStateQuery(cube: name), timeout: .seconds(5)).object,
            let top = tops[service] {
-            merged = ConfigTree.merge(merged, state, node: top) as? [String: Any] ?? merged
+            merged = (try? ConfigTree.merge(merged, state, node: top, path: "")) as? [String: Any] ?? merged
         }
         return merged
     }
@@ -284,6 +313,10 @@ actor ConfigEngine {
 
     /// One write. Returns true when it created the target.
     func write(_ method: Method, _ target: Target, body bodyData: Data?, ifMatch: String?) async throws -> Bool {
+        try await exclusively { try await writeNow(method, target, body: bodyData, ifMatch: ifMatch) }
+    }
+
+    private func writeNow(_ method: Method, _ target: Target, body bodyData: Data?, ifMatch: String?) async throws -> Bool {
         var body: Any?
         if let bodyData {
             do {
@@ -353,7 +386,7 @@ actor ConfigEngine {
                 guard current != nil, oldCube != nil else {
                     throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath): create it with POST")
                 }
-                value = ConfigTree.merge(current, try withPathKeys(content, target: target, cubeName: cubeName), node: target.node)
+                value = try ConfigTree.merge(current, try withPathKeys(content, target: target, cubeName: cubeName), node: target.node, path: target.dataPath)
             }
             if !target.steps.isEmpty && oldCube == nil {
                 throw RestFailure(404, tag: "data-missing", path: cubePath, "cube '\(cubeName)' does not exist: create it first (POST /polycube/v1/\(target.service)/\(cubeName))")
@@ -456,6 +489,10 @@ actor ConfigEngine {
     /// carries `config` (the cube's configuration after the action, e.g. a rule appended) is
     /// validated and committed like a write, so the result is persisted.
     func call(_ target: Target, input bodyData: Data?) async throws -> Data {
+        try await exclusively { try await callNow(target, input: bodyData) }
+    }
+
+    private func callNow(_ target: Target, input bodyData: Data?) async throws -> Data {
         guard let context, let top = tops[target.service], let endpoint = services[target.service]?.endpoint, let cubeName = target.cube else {
             throw RestFailure(404, tag: "invalid-value", "no service '\(target.service)' is registered")
         }
@@ -496,16 +533,15 @@ actor ConfigEngine {
             case .entry(let keys): keys.sorted { $0.key < $1.key }.map(\.value).joined(separator: "/")
             }
         }
-        let request: [String: Any] = ["cube": cubeName, "path": path, "action": target.node.name, "input": typed, "config": cube]
-        let answer: BusMessage
+        let reply: [String: Any]
         do {
-            answer = try await bus.request(endpoint, method: "cube.action", payload: Array(try JSONText.data(request)), timeout: .seconds(30))
+            reply = try await CubeHostBus(bus, endpoint: endpoint).call(
+                CubeAction(cube: cubeName, path: path, action: target.node.name, input: typed, config: cube), timeout: .seconds(30)).object
         } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
             throw RestFailure(503, tag: "resource-denied", path: target.dataPath, "\(endpoint) is not running")
         } catch let error as BusError {
             throw RestFailure(409, tag: "operation-failed", path: target.dataPath, "\(endpoint): \(error.message)")
         }
-        let reply = (try? JSONSerialization.jsonObject(with: Data(answer.body))) as? [String: Any] ?? [:]
         if let config = reply["config"] as? [String: Any] {
             let checked = ConfigCheck(context: context).check([config], node: top, path: "/\(member)", existing: [cube])
             if !checked.errors.isEmpty {

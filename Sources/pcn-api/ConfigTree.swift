@@ -117,15 +117,16 @@ enum ConfigTree {
     }
 
     /// RFC 7386-style merge of a PATCH body into what is there: objects merge member by member,
-    /// list entries merge by key, anything else is replaced.
-    static func merge(_ base: Any?, _ patch: Any, node: SchemaNode) -> Any {
+    /// list entries merge by key, anything else is replaced. A list entry without all its keys is
+    /// refused (400 missing-element at `path`): it names no entry to merge into.
+    static func merge(_ base: Any?, _ patch: Any, node: SchemaNode, path: String) throws -> Any {
         switch node.kind {
         // A container, or one entry of a list (patched at the entry's path).
         case let kind where kind == .container || (kind == .list && patch is [String: Any]):
             guard var object = base as? [String: Any], let changes = patch as? [String: Any] else { return patch }
             for (name, value) in changes {
                 if let child = node.child(name) {
-                    object[child.name] = merge(object[child.name], value, node: child)
+                    object[child.name] = try merge(object[child.name], value, node: child, path: path + "/" + child.name)
                 } else {
                     object[name] = value
                 }
@@ -136,8 +137,14 @@ enum ConfigTree {
             for change in changes {
                 guard let object = change as? [String: Any] else { entries.append(change); continue }
                 let keys = Dictionary(uniqueKeysWithValues: node.keys.compactMap { key in object[key].map { (key, ConfigCheck.text($0)) } })
+                guard keys.count == node.keys.count else {
+                    let missing = node.keys.filter { keys[$0] == nil }
+                    throw RestFailure(400, tag: "missing-element", path: path,
+                                      "an entry of '\(node.name)' without its key \(missing.joined(separator: ", ")): it names no entry to change")
+                }
+                let entryPath = path + keys.sorted { $0.key < $1.key }.map { "[\($0.key)='\($0.value)']" }.joined()
                 if let index = entries.firstIndex(where: { matches($0, keys) }) {
-                    entries[index] = merge(entries[index], change, node: node)
+                    entries[index] = try merge(entries[index], change, node: node, path: entryPath)
                 } else {
                     entries.append(change)
                 }

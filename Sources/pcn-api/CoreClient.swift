@@ -2,42 +2,31 @@ import Foundation
 import JSONText
 import Hummingbird
 import IPC
+import PCNProtocol
 
-/// pcn-core as pcn-api reaches it: every datapath request goes through `request`, and what a
-/// failure means to a REST client is decided in one place, `RestFailure(core:)`.
+/// pcn-core as pcn-api reaches it: every datapath request is a typed call of the contract, and
+/// what a failure means to a REST client is decided in one place, `RestFailure(core:)`.
 struct CoreClient: Sendable {
     let bus: BusClient
+    /// While pcn-core (the bus hub) is down a call fails after 5 s, enough to ride out a restart.
+    private var core: CoreBus { CoreBus(bus, connectWithin: .seconds(5)) }
 
-    /// Sends `method` with `body` as JSON; pcn-core's answer, or its BusError unchanged. While
-    /// pcn-core (the bus hub) is down a request fails after 5 s, enough to ride out a restart.
-    nonisolated(nonsending) func request(_ method: String, _ body: [String: Any]? = nil, timeout: Duration = .seconds(60)) async throws -> BusMessage {
-        let payload = try body.map { Array(try JSONText.data($0)) } ?? []
-        return try await bus.request("core", method: method, payload: payload, timeout: timeout, connectWithin: .seconds(5))
+    init(bus: BusClient) { self.bus = bus }
+
+    /// pcn-core's answer, or its BusError unchanged.
+    nonisolated(nonsending) func call<C: CoreCall>(_ call: C, timeout: Duration = .seconds(60)) async throws -> C.Answer {
+        try await core.call(call, timeout: timeout)
     }
 
     /// Every cube pcn-core has now.
-    func cubes(timeout: Duration = .seconds(10)) async throws -> [CoreCube] {
-        try await request("cube.list", timeout: timeout).decode([CoreCube].self)
+    func cubes(timeout: Duration = .seconds(10)) async throws -> [CubeDescription] {
+        try await call(CubeList(), timeout: timeout)
     }
 
     /// The transparent cubes at `point` (a netdev or `cube:port`), in chain order.
     func chain(at point: String) async throws -> [String] {
-        try await request("chain.list", ["at": point], timeout: .seconds(10)).decode([String].self)
+        try await call(ChainList(at: point), timeout: .seconds(10))
     }
-}
-
-/// A cube as pcn-core describes it (`cube.list`): what pcn-api reads of the running datapath.
-struct CoreCube: Decodable {
-    struct Port: Decodable {
-        var name: String
-        var peer: String
-        var tcubes: [String]
-    }
-    var name: String
-    var service: String
-    var loglevel: String
-    var parent: String?
-    var ports: [Port]
 }
 
 extension RestFailure {

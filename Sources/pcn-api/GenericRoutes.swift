@@ -2,6 +2,7 @@ import Foundation
 import JSONText
 import Hummingbird
 import IPC
+import PCNProtocol
 import NIOCore
 import YangKit
 
@@ -13,15 +14,11 @@ struct GenericRoutes: Sendable {
     let services: ServiceRoutes
 
     func register(_ v1: RouterGroup<BasicRequestContext>) {
-        v1.get("cubes") { _, _ in await proxy("cube.list") }
+        v1.get("cubes") { _, _ in await proxy { try JSONEncoder().encode(try await core.cubes()) } }
         v1.get("topology") { _, _ -> Response in
-            do {
-                let cubes = try await core.request("cube.list", timeout: .seconds(10))
-                let chains = try await core.request("netdev.chains", timeout: .seconds(10))
-                let body = Data(#"{"cubes":"#.utf8) + Data(cubes.payload) + Data(#","netdevs":"#.utf8) + Data(chains.payload) + Data("}".utf8)
-                return Self.json(body)
-            } catch {
-                return RestError.response(RestFailure(core: error))
+            struct Topology: Encodable { var cubes: [CubeDescription]; var netdevs: [String: [String]] }
+            return await proxy {
+                try JSONEncoder().encode(Topology(cubes: try await core.cubes(), netdevs: try await core.call(NetdevChains(), timeout: .seconds(10))))
             }
         }
         v1.get("netdevs") { _, _ in Self.json((try? JSONText.data(Self.netdevs())) ?? Data("[]".utf8)) }
@@ -82,9 +79,10 @@ struct GenericRoutes: Sendable {
         }
     }
 
-    private func proxy(_ method: String) async -> Response {
+    /// pcn-core's answer as JSON, or what its failure means to the client.
+    private func proxy(_ answer: () async throws -> Data) async -> Response {
         do {
-            return Self.json(Data(try await core.request(method, timeout: .seconds(10)).payload))
+            return Self.json(try await answer())
         } catch {
             return RestError.response(RestFailure(core: error))
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import IPC
+import PCNProtocol
 import NIOCore
 
 /// `GET /polycube/v1/metrics`: OpenMetrics text of every cube's counters, read from pcn-core.
@@ -8,24 +9,11 @@ struct MetricsRoute: Sendable {
     let core: CoreClient
     let engine: ConfigEngine
 
-    private struct Counters: Decodable {
-        struct Port: Decodable { var rxPackets: UInt64; var rxBytes: UInt64; var txPackets: UInt64; var txBytes: UInt64 }
-        var rxPackets: UInt64
-        var rxBytes: UInt64
-        var redirected: UInt64
-        var passed: UInt64
-        var toSlowPath: UInt64
-        var drops: [String: UInt64]
-        var slowPathQueued: Int
-        var slowPathDropped: UInt64
-        var ports: [String: Port]
-    }
-
     func handle() async -> Response {
         do {
-            var stats: [(CoreCube, Counters)] = []
+            var stats: [(CubeDescription, CubeStats)] = []
             for cube in try await core.cubes() {
-                stats.append((cube, try await core.request("cube.stats", ["name": cube.name], timeout: .seconds(10)).decode(Counters.self)))
+                stats.append((cube, try await core.call(CubeStatsQuery(name: cube.name), timeout: .seconds(10))))
             }
             let text = Self.render(stats, services: await engine.serviceMetrics())
             return Response(status: .ok, headers: [.contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8"],
@@ -39,7 +27,7 @@ struct MetricsRoute: Sendable {
         value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 
-    private static func render(_ stats: [(CoreCube, Counters)],
+    private static func render(_ stats: [(CubeDescription, CubeStats)],
                                services: [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])]) -> String {
         var out: [String] = []
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
@@ -48,7 +36,7 @@ struct MetricsRoute: Sendable {
             let suffix = type == "counter" ? "_total" : ""
             for (labels, value) in samples { out.append("\(name)\(suffix){\(labels)} \(value)") }
         }
-        func cube(_ c: CoreCube) -> String { "cube=\"\(label(c.name))\",service=\"\(label(c.service))\"" }
+        func cube(_ c: CubeDescription) -> String { "cube=\"\(label(c.name))\",service=\"\(label(c.service))\"" }
         family("pcn_cube_rx_packets", "counter", "Packets the cube received (all ports).", stats.map { (cube($0.0), "\($0.1.rxPackets)") })
         family("pcn_cube_rx_bytes", "counter", "Bytes the cube received.", stats.map { (cube($0.0), "\($0.1.rxBytes)") })
         family("pcn_cube_redirected_packets", "counter", "Packets the cube sent out of a port.", stats.map { (cube($0.0), "\($0.1.redirected)") })

@@ -3,6 +3,7 @@ import DaemonKit
 import Foundation
 import Hummingbird
 import IPC
+import PCNProtocol
 import Logging
 import ServiceLifecycle
 
@@ -65,7 +66,7 @@ struct PcnAPI: AsyncParsableCommand {
         guard let yangDirectory = ResourceDirectory.locate(flag: yangDirectoryFlag, environment: "PCN_YANG_DIR", name: "yang", marker: "polycube-base.yang") else {
             throw DaemonError("cannot find the base YANG models (yang/polycube-base.yang): give --yang-dir")
         }
-        let bus = BusClient(socketPath: paths.busSocket, name: "api", logger: Logger(label: "pcn.api.bus"))
+        let bus = BusClient(socketPath: paths.busSocket, name: BusName.api, logger: Logger(label: "pcn.api.bus"))
         LogForwarding.shared.attach(bus: bus)
         let engine: ConfigEngine
         do {
@@ -125,8 +126,6 @@ struct ApiEndpoint: Service {
     let engine: ConfigEngine
     let logger: Logger
 
-    struct Registration: Codable { var service: String; var yang: String }
-    struct Done: Codable { var ok = true }
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
@@ -140,11 +139,11 @@ struct ApiEndpoint: Service {
 
     private func handle(_ message: BusMessage) async {
         switch message.method {
-        case "service.register":
+        case Method.serviceRegister.rawValue:
             do {
-                let registration = try message.decode(Registration.self)
+                let registration = try message.request(ServiceRegister.self)
                 try await engine.register(service: registration.service, yang: registration.yang, endpoint: message.source)
-                bus.reply(to: message, try .json(Done()))
+                bus.reply(to: message, try .answer(ServiceRegister.self, Done()))
                 await engine.replay(service: registration.service)
             } catch let failure as RestFailure {
                 bus.fail(message, BusError(code: .badRequest, message: failure.errors.map(\.description).joined(separator: "; ")))
@@ -152,10 +151,10 @@ struct ApiEndpoint: Service {
                 bus.fail(message, BusError(code: .badRequest, message: "\(error)"))
             }
         case HubMethod.registered:
-            if (try? message.decode(HubNotice.self))?.name == "core" { await engine.replayAll() }
+            if (try? message.decode(HubNotice.self))?.name == BusName.core { await engine.replayAll() }
         case HubMethod.unregistered:
             break
-        case "ping":
+        case Method.ping.rawValue:
             bus.reply(to: message, BusReply(payload: Array("pcn-api".utf8)))
         default:
             bus.fail(message, BusError(code: .unknownMethod, message: "pcn-api offers no method '\(message.method)'"))

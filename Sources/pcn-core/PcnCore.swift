@@ -148,7 +148,11 @@ struct CoreEndpoint: Service {
                 reply = try .answer(CubeConfigure.self, try await datapath.configure(try message.request(CubeConfigure.self)))
                 await pump.ensureStarted(datapath)
             case .cubeDestroy:
-                try await datapath.destroyCube(name: try message.request(CubeDestroy.self).name)
+                let body = try message.request(CubeDestroy.self)
+                let exists = (try? await datapath.service(of: body.name)) != nil
+                if exists || body.ifExists != true {
+                    try await datapath.destroyCube(name: body.name)
+                }
                 reply = try .answer(CubeDestroy.self, Done())
             case .cubeList:
                 reply = try .answer(CubeList.self, await datapath.describe())
@@ -235,6 +239,9 @@ struct CoreEndpoint: Service {
             endpoint.reply(to: message, reply)
         } catch let error as BusError {
             endpoint.fail(message, error)
+        } catch let error as DatapathError {
+            logger.info("\(message.method) from \(message.source) refused: \(error)")
+            endpoint.fail(message, BusError(code: .failed, message: error.description, path: error.path))
         } catch {
             logger.info("\(message.method) from \(message.source) refused: \(error)")
             endpoint.fail(message, BusError(code: .failed, message: "\(error)"))

@@ -2,6 +2,7 @@ import ArgumentParser
 import BPFKit
 import Foundation
 import IPC
+import PCNProtocol
 import JSONText
 import Logging
 #if canImport(Glibc)
@@ -104,12 +105,11 @@ struct BusPeer: AsyncParsableCommand {
         let model = try String(contentsOfFile: yang, encoding: .utf8)
         let client = BusClient(socketPath: socket, name: name, logger: Logger(label: "peer.\(name)"))
         client.start()
-        struct Registration: Codable { var service: String; var yang: String }
-        let payload = Array(try JSONEncoder().encode(Registration(service: service, yang: model)))
+        let registration = ServiceRegister(service: service, yang: model)
         @Sendable func register() async {
             for _ in 0..<100 {
                 do {
-                    _ = try await client.request("api", method: "service.register", payload: payload, timeout: .seconds(10))
+                    _ = try await APIBus(client).call(registration, timeout: .seconds(10))
                     emit("MODEL REGISTERED")
                     return
                 } catch {
@@ -123,17 +123,18 @@ struct BusPeer: AsyncParsableCommand {
         }
         for await message in client.messages {
             switch message.method {
-            case "cube.apply":
-                let body = (try? JSONSerialization.jsonObject(with: Data(message.body))) as? [String: Any] ?? [:]
-                let cube = body["cube"] as? String ?? "?"
-                let config = body["config"] as? [String: Any]
-                if config?["refuse"] as? Bool == true {
-                    emit("REFUSED \(cube)")
-                    client.fail(message, BusError(code: .failed, message: "cube \(cube): this test service refuses refuse=true"))
+            case Method.cubeCheck.rawValue:
+                guard let check = try? CubeCheck(message: message) else { continue }
+                if check.config?["refuse"] as? Bool == true {
+                    emit("REFUSED \(check.cube)")
+                    client.fail(message, BusError(code: .failed, message: "cube \(check.cube): this test service refuses refuse=true"))
                     continue
                 }
-                let text = config.flatMap { try? JSONText.string($0) } ?? "null"
-                emit("APPLY \(cube) \(text)")
+                client.reply(to: message, BusReply(payload: Array("{}".utf8)))
+            case Method.cubeApply.rawValue:
+                guard let apply = try? CubeApply(message: message) else { continue }
+                let text = apply.config.flatMap { try? JSONText.string($0) } ?? "null"
+                emit("APPLY \(apply.cube) \(text)")
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
             case "cube.state":
                 // What a real cube-host reads from its maps: here a fixed counter.
