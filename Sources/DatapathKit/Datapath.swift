@@ -314,7 +314,14 @@ public actor Datapath {
         try injectorReady().send(frame: frame, trailer: trailer)
     }
 
+    /// The packet-out pair, made (again) if it is missing: deleted from under us, it is recreated
+    /// with its programs at the next packet-out or as soon as the link monitor reports it.
     private func injectorReady() throws -> PacketInjector {
+        if let injector, !injector.isPresent {
+            logger.warning("the packet-out pair \(injector.writeEnd)/\(injector.programEnd) disappeared: recreating it")
+            injector.abandon()
+            self.injector = nil
+        }
         if let injector { return injector }
         var hasher = FNV1a()
         hasher.add(bpffsRoot)
@@ -326,6 +333,14 @@ public actor Datapath {
 
     /// A netdev was deleted: the port whose peer it was loses its peer, its transparent cubes their parent.
     public func netdevRemoved(ifindex: Int32) {
+        if let injector, !injector.isPresent {
+            do {
+                _ = try injectorReady()
+                logger.info("packet-out pair recreated")
+            } catch {
+                logger.error("cannot recreate the packet-out pair: \(error)")
+            }
+        }
         for (device, attached) in netdevs where attached.ifindex == ifindex {
             logger.warning("netdev '\(device)' is gone; its peer and transparent cubes are released")
             netdevs.removeValue(forKey: device)

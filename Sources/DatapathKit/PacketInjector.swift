@@ -59,11 +59,17 @@ final class PacketInjector {
         }
     }
 
+    /// True while both ends of the pair are there (a script that cleans interfaces may delete it).
+    var isPresent: Bool { if_nametoindex(writeEnd) > 0 && if_nametoindex(programEnd) > 0 }
+
     /// Removes the veth pair (on a clean stop).
     func remove() {
         close(socket)
         try? Self.ip(["link", "del", writeEnd])
     }
+
+    /// Lets go of a pair that is gone: only its socket is left to close.
+    func abandon() { close(socket) }
 
     private static func ip(_ arguments: [String]) throws {
         let process = Process()

@@ -145,7 +145,7 @@ extension Topology {
                 unlinked.append((port.name, error.description))
                 continue
             } catch let error as DatapathError {
-                throw DatapathError("port \(name):\(port.name): \(error.description)", path: "ports[name='\(port.name)']/peer")
+                throw DatapathError(error.description, path: "ports[name='\(port.name)']/peer")
             }
             link(peer, cube: name, port: port.name)
         }

@@ -107,14 +107,18 @@ public struct APIBus: Sendable {
 public struct CubeHostBus: Sendable {
     public let bus: any BusEndpoint
     public let endpoint: String
+    /// How long a call waits for the hub when not connected (nil: its whole timeout).
+    public let connectWithin: Duration?
 
-    public init(_ bus: any BusEndpoint, endpoint: String) {
+    public init(_ bus: any BusEndpoint, endpoint: String, connectWithin: Duration? = nil) {
         self.bus = bus
         self.endpoint = endpoint
+        self.connectWithin = connectWithin
     }
 
     nonisolated(nonsending) public func call<C: CubeHostCall>(_ call: C, timeout: Duration = .seconds(30)) async throws -> C.Answer {
-        let answer = try await bus.request(endpoint, method: C.method.rawValue, payload: try call.body(), timeout: timeout)
+        let answer = try await bus.request(endpoint, method: C.method.rawValue, payload: try call.body(), timeout: timeout,
+                                           connectWithin: connectWithin)
         return try C.Answer(body: answer.body, method: C.method)
     }
 }

@@ -33,7 +33,7 @@ struct Applier {
     nonisolated(nonsending) func apply(service: String, endpoint: String, top: SchemaNode, old: [String: Any]?, new: [String: Any]?, replaying: Bool) async throws {
         guard let name = (new ?? old)?["name"] as? String else { return }
         let path = "/\(service):\(service)[name='\(name)']"
-        let host = CubeHostBus(bus, endpoint: endpoint)
+        let host = CubeHostBus(bus, endpoint: endpoint, connectWithin: .seconds(5))
 
         // (b) The service's rules, before anything changes. A replay re-applies what was committed.
         if !replaying {
@@ -103,6 +103,9 @@ struct Applier {
     nonisolated(nonsending) private func cubeHost(_ endpoint: String, path: String, _ call: () async throws -> Void) async throws {
         do {
             try await call()
+        } catch let error as BusError where !bus.isRegistered {
+            // Not on the bus at all: its hub, pcn-core, is what cannot be reached.
+            throw RestFailure(core: error, path: path)
         } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
             throw RestFailure(503, tag: "resource-denied", path: path, "\(endpoint) is not running: the change was not applied")
         } catch let error as BusError where error.code == .badRequest {
