@@ -314,6 +314,11 @@ public actor Datapath {
         try injectorReady().send(frame: frame, trailer: trailer)
     }
 
+    /// The names of the packet-out veth pair of the stack whose bpffs root is `bpffsRoot`.
+    public static func packetOutPair(bpffsRoot: String) -> (write: String, program: String) {
+        PacketInjector.names(bpffsRoot: bpffsRoot)
+    }
+
     /// The packet-out pair, made (again) if it is missing: deleted from under us, it is recreated
     /// with its programs at the next packet-out or as soon as the link monitor reports it.
     private func injectorReady() throws -> PacketInjector {
@@ -323,10 +328,8 @@ public actor Datapath {
             self.injector = nil
         }
         if let injector { return injector }
-        var hasher = FNV1a()
-        hasher.add(bpffsRoot)
-        let tag = String(String(hasher.value, radix: 16).suffix(6))
-        let made = try PacketInjector(tag: tag, compiler: compiler, bpfDirectory: bpfDirectory, bpffsRoot: bpffsRoot)
+        let made = try PacketInjector(names: PacketInjector.names(bpffsRoot: bpffsRoot), compiler: compiler,
+                                      bpfDirectory: bpfDirectory, bpffsRoot: bpffsRoot)
         injector = made
         return made
     }

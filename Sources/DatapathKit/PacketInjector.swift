@@ -17,10 +17,16 @@ final class PacketInjector {
     private let object: BPFObject
     private let xdpObject: BPFObject
 
-    /// `tag` makes the names unique per stack (derived from its bpffs root).
-    init(tag: String, compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String) throws {
-        writeEnd = "pcni\(tag)w"
-        programEnd = "pcni\(tag)p"
+    /// The pair's names: `pcni<tag>w` and `pcni<tag>p`, the tag unique per stack (from its bpffs root).
+    static func names(bpffsRoot: String) -> (write: String, program: String) {
+        var hasher = FNV1a()
+        hasher.add(bpffsRoot)
+        let tag = String(String(hasher.value, radix: 16).suffix(6))
+        return ("pcni\(tag)w", "pcni\(tag)p")
+    }
+
+    init(names: (write: String, program: String), compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String) throws {
+        (writeEnd, programEnd) = names
         if if_nametoindex(writeEnd) == 0 {
             try Self.ip(["link", "add", writeEnd, "type", "veth", "peer", "name", programEnd])
         }

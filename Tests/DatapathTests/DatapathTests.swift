@@ -1,5 +1,6 @@
 import BPFKit
 import Foundation
+import DatapathKit
 import IPC
 import PCNDatapathABI
 import TestSupport
@@ -296,6 +297,16 @@ final class DatapathTests: CoreTestCase {
         let reinjected = Task.detached { await DatapathTests.actAsSlowPath(messages: messages, client: client, header: header) }
         let result = try network.exec(a, ["ping", "-c", "8", "-i", "0.3", "-W", "2", "10.200.\(subnet).2"])
         XCTAssertTrue(result.stdout.contains("8 packets transmitted, 8 received"), result.stdout)
+
+        // pcn-core's packet-out pair deleted from under it (a script cleaning interfaces): it is
+        // recreated, and the slow path carries the pings again within a second.
+        let pair = Datapath.packetOutPair(bpffsRoot: bpffsRoot)
+        XCTAssertGreaterThan(if_nametoindex(pair.write), 0, "the packet-out pair \(pair.write) is not there")
+        _ = try runCommand("/usr/sbin/ip", ["link", "del", pair.write])
+        try await Task.sleep(for: .seconds(1))
+        XCTAssertGreaterThan(if_nametoindex(pair.write), 0, "the packet-out pair was not recreated")
+        let again = try network.exec(a, ["ping", "-c", "3", "-i", "0.3", "-W", "2", "10.200.\(subnet).2"])
+        XCTAssertTrue(again.stdout.contains("3 packets transmitted, 3 received"), again.stdout)
         reinjected.cancel()
         let counts = await reinjected.value
         XCTAssertGreaterThanOrEqual(counts[0], 3, "re-injected to egress")
