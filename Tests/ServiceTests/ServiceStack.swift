@@ -17,22 +17,43 @@ class ServiceStackTestCase: XCTestCase {
 
     static let services = ["helloworld", "transparenthelloworld", "simpleforwarder", "simplebridge", "router", "ddosmitigator"]
 
+    /// False for a test that starts (and restarts) the stack itself with `startStack`.
+    class var startsStackInSetUp: Bool { true }
+
     override func setUp() async throws {
         directory = makeTemporaryDirectory()
         bpffsRoot = "/sys/fs/bpf/pcntest-svc-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         network = TestNetwork()
         common = ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--log-dir", directory + "/log",
                   "--bpffs-root", bpffsRoot, "--log-level", "info"]
-        try start("pcn-core", ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
-        try start("pcn-logd", [])
-        let port = freePort()
-        rest = RestClient(port: port)
-        try start("pcn-api", ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repositoryRoot.appendingPathComponent("yang").path])
-        for service in Self.services { try startCubeHost(service) }
+        rest = RestClient(port: freePort())
+        if Self.startsStackInSetUp { try await startStack() }
+    }
+
+    /// Starts the components in `order` (pcn-core, pcn-logd, pcn-api and `cube-host/<service>`
+    /// names), each waited for until ready, then waits for the services' models in pcn-api.
+    func startStack(order: [String]? = nil, services: [String] = ServiceStackTestCase.services) async throws {
+        let order = order ?? ["pcn-core", "pcn-logd", "pcn-api"] + services.map { "cube-host/\($0)" }
+        for component in order {
+            switch component {
+            case "pcn-core": try start("pcn-core", ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+            case "pcn-logd": try start("pcn-logd", [])
+            case "pcn-api": try start("pcn-api", ["--api-addr", "127.0.0.1:\(rest.port)", "--yang-dir", repositoryRoot.appendingPathComponent("yang").path])
+            default: try startCubeHost(String(component.dropFirst("cube-host/".count)))
+            }
+        }
         try await eventually(timeout: 60) {
             let answer = try? await self.rest.call("GET", "/services")
-            return (answer?.json as? [Any])?.count == Self.services.count
+            return (answer?.json as? [Any])?.count == services.count
         }
+    }
+
+    /// Stops every component (SIGTERM) and forgets the stack's state and pinned datapath: the next
+    /// `startStack` is a fresh start.
+    func stopStack() {
+        for child in children.values { child.killAndWait(SIGTERM) }
+        children.removeAll()
+        _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot, directory + "/state", directory + "/run"])
     }
 
     override func tearDown() {

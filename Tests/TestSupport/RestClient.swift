@@ -7,8 +7,12 @@ import FoundationNetworking
 public struct RestClient: Sendable {
     /// `http://127.0.0.1:<port>/polycube/v1`
     public let base: String
+    public let port: Int
 
-    public init(port: Int) { base = "http://127.0.0.1:\(port)/polycube/v1" }
+    public init(port: Int) {
+        self.port = port
+        base = "http://127.0.0.1:\(port)/polycube/v1"
+    }
 
     public struct Answer: CustomStringConvertible {
         public var status: Int
