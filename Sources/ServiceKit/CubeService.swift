@@ -8,6 +8,10 @@ import Foundation
 /// properties. Every method is synchronous: table operations are system calls, and packets a
 /// service sends (`Cube.send`) leave when the call returns.
 public protocol CubeService: AnyObject, SendableMetatype {
+    /// A cube's configuration as the service reads it: decoded once per change from the tree pcn-api
+    /// validated (YANG names as coding keys, defaults filled in by libyang).
+    associatedtype Config: Decodable
+
     /// The service's name: its YANG module, its datapath folder, its cube-host instance.
     static var name: String { get }
     init()
@@ -17,47 +21,53 @@ public protocol CubeService: AnyObject, SendableMetatype {
 
     /// Refuses a configuration the model cannot express as wrong (overlapping addresses, ...)
     /// before anything is applied: throw `ServiceFailure.invalid(path:_:)`.
-    func validate(_ change: Change) throws
+    func validate(_ change: Change<Config>) throws
 
     /// State (config false) read from the tables, merged over the cube's configuration on reads.
-    func state(of cube: Cube) throws -> [String: Any]
+    func state(of cube: Cube<Config>) throws -> [String: Any]
 
     /// A YANG action of the model (`path` is where it was called, e.g. ["fdb"]).
-    func action(_ name: String, path: [String], input: [String: Any], on cube: Cube) throws -> ActionResult
+    func action(_ name: String, path: [String], input: [String: Any], on cube: Cube<Config>) throws -> ActionResult
 
     /// A packet the datapath sent to the slow path (`pcn_pkt_controller`).
-    func packetIn(_ packet: PacketIn, on cube: Cube) throws
+    func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws
 
     /// Called about once a second for each cube (aging, retries, rates).
-    func tick(_ cube: Cube)
+    func tick(_ cube: Cube<Config>)
 
     /// The cube was deleted (its tables are gone with it).
-    func removed(_ cube: Cube)
+    func removed(_ cube: Cube<Config>)
 }
 
 extension CubeService {
-    public func validate(_ change: Change) throws {}
-    public func state(of cube: Cube) throws -> [String: Any] { [:] }
-    public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube) throws -> ActionResult {
+    public func validate(_ change: Change<Config>) throws {}
+    public func state(of cube: Cube<Config>) throws -> [String: Any] { [:] }
+    public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube<Config>) throws -> ActionResult {
         throw ServiceFailure.refused("\(Self.name) has no action '\(name)'")
     }
-    public func packetIn(_ packet: PacketIn, on cube: Cube) throws {
+    public func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws {
         cube.logger.info("packet-in on port \(packet.port) (reason \(packet.reason), \(packet.length) bytes) not handled")
     }
-    public func tick(_ cube: Cube) {}
-    public func removed(_ cube: Cube) {}
+    public func tick(_ cube: Cube<Config>) {}
+    public func removed(_ cube: Cube<Config>) {}
 }
 
-/// A handler for part of a cube's configuration: it runs when any of `paths` (slash-separated,
-/// relative to the cube, e.g. "fdb/aging-time" or "ports") changed, and whenever the whole
-/// configuration is applied anew (cube created, cube-host restarted). Handlers make the tables match
-/// the configuration, so running one twice changes nothing.
+/// A handler for part of a cube's configuration: it runs when any of the members it names changed
+/// (compared as typed values), and whenever the whole configuration is applied anew (cube created,
+/// cube-host restarted). Handlers make the tables match the configuration, so running one twice
+/// changes nothing.
 public struct ConfigBinding<Service: CubeService> {
-    public let paths: [String]
-    public let apply: (Service) -> (Change) throws -> Void
+    let changed: (Change<Service.Config>) -> Bool
+    public let apply: (Service) -> (Change<Service.Config>) throws -> Void
 
-    public static func on(_ paths: String..., apply: @escaping (Service) -> (Change) throws -> Void) -> ConfigBinding {
-        ConfigBinding(paths: paths, apply: apply)
+    public static func on<A: Equatable>(_ a: KeyPath<Service.Config, A>,
+                                        apply: @escaping (Service) -> (Change<Service.Config>) throws -> Void) -> ConfigBinding {
+        ConfigBinding(changed: { $0.changed(a) }, apply: apply)
+    }
+
+    public static func on<A: Equatable, B: Equatable>(_ a: KeyPath<Service.Config, A>, _ b: KeyPath<Service.Config, B>,
+                                                      apply: @escaping (Service) -> (Change<Service.Config>) throws -> Void) -> ConfigBinding {
+        ConfigBinding(changed: { $0.changed(a) || $0.changed(b) }, apply: apply)
     }
 }
 

@@ -159,3 +159,30 @@ public struct ParsedFrame {
     public var ipv4Source: IPv4Address? { ipv4HeaderLength == nil ? nil : IPv4Address(bytes[26..<30].reduce(0) { $0 << 8 | UInt32($1) }) }
     public var ipv4Destination: IPv4Address? { ipv4HeaderLength == nil ? nil : IPv4Address(bytes[30..<34].reduce(0) { $0 << 8 | UInt32($1) }) }
 }
+
+// Configuration leaves are decoded from their YANG text (libyang checked the patterns already).
+
+/// A value decoded from its text form, refused with a message naming it when the text is not one.
+protocol DecodableFromText: Decodable {
+    init?(_ text: String)
+}
+
+extension DecodableFromText {
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Self(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(text)' is not a valid \(Self.self)"))
+        }
+        self = value
+    }
+}
+
+extension IPv4Address: DecodableFromText {
+    init?(_ text: String) { self.init(text[...]) }
+}
+extension IPv4Prefix: DecodableFromText {
+    init?(_ text: String) { self.init(text[...]) }
+}
+extension MACAddress: DecodableFromText {
+    init?(_ text: String) { self.init(text[...]) }
+}

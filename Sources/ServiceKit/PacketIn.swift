@@ -4,7 +4,7 @@ import PCNDatapathABI
 public struct PacketIn {
     /// The port index it arrived on (transparent cubes: 0 ingress, 1 egress).
     public let port: Int
-    public let direction: Cube.Direction
+    public let direction: PacketDirection
     /// The service's reason code (second argument of pcn_pkt_controller).
     public let reason: UInt16
     /// The service's metadata (pcn_pkt_controller_with_metadata).

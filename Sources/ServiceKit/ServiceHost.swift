@@ -15,7 +15,7 @@ public actor ServiceHost<Service: CubeService> {
     private let model: String
     private let logger: Logger
     private let service: Service
-    private var cubes: [String: Cube] = [:]
+    private var cubes: [String: Cube<Service.Config>] = [:]
     /// Packet-in for cubes whose configuration has not arrived yet (after a restart pcn-core
     /// delivers what it queued as soon as we are on the bus, before pcn-api replays).
     private var waiting: [UInt32: [PacketIn]] = [:]
@@ -129,12 +129,31 @@ public actor ServiceHost<Service: CubeService> {
 
     // MARK: - Configuration
 
+    /// The configuration as the service reads it. pcn-api validated the tree, so a tree that does
+    /// not decode is the service's own mistake (its `Config` does not match its model).
+    private func decode(_ json: [String: Any], cube: String) throws -> Service.Config {
+        do {
+            return try JSONDecoder().decode(Service.Config.self, from: JSONText.data(json))
+        } catch let error as DecodingError {
+            let path: String
+            let reason: String
+            switch error {
+            case .keyNotFound(let key, let context): (path, reason) = ((context.codingPath + [key]).map(\.stringValue).joined(separator: "/"), "missing")
+            case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+                (path, reason) = (context.codingPath.map(\.stringValue).joined(separator: "/"), context.debugDescription)
+            @unknown default: (path, reason) = ("", "\(error)")
+            }
+            throw BusError(code: .failed, message: "\(Service.name) cannot read the configuration of '\(cube)' at '\(path)': \(reason)")
+        }
+    }
+
     /// Phase (b) of a write: would the service take this configuration? Nothing changes, and
     /// no datapath state is needed (the service's rules are about the configuration).
     private func check(_ request: CubeCheck) throws -> [String: Any] {
-        guard let config = request.config else { return [:] }
+        guard let json = request.config else { return [:] }
         let known = cubes[request.cube]
-        let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: config, previous: known?.config)
+        let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: try decode(json, cube: request.cube),
+                            previous: known?.config)
         do {
             try service.validate(change)
         } catch {
@@ -148,7 +167,7 @@ public actor ServiceHost<Service: CubeService> {
     /// configuration that changed since its check, must not reach the tables unchecked).
     private func apply(_ request: CubeApply) async throws -> [String: Any] {
         let name = request.cube
-        guard let config = request.config else {
+        guard let json = request.config else {
             if let cube = cubes.removeValue(forKey: name) {
                 service.removed(cube)
                 logger.info("cube removed", metadata: ["cube": "\(name)"])
@@ -157,7 +176,7 @@ public actor ServiceHost<Service: CubeService> {
         }
         let known = cubes[name]
         let cube = known ?? Cube(name: name, service: Service.name)
-        let change = Change(cube: cube, config: config, previous: request.replay ? nil : known?.config)
+        let change = Change(cube: cube, config: try decode(json, cube: name), previous: request.replay ? nil : known?.config)
         do {
             try service.validate(change)
         } catch {
@@ -165,22 +184,23 @@ public actor ServiceHost<Service: CubeService> {
         }
         // The cube's datapath identity comes with the request (pcn-core's answer to the write's
         // datapath step); only a cube this host does not know yet costs a look-up.
-        let described: CubeDescription
+        let described: CubeDescription?
         if let datapath = request.datapath {
             described = datapath
         } else if known != nil {
-            described = CubeDescription(name: name, service: Service.name, type: "", transparent: cube.transparent, node: cube.node,
-                                        parent: nil, loglevel: "", ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer, tcubes: []) })
+            described = nil
         } else {
             described = try await lookUp(name)
         }
         let previousPorts = cube.ports, previousNode = cube.node, previousTransparent = cube.transparent
-        cube.node = described.node
-        cube.transparent = described.transparent
-        cube.ports = described.ports.map { Cube.Port(name: $0.name, index: $0.index, peer: $0.peer) }
+        if let described {
+            cube.node = described.node
+            cube.transparent = described.transparent
+            cube.ports = described.ports.map { CubePort(name: $0.name, index: $0.index, peer: $0.peer) }
+        }
         do {
             if known == nil || request.replay || cube.tables.isEmpty { try await openTables(cube) }
-            for binding in Service.bindings where binding.paths.contains(where: change.changed) {
+            for binding in Service.bindings where binding.changed(change) {
                 try binding.apply(service)(change)
             }
         } catch {
@@ -192,7 +212,8 @@ public actor ServiceHost<Service: CubeService> {
             }
             throw busError(error, cube: name)
         }
-        cube.config = config
+        cube.config = change.config
+        cube.json = json
         if known == nil {
             cubes[name] = cube
             logger.info("cube configured", metadata: ["cube": "\(name)"])
@@ -221,7 +242,7 @@ public actor ServiceHost<Service: CubeService> {
     }
 
     /// Opens the cube's tables: fds that pcn-core hands to this cube-host only.
-    private func openTables(_ cube: Cube) async throws {
+    private func openTables(_ cube: Cube<Service.Config>) async throws {
         let answer = try await core.message(CubeTables(name: cube.name), timeout: .seconds(30))
         let names = try answer.decode(CubeTables.Answer.self).map(\.name)
         guard names.count == answer.fds.count else {
@@ -278,7 +299,7 @@ public actor ServiceHost<Service: CubeService> {
         await deliver(packet, to: cube)
     }
 
-    private func deliver(_ packet: PacketIn, to cube: Cube) async {
+    private func deliver(_ packet: PacketIn, to cube: Cube<Service.Config>) async {
         do {
             try service.packetIn(packet, on: cube)
         } catch {
@@ -295,7 +316,7 @@ public actor ServiceHost<Service: CubeService> {
     }
 
     /// Sends what the service queued with `Cube.send`.
-    private func flush(_ cube: Cube) async {
+    private func flush(_ cube: Cube<Service.Config>) async {
         let outgoing = cube.outbox
         cube.outbox = []
         for packet in outgoing {

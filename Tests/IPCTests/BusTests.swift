@@ -44,6 +44,34 @@ final class BusTests: XCTestCase {
         return child
     }
 
+    /// The registration table is the hub's own: a client that registered before an in-process
+    /// endpoint (pcn-core's `core`) existed is seen by it, and every later registration is announced
+    /// to it (it is registered by the time `localEndpoint` returns).
+    func testAnEndpointSeesWhoRegisteredBeforeIt() async throws {
+        let hub = try startHub()
+        defer { hub.stop() }
+        let early = try await client("cube-host/early")
+        defer { early.stop() }
+        let local = hub.localEndpoint(name: "core")
+        XCTAssertTrue(hub.isRegistered("cube-host/early"), "a registration before the endpoint existed is not in the table")
+        XCTAssertTrue(hub.isRegistered("core"), "the in-process endpoint is not registered once returned")
+        XCTAssertFalse(hub.isRegistered("cube-host/late"))
+        let notices = local.messages
+        let announced = Task { () -> String? in
+            for await message in notices where message.method == HubMethod.registered {
+                return (try? message.decode(HubNotice.self))?.name
+            }
+            return nil
+        }
+        let late = try await client("cube-host/late")
+        defer { late.stop() }
+        let name = await announced.value
+        XCTAssertEqual(name, "cube-host/late")
+        XCTAssertTrue(hub.isRegistered("cube-host/late"))
+        late.stop()
+        try await eventually { !hub.isRegistered("cube-host/late") }
+    }
+
     func testRoutingAmongThreeProcesses() async throws {
         let hub = try startHub()
         defer { hub.stop() }

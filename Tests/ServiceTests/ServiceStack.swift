@@ -13,6 +13,8 @@ class ServiceStackTestCase: XCTestCase {
     var rest = RestClient(port: 0)
     var network = TestNetwork()
     private var children: [String: Child] = [:]
+    /// Children of stacks stopped by `stopStack`, kept until the test ends.
+    private var stopped: [Child] = []
     private var common: [String] = []
 
     static let services = ["helloworld", "transparenthelloworld", "simpleforwarder", "simplebridge", "router", "ddosmitigator"]
@@ -52,6 +54,7 @@ class ServiceStackTestCase: XCTestCase {
     /// `startStack` is a fresh start.
     func stopStack() {
         for child in children.values { child.killAndWait(SIGTERM) }
+        stopped += children.values
         children.removeAll()
         _ = try? runCommand("/bin/rm", ["-rf", bpffsRoot, directory + "/state", directory + "/run"])
     }

@@ -27,6 +27,7 @@ public final class Child: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
     private var partial = ""
+    private let pipe = Pipe()
 
     public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = productsDirectory.appendingPathComponent(executable)
@@ -34,7 +35,6 @@ public final class Child: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { $1 }
         process.environment = env
-        let pipe = Pipe()
         process.standardOutput = pipe
         pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
@@ -69,6 +69,8 @@ public final class Child: @unchecked Sendable {
     public func killAndWait(_ number: Int32 = SIGKILL) {
         if process.isRunning { kill(pid, number) }
         process.waitUntilExit()
+        // The reader must be gone before this object can be: Foundation may still run it otherwise.
+        pipe.fileHandleForReading.readabilityHandler = nil
     }
 
     deinit { killAndWait() }

@@ -9,8 +9,52 @@ public final class Router: CubeService {
     public static let name = "router"
     public init() {}
 
+    public struct Config: Decodable {
+        struct Port: Decodable, Equatable, Keyed {
+            struct Secondary: Decodable, Equatable, Keyed {
+                var ip: IPv4Prefix
+                var key: IPv4Prefix { ip }
+            }
+            var name: String
+            var peer: String?
+            var ip: IPv4Prefix?
+            var secondaryip: KeyedList<Secondary>
+            var mac: MACAddress?
+            var key: String { name }
+        }
+        struct Route: Decodable, Equatable, Keyed {
+            var network: IPv4Prefix
+            var nexthop: IPv4Address
+            var pathcost: Int
+            var key: [String] { [network.description, nexthop.description] }
+        }
+        struct Neighbour: Decodable, Equatable, Keyed {
+            var address: IPv4Address
+            var mac: MACAddress
+            var interface: String
+            var key: IPv4Address { address }
+        }
+        var ports: KeyedList<Port>
+        var route: KeyedList<Route>
+        var arpTable: KeyedList<Neighbour>
+        enum CodingKeys: String, CodingKey { case ports, route, arpTable = "arp-table" }
+
+        /// Every address of every port, primary first, with the path that names it in errors.
+        var addresses: [Address] {
+            ports.flatMap { port in
+                (port.ip.map { [Address(port: port.name, prefix: $0, path: "ports[name='\(port.name)']/ip", primary: true)] } ?? [])
+                    + port.secondaryip.map { Address(port: port.name, prefix: $0.ip, path: "ports[name='\(port.name)']/secondaryip[ip='\($0.ip)']/ip", primary: false) }
+            }
+        }
+
+        /// The port's MAC: configured, else derived from the cube and port names (stable across restarts).
+        func mac(of port: String, cube: String) -> MACAddress {
+            ports[port]?.mac ?? MACAddress.derived(from: "\(cube)/\(port)")
+        }
+    }
+
     public static var bindings: [ConfigBinding<Router>] {
-        [.on("ports", "route", apply: Router.program), .on("arp-table", "ports", apply: Router.staticNeighbours)]
+        [.on(\.ports, \.route, apply: Router.program), .on(\.arpTable, \.ports, apply: Router.staticNeighbours)]
     }
 
     // MARK: - Configuration
@@ -20,24 +64,7 @@ public final class Router: CubeService {
         var port: String
         var prefix: IPv4Prefix
         var path: String
-    }
-
-    static func addresses(_ config: [String: Any]) throws -> [Address] {
-        var found: [Address] = []
-        for port in config.list("ports") {
-            let name = port.string("name") ?? ""
-            var given: [(String, String)] = []
-            if let ip = port.string("ip") { given.append((ip, "ports[name='\(name)']/ip")) }
-            for secondary in port.list("secondaryip") {
-                let ip = secondary.string("ip") ?? ""
-                given.append((ip, "ports[name='\(name)']/secondaryip[ip='\(ip)']/ip"))
-            }
-            for (text, path) in given {
-                guard let prefix = IPv4Prefix(text) else { throw ServiceFailure.invalid(path: path, "'\(text)' is not an IPv4 prefix") }
-                found.append(Address(port: name, prefix: prefix, path: path))
-            }
-        }
-        return found
+        var primary: Bool
     }
 
     /// The port (and its address) whose network holds `address`, the longest prefix first.
@@ -45,9 +72,9 @@ public final class Router: CubeService {
         addresses.filter { $0.prefix.contains(address) }.max { $0.prefix.length < $1.prefix.length }
     }
 
-    public func validate(_ change: Change) throws {
-        let addresses = try Self.addresses(change.config)
-        let existing = Set(((try? change.previous.map(Self.addresses)) ?? nil)?.map(\.path) ?? [])
+    public func validate(_ change: Change<Config>) throws {
+        let addresses = change.config.addresses
+        let existing = Set(change.previous?.addresses.map(\.path) ?? [])
         for (index, address) in addresses.enumerated() {
             if address.prefix.length == 0 {
                 throw ServiceFailure.invalid(path: address.path, "\(address.prefix) has no network (prefix length 0)")
@@ -58,46 +85,30 @@ public final class Router: CubeService {
                 throw ServiceFailure.invalid(path: offender.path, "\(offender.prefix) overlaps \(other.prefix) of port \(other.port)")
             }
         }
-        for route in change.config.list("route") {
-            let network = route.string("network") ?? "", nexthop = route.string("nexthop") ?? ""
-            let path = "route[network='\(network)'][nexthop='\(nexthop)']/nexthop"
-            guard IPv4Prefix(network) != nil else {
-                throw ServiceFailure.invalid(path: path, "'\(network)' is not an IPv4 prefix")
+        for route in change.config.route {
+            let path = "route[network='\(route.network)'][nexthop='\(route.nexthop)']/nexthop"
+            if addresses.contains(where: { $0.prefix.address == route.nexthop }) {
+                throw ServiceFailure.invalid(path: path, "next hop \(route.nexthop) is one of the router's own addresses")
             }
-            guard let hop = IPv4Address(nexthop) else { throw ServiceFailure.invalid(path: path, "'\(nexthop)' is not an IPv4 address") }
-            if addresses.contains(where: { $0.prefix.address == hop }) {
-                throw ServiceFailure.invalid(path: path, "next hop \(hop) is one of the router's own addresses")
-            }
-            guard Self.connected(hop, in: addresses) != nil else {
-                throw ServiceFailure.invalid(path: path, "next hop \(hop) is not on the network of any port (\(addresses.map { $0.prefix.description }.joined(separator: ", ")))")
+            guard Self.connected(route.nexthop, in: addresses) != nil else {
+                throw ServiceFailure.invalid(path: path, "next hop \(route.nexthop) is not on the network of any port (\(addresses.map { $0.prefix.description }.joined(separator: ", ")))")
             }
         }
-        for entry in change.config.list("arp-table") where entry.string("mac").flatMap(MACAddress.init) == nil {
-            throw ServiceFailure.invalid(path: "arp-table[address='\(entry.string("address") ?? "")']/mac", "'\(entry.string("mac") ?? "")' is not a MAC address")
-        }
-    }
-
-    /// The port's MAC: configured, else derived from the cube and port names (stable across restarts).
-    static func mac(of port: String, in config: [String: Any], cube: String) -> MACAddress {
-        config.list("ports").first { $0.string("name") == port }?.string("mac").flatMap(MACAddress.init)
-            ?? MACAddress.derived(from: "\(cube)/\(port)")
     }
 
     /// Ports, the router's own addresses and the best route per prefix.
-    func program(_ change: Change) throws {
+    func program(_ change: Change<Config>) throws {
         let cube = change.cube, config = change.config
-        let addresses = try Self.addresses(config)
+        let addresses = config.addresses
         let ports = try cube.table("router_ports")
         for index in 0..<Int(PCN_MAX_PORTS) {
             var entry = router_port()
             if let port = cube.port(index: index) {
-                let mine = addresses.filter { $0.port == port.name }
-                let primary = config.list("ports").first { $0.string("name") == port.name }?.string("ip").flatMap(IPv4Prefix.init)
-                if let primary {
+                if let primary = config.ports[port.name]?.ip {
                     entry.ip = primary.address.networkOrder
                     entry.netmask = primary.mask.bigEndian
                 }
-                let secondaries = mine.filter { $0.path.contains("secondaryip") }.prefix(Int(ROUTER_MAX_SECONDARY))
+                let secondaries = addresses.filter { $0.port == port.name && !$0.primary }.prefix(Int(ROUTER_MAX_SECONDARY))
                 withUnsafeMutableBytes(of: &entry.secondary_ip) { raw in
                     for (slot, address) in secondaries.enumerated() { raw.storeBytes(of: address.prefix.address.networkOrder, toByteOffset: slot * 4, as: UInt32.self) }
                 }
@@ -106,7 +117,7 @@ public final class Router: CubeService {
                 }
                 entry.secondary_count = UInt8(secondaries.count)
                 if entry.ip == 0, let first = secondaries.first { entry.ip = first.prefix.address.networkOrder }
-                entry.mac = Self.mac(of: port.name, in: config, cube: cube.name).tuple
+                entry.mac = config.mac(of: port.name, cube: cube.name).tuple
             }
             try ports.update(UInt32(index), entry)
         }
@@ -122,7 +133,7 @@ public final class Router: CubeService {
 
         let routes = try cube.table("router_routes")
         var wanted: [RouteKey: router_route] = [:]
-        for (prefix, via) in Self.bestRoutes(config, addresses: addresses) {
+        for (prefix, via) in Self.bestRoutes(config) {
             guard let port = cube.port(named: via.port) else { continue }
             wanted[RouteKey(prefix.network, prefix.length)] = router_route(nexthop: via.nexthop?.networkOrder ?? 0, port: UInt32(port.index))
         }
@@ -139,16 +150,15 @@ public final class Router: CubeService {
     }
 
     /// Per network: its port's link (connected), else the configured route of lowest path cost.
-    static func bestRoutes(_ config: [String: Any], addresses: [Address]) -> [(IPv4Prefix, (port: String, nexthop: IPv4Address?, cost: Int))] {
+    static func bestRoutes(_ config: Config) -> [(IPv4Prefix, (port: String, nexthop: IPv4Address?, cost: Int))] {
+        let addresses = config.addresses
         var best: [RouteKey: (prefix: IPv4Prefix, port: String, nexthop: IPv4Address?, cost: Int)] = [:]
-        for route in config.list("route") {
-            guard let network = route.string("network").flatMap(IPv4Prefix.init), let hop = route.string("nexthop").flatMap(IPv4Address.init),
-                  let via = connected(hop, in: addresses) else { continue }
-            let prefix = IPv4Prefix(address: network.network, length: network.length)
-            let cost = route.integer("pathcost") ?? 1
+        for route in config.route {
+            guard let via = connected(route.nexthop, in: addresses) else { continue }
+            let prefix = IPv4Prefix(address: route.network.network, length: route.network.length)
             let key = RouteKey(prefix.network, prefix.length)
-            if let current = best[key], current.cost < cost || (current.cost == cost && current.nexthop! <= hop) { continue }
-            best[key] = (prefix, via.port, hop, cost)
+            if let current = best[key], current.cost < route.pathcost || (current.cost == route.pathcost && current.nexthop! <= route.nexthop) { continue }
+            best[key] = (prefix, via.port, route.nexthop, route.pathcost)
         }
         for address in addresses {
             let prefix = IPv4Prefix(address: address.prefix.network, length: address.prefix.length)
@@ -159,13 +169,12 @@ public final class Router: CubeService {
     }
 
     /// Configured neighbours are static entries; learned ones stay as they are.
-    func staticNeighbours(_ change: Change) throws {
+    func staticNeighbours(_ change: Change<Config>) throws {
         let arp = try change.cube.table("router_arp")
         var wanted: [UInt32: router_arp_entry] = [:]
-        for entry in change.config.list("arp-table") {
-            guard let address = entry.string("address").flatMap(IPv4Address.init), let mac = entry.string("mac").flatMap(MACAddress.init),
-                  let port = change.cube.port(named: entry.string("interface") ?? "") else { continue }
-            wanted[address.networkOrder] = router_arp_entry(mac: mac.tuple, port: UInt16(port.index), flags: UInt32(ROUTER_ARP_STATIC))
+        for entry in change.config.arpTable {
+            guard let port = change.cube.port(named: entry.interface) else { continue }
+            wanted[entry.address.networkOrder] = router_arp_entry(mac: entry.mac.tuple, port: UInt16(port.index), flags: UInt32(ROUTER_ARP_STATIC))
         }
         for key in try arp.keys(as: UInt32.self) where wanted[key] == nil {
             if let entry = try arp.lookup(key, as: router_arp_entry.self), entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 { try arp.delete(key) }
@@ -175,15 +184,16 @@ public final class Router: CubeService {
 
     // MARK: - State
 
-    public func state(of cube: Cube) throws -> [String: Any] {
-        let addresses = try Self.addresses(cube.config)
+    public func state(of cube: Cube<Config>) throws -> [String: Any] {
+        guard let config = cube.config else { return [:] }
+        let addresses = config.addresses
         var routes: [[String: Any]] = []
-        for (prefix, via) in Self.bestRoutes(cube.config, addresses: addresses) where via.nexthop == nil {
+        for (prefix, via) in Self.bestRoutes(config) where via.nexthop == nil {
             routes.append(["network": prefix.description, "nexthop": "0.0.0.0", "interface": via.port, "pathcost": 0])
         }
-        for route in cube.config.list("route") {
-            guard let hop = route.string("nexthop").flatMap(IPv4Address.init), let via = Self.connected(hop, in: addresses) else { continue }
-            routes.append(["network": route.string("network") ?? "", "nexthop": hop.description, "interface": via.port])
+        for route in config.route {
+            guard let via = Self.connected(route.nexthop, in: addresses) else { continue }
+            routes.append(["network": route.network.description, "nexthop": route.nexthop.description, "interface": via.port])
         }
         let arp = try cube.table("router_arp")
         let neighbours: [[String: Any]] = try arp.keys(as: UInt32.self).sorted().compactMap { key in
@@ -192,7 +202,7 @@ public final class Router: CubeService {
                     "interface": cube.port(index: Int(entry.port))?.name ?? "\(entry.port)",
                     "type": entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 ? "STATIC" : "DYNAMIC"]
         }
-        let ports: [[String: Any]] = cube.ports.map { ["name": $0.name, "mac": Self.mac(of: $0.name, in: cube.config, cube: cube.name).description] }
+        let ports: [[String: Any]] = cube.ports.map { ["name": $0.name, "mac": config.mac(of: $0.name, cube: cube.name).description] }
         return ["route": routes, "arp-table": neighbours, "ports": ports]
     }
 
@@ -209,7 +219,7 @@ public final class Router: CubeService {
     private static var heldPerHop: Int { 64 }
     private static var attempts: Int { 3 }
 
-    public func packetIn(_ packet: PacketIn, on cube: Cube) throws {
+    public func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws {
         switch UInt32(packet.reason) {
         case ROUTER_REASON_ARP_MISS.rawValue:
             let hop = IPv4Address(networkOrder: packet.metadata.0)
@@ -228,12 +238,11 @@ public final class Router: CubeService {
     }
 
     /// Sends an ARP request for `hop` out of the port that reaches it.
-    private func ask(_ hop: IPv4Address, cube: Cube) {
-        guard var waiting = pending[cube.name]?[hop], let port = cube.port(index: waiting.port),
+    private func ask(_ hop: IPv4Address, cube: Cube<Config>) {
+        guard var waiting = pending[cube.name]?[hop], let port = cube.port(index: waiting.port), let config = cube.config,
               Date().timeIntervalSince(waiting.lastAsked) >= 1 else { return }
-        let addresses = (try? Self.addresses(cube.config)) ?? []
-        guard let source = addresses.first(where: { $0.port == port.name && $0.prefix.contains(hop) }) ?? addresses.first(where: { $0.port == port.name }) else { return }
-        cube.send(Frame.arpRequest(from: Self.mac(of: port.name, in: cube.config, cube: cube.name), ip: source.prefix.address, asking: hop), port: port.name)
+        guard let source = Self.source(on: port.name, towards: hop, in: config) else { return }
+        cube.send(Frame.arpRequest(from: config.mac(of: port.name, cube: cube.name), ip: source.prefix.address, asking: hop), port: port.name)
         waiting.asked += 1
         waiting.lastAsked = Date()
         pending[cube.name]?[hop] = waiting
@@ -241,12 +250,12 @@ public final class Router: CubeService {
     }
 
     /// Forwards what waits for `hop` if its MAC is known now; false if it is not.
-    private func release(_ hop: IPv4Address, cube: Cube) throws -> Bool {
+    private func release(_ hop: IPv4Address, cube: Cube<Config>) throws -> Bool {
         guard let waiting = pending[cube.name]?[hop] else { return true }
         guard let neighbour = try cube.table("router_arp").lookup(hop.networkOrder, as: router_arp_entry.self),
-              let port = cube.port(index: waiting.port) else { return false }
+              let port = cube.port(index: waiting.port), let config = cube.config else { return false }
         pending[cube.name]?[hop] = nil
-        let source = Self.mac(of: port.name, in: cube.config, cube: cube.name)
+        let source = config.mac(of: port.name, cube: cube.name)
         for var frame in waiting.frames {
             guard let headerLength = ParsedFrame(frame).ipv4HeaderLength, frame.count >= 14 + headerLength else { continue }
             frame.replaceSubrange(0..<12, with: MACAddress(tuple: neighbour.mac).bytes + source.bytes)
@@ -263,21 +272,26 @@ public final class Router: CubeService {
     }
 
     /// ICMP time exceeded to the sender, from the address of the port the packet came in on.
-    private func timeExceeded(_ packet: PacketIn, cube: Cube) {
+    private func timeExceeded(_ packet: PacketIn, cube: Cube<Config>) {
         let frame = ParsedFrame(packet.frame)
         guard let headerLength = frame.ipv4HeaderLength, let sender = frame.ipv4Source, let senderMAC = frame.sourceMAC,
-              let port = cube.port(index: packet.port) else { return }
-        let addresses = (try? Self.addresses(cube.config)) ?? []
-        guard let source = addresses.first(where: { $0.port == port.name && $0.prefix.contains(sender) }) ?? addresses.first(where: { $0.port == port.name }) else { return }
+              let port = cube.port(index: packet.port), let config = cube.config,
+              let source = Self.source(on: port.name, towards: sender, in: config) else { return }
         let quoted = Array(packet.frame[14..<min(packet.frame.count, 14 + headerLength + 8)])
         let icmp = Frame.icmp(type: 11, code: 0, body: quoted)
-        let reply = Frame.ethernet(to: senderMAC, from: Self.mac(of: port.name, in: cube.config, cube: cube.name), type: Frame.etherIPv4)
+        let reply = Frame.ethernet(to: senderMAC, from: config.mac(of: port.name, cube: cube.name), type: Frame.etherIPv4)
             + Frame.ipv4(from: source.prefix.address, to: sender, protocol: 1, payload: icmp)
         cube.send(reply, port: port.name)
     }
 
+    /// The port's address on the network of `peer`, else its first one: the source of what it sends.
+    private static func source(on port: String, towards peer: IPv4Address, in config: Config) -> Address? {
+        let mine = config.addresses.filter { $0.port == port }
+        return mine.first { $0.prefix.contains(peer) } ?? mine.first
+    }
+
     /// Retries unanswered ARP requests; gives up (dropping the held packets) after three.
-    public func tick(_ cube: Cube) {
+    public func tick(_ cube: Cube<Config>) {
         for (hop, waiting) in pending[cube.name] ?? [:] {
             if (try? release(hop, cube: cube)) == true { continue }
             if waiting.asked >= Self.attempts && Date().timeIntervalSince(waiting.lastAsked) >= 1 {
@@ -289,5 +303,5 @@ public final class Router: CubeService {
         }
     }
 
-    public func removed(_ cube: Cube) { pending[cube.name] = nil }
+    public func removed(_ cube: Cube<Config>) { pending[cube.name] = nil }
 }

@@ -8,8 +8,23 @@ public final class SimpleBridge: CubeService {
     public static let name = "simplebridge"
     public init() {}
 
+    public struct Config: Decodable {
+        struct Entry: Decodable, Equatable, Keyed {
+            var address: MACAddress
+            var port: String
+            var key: MACAddress { address }
+        }
+        struct FilteringDatabase: Decodable, Equatable {
+            var agingTime: UInt32
+            var entry: KeyedList<Entry>
+            enum CodingKeys: String, CodingKey { case agingTime = "aging-time", entry }
+        }
+        var fdb: FilteringDatabase
+        var ports: KeyedList<StandardPort>
+    }
+
     public static var bindings: [ConfigBinding<SimpleBridge>] {
-        [.on("fdb/aging-time", apply: SimpleBridge.aging), .on("fdb/entry", "ports", apply: SimpleBridge.staticEntries)]
+        [.on(\.fdb.agingTime, apply: SimpleBridge.aging), .on(\.fdb.entry, \.ports, apply: SimpleBridge.staticEntries)]
     }
 
     /// The fast path's clock: seconds of CLOCK_MONOTONIC (bpf_ktime_get_ns).
@@ -28,18 +43,17 @@ public final class SimpleBridge: CubeService {
         MACAddress(bytes: (0..<6).map { UInt8(truncatingIfNeeded: key >> (8 * UInt64($0))) })
     }
 
-    func aging(_ change: Change) throws {
-        let seconds = UInt32(change.config.integer("fdb/aging-time") ?? 300)
-        try change.cube.table("simplebridge_config").update(UInt32(0), simplebridge_config(aging_time: seconds))
+    func aging(_ change: Change<Config>) throws {
+        try change.cube.table("simplebridge_config").update(UInt32(0), simplebridge_config(aging_time: change.config.fdb.agingTime))
     }
 
     /// Static entries match the configuration; learned ones are left alone (they survive restarts).
-    func staticEntries(_ change: Change) throws {
+    func staticEntries(_ change: Change<Config>) throws {
         let fdb = try change.cube.table("simplebridge_fdb")
         var wanted: [UInt64: UInt32] = [:]
-        for entry in change.config.list("fdb/entry") {
-            guard let mac = entry.string("address").flatMap(MACAddress.init), let port = change.cube.port(named: entry.string("port") ?? "") else { continue }
-            wanted[Self.key(mac)] = UInt32(port.index)
+        for entry in change.config.fdb.entry {
+            guard let port = change.cube.port(named: entry.port) else { continue }
+            wanted[Self.key(entry.address)] = UInt32(port.index)
         }
         for key in try fdb.keys(as: UInt64.self) where wanted[key] == nil {
             if let entry = try fdb.lookup(key, as: simplebridge_fdb_entry.self), entry.flags & UInt32(SIMPLEBRIDGE_STATIC) != 0 {
@@ -51,10 +65,10 @@ public final class SimpleBridge: CubeService {
         }
     }
 
-    private func agingTime(_ cube: Cube) -> UInt64 { UInt64(cube.config.integer("fdb/aging-time") ?? 300) }
+    private func agingTime(_ cube: Cube<Config>) -> UInt64 { UInt64(cube.config?.fdb.agingTime ?? 300) }
 
     /// Every entry: (key, entry, age in seconds, is static).
-    private func entries(_ cube: Cube) throws -> [(key: UInt64, entry: simplebridge_fdb_entry, age: UInt64, isStatic: Bool)] {
+    private func entries(_ cube: Cube<Config>) throws -> [(key: UInt64, entry: simplebridge_fdb_entry, age: UInt64, isStatic: Bool)] {
         let fdb = try cube.table("simplebridge_fdb")
         let now = Self.now
         return try fdb.keys(as: UInt64.self).compactMap { key in
@@ -64,7 +78,7 @@ public final class SimpleBridge: CubeService {
         }
     }
 
-    public func state(of cube: Cube) throws -> [String: Any] {
+    public func state(of cube: Cube<Config>) throws -> [String: Any] {
         let aging = agingTime(cube)
         let listed: [[String: Any]] = try entries(cube).filter { $0.isStatic || $0.age <= aging }.map { item in
             ["address": Self.mac(item.key).description, "port": cube.port(index: Int(item.entry.port))?.name ?? "\(item.entry.port)",
@@ -74,13 +88,13 @@ public final class SimpleBridge: CubeService {
     }
 
     /// Expired learned entries leave the table (the fast path already ignores them).
-    public func tick(_ cube: Cube) {
+    public func tick(_ cube: Cube<Config>) {
         guard let fdb = try? cube.table("simplebridge_fdb"), let all = try? entries(cube) else { return }
         let aging = agingTime(cube)
         for item in all where !item.isStatic && item.age > aging { try? fdb.delete(item.key) }
     }
 
-    public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube) throws -> ActionResult {
+    public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube<Config>) throws -> ActionResult {
         guard name == "flush" else { throw ServiceFailure.refused("simplebridge has no action '\(name)'") }
         let fdb = try cube.table("simplebridge_fdb")
         for item in try entries(cube) where !item.isStatic { try fdb.delete(item.key) }
@@ -89,7 +103,7 @@ public final class SimpleBridge: CubeService {
     }
 
     /// Floods: out of every connected port but the one the frame came in on.
-    public func packetIn(_ packet: PacketIn, on cube: Cube) throws {
+    public func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws {
         guard packet.reason == UInt16(SIMPLEBRIDGE_REASON_FLOOD) else { return }
         guard packet.frame.count == packet.length else {
             cube.logger.warning("frame of \(packet.length) bytes is larger than the slow path carries: not flooded")

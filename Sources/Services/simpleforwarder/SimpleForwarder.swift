@@ -7,35 +7,46 @@ public final class SimpleForwarder: CubeService {
     public static let name = "simpleforwarder"
     public init() {}
 
-    public static var bindings: [ConfigBinding<SimpleForwarder>] {
-        [.on("actions", "ports", apply: SimpleForwarder.program)]
+    public struct Config: Decodable {
+        struct Action: Decodable, Equatable, Keyed {
+            enum Kind: String, Decodable { case DROP, SLOWPATH, FORWARD }
+            var inport: String
+            var action: Kind
+            var outport: String?
+            var key: String { inport }
+        }
+        var actions: KeyedList<Action>
+        var ports: KeyedList<StandardPort>
     }
 
-    private static let actions: [String: simpleforwarder_action] = [
-        "DROP": SIMPLEFORWARDER_DROP, "SLOWPATH": SIMPLEFORWARDER_SLOWPATH, "FORWARD": SIMPLEFORWARDER_FORWARD,
-    ]
+    public static var bindings: [ConfigBinding<SimpleForwarder>] {
+        [.on(\.actions, \.ports, apply: SimpleForwarder.program)]
+    }
 
-    public func validate(_ change: Change) throws {
-        for entry in change.config.list("actions") where entry.string("action") == "FORWARD" && entry.string("outport") == nil {
-            throw ServiceFailure.invalid(path: "actions[inport='\(entry.string("inport") ?? "")']/outport", "FORWARD needs an outport")
+    public func validate(_ change: Change<Config>) throws {
+        for entry in change.config.actions where entry.action == .FORWARD && entry.outport == nil {
+            throw ServiceFailure.invalid(path: "actions[inport='\(entry.inport)']/outport", "FORWARD needs an outport")
         }
     }
 
-    func program(_ change: Change) throws {
+    func program(_ change: Change<Config>) throws {
         let table = try change.cube.table("simpleforwarder_actions")
         var wanted: [UInt16: simpleforwarder_entry] = [:]
-        for entry in change.config.list("actions") {
-            guard let port = change.cube.port(named: entry.string("inport") ?? "") else { continue }
-            let out = entry.string("outport").flatMap { change.cube.port(named: $0) }
-            wanted[UInt16(port.index)] = simpleforwarder_entry(
-                action: UInt16((Self.actions[entry.string("action") ?? "DROP"] ?? SIMPLEFORWARDER_DROP).rawValue),
-                out_port: UInt16(out?.index ?? Int(PCN_NO_PORT)))
+        for entry in change.config.actions {
+            guard let port = change.cube.port(named: entry.inport) else { continue }
+            let action = switch entry.action {
+            case .DROP: SIMPLEFORWARDER_DROP
+            case .SLOWPATH: SIMPLEFORWARDER_SLOWPATH
+            case .FORWARD: SIMPLEFORWARDER_FORWARD
+            }
+            let out = entry.outport.flatMap { change.cube.port(named: $0) }
+            wanted[UInt16(port.index)] = simpleforwarder_entry(action: UInt16(action.rawValue), out_port: UInt16(out?.index ?? Int(PCN_NO_PORT)))
         }
         for key in try table.keys(as: UInt16.self) where wanted[key] == nil { try table.delete(key) }
         for (key, entry) in wanted { try table.update(key, entry) }
     }
 
-    public func packetIn(_ packet: PacketIn, on cube: Cube) throws {
+    public func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws {
         cube.logger.info("packet of \(packet.length) bytes from port \(cube.port(index: packet.port)?.name ?? "\(packet.port)")")
     }
 }

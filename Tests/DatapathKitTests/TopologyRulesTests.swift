@@ -1,0 +1,85 @@
+@testable import DatapathKit
+import PCNProtocol
+import XCTest
+
+/// The topology's rules as pure functions: no kernel, no root.
+final class TopologyRulesTests: XCTestCase {
+    private let netdevs: Set<String> = ["veth1", "veth2"]
+    private func exists(_ device: String) -> Bool { netdevs.contains(device) }
+
+    private func configure(_ topology: inout Topology, _ name: String, type: String = "TC", ports: [(String, String)]?,
+                           lenient: Bool = false, transparent: Bool = false) throws -> [(port: String, reason: String)] {
+        try topology.configure(CubeConfigure(name: name, service: "testfwd", type: type, transparent: transparent, loglevel: "INFO",
+                                             ports: ports?.map { CubeConfigure.Port(name: $0.0, peer: $0.1) }, lenientPeers: lenient),
+                               netdevExists: exists)
+    }
+
+    func testConfigureCreatesPortsAndLinksBothEnds() throws {
+        var topology = Topology()
+        _ = try configure(&topology, "a", ports: [("p0", "veth1"), ("p1", "")])
+        _ = try configure(&topology, "b", ports: [("p0", "a:p1")])
+        XCTAssertEqual(topology.cubes["a"]?.port("p0")?.peer, .netdev("veth1"))
+        XCTAssertEqual(topology.cubes["a"]?.port("p1")?.peer, .cube("b", "p0"), "the other end follows")
+        XCTAssertEqual(topology.cubes["a"]?.ports.map(\.index), [0, 1])
+        XCTAssertNotEqual(topology.cubes["a"]?.node, topology.cubes["b"]?.node)
+
+        // A port removed releases the other end; a new port takes the lowest free index.
+        _ = try configure(&topology, "a", ports: [("p0", "veth1"), ("p2", "")])
+        XCTAssertEqual(topology.cubes["b"]?.port("p0")?.peer, Peer.none)
+        XCTAssertEqual(topology.cubes["a"]?.port("p2")?.index, 1)
+    }
+
+    func testAPeerMovesBetweenPortsInOneChange() throws {
+        var topology = Topology()
+        _ = try configure(&topology, "a", ports: [("p0", "veth1"), ("p1", "")])
+        _ = try configure(&topology, "a", ports: [("p0", ""), ("p1", "veth1")])
+        XCTAssertEqual(topology.cubes["a"]?.port("p1")?.peer, .netdev("veth1"))
+        XCTAssertEqual(topology.cubes["a"]?.port("p0")?.peer, Peer.none)
+    }
+
+    func testRefusalsNameWhatIsWrongAndWhere() throws {
+        var topology = Topology()
+        _ = try configure(&topology, "a", ports: [("p0", "veth1")])
+        _ = try configure(&topology, "x", type: "XDP_SKB", ports: [("p0", "")])
+        let cases: [(String, String, [(String, String)], String, String?)] = [
+            ("b", "TC", [("p0", "veth1")], "already in use by a:p0", "ports[name='p0']/peer"),
+            ("b", "TC", [("p0", "nosuchdev")], "netdev 'nosuchdev' does not exist", "ports[name='p0']/peer"),
+            ("b", "TC", [("p0", "x:p0")], "not possible to connect TC and XDP ports", "ports[name='p0']/peer"),
+            ("b", "TC", [("p0", "ghost:p0")], "peer cube 'ghost' does not exist", "ports[name='p0']/peer"),
+            ("b", "TC", [("p0", "b:p0")], "cannot be its own peer", "ports[name='p0']/peer"),
+            ("b", "TC", [("p0", ""), ("p0", "")], "port 'p0' is given twice", nil),
+            ("b", "TC", [("bad name", "")], "port name 'bad name' is not valid", nil),
+            ("b", "FAST", [], "not one of TC, XDP_SKB, XDP_DRV", nil),
+            ("a", "XDP_SKB", [("p0", "veth1")], "its type cannot change", nil),
+        ]
+        for (name, type, ports, words, path) in cases {
+            var copy = topology
+            XCTAssertThrowsError(try configure(&copy, name, type: type, ports: ports), "\(name) \(ports)") { error in
+                let error = error as? DatapathError
+                XCTAssertTrue(error?.description.contains(words) == true, "\(error?.description ?? "?") lacks '\(words)'")
+                XCTAssertEqual(error?.path, path, words)
+            }
+        }
+    }
+
+    func testLenientPeersAreLeftUnsetAndReported() throws {
+        var topology = Topology()
+        let unlinked = try configure(&topology, "a", ports: [("p0", "later:p0"), ("p1", "veth2")], lenient: true)
+        XCTAssertEqual(unlinked.map(\.port), ["p0"])
+        XCTAssertEqual(topology.cubes["a"]?.port("p0")?.peer, Peer.none)
+        XCTAssertEqual(topology.cubes["a"]?.port("p1")?.peer, .netdev("veth2"))
+    }
+
+    func testDestroyUnlinksAndIsRefusedWithTransparentCubes() throws {
+        var topology = Topology()
+        _ = try configure(&topology, "a", ports: [("p0", "veth1"), ("p1", "")])
+        _ = try configure(&topology, "b", ports: [("p0", "a:p1")])
+        topology.cubes["b"]!.ports[0].tcubes = ["d1"]
+        var copy = topology
+        XCTAssertThrowsError(try copy.destroy(cube: "b")) { XCTAssertTrue("\($0)".contains("has transparent cubes (d1)")) }
+        XCTAssertThrowsError(try copy.removePort(cube: "b", port: "p0")) { XCTAssertTrue("\($0)".contains("detach them first")) }
+        try topology.destroy(cube: "a")
+        XCTAssertNil(topology.cubes["a"])
+        XCTAssertEqual(topology.cubes["b"]?.port("p0")?.peer, Peer.none, "the other end is released with the cube")
+    }
+}
