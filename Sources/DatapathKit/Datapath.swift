@@ -371,7 +371,8 @@ public actor Datapath {
     public func stats(cube name: String) throws -> CubeStats {
         let cube = try existing(name)
         let maps = "\(bpffsRoot)/cubes/\(name)/maps"
-        var stats = try CubeStats(reading: try BPFMap.openPinned(maps + "/pcn_stats"))
+        let reasons = stages.values.filter { $0.cube == name }.reduce(into: [UInt32: String]()) { $0.merge($1.dropReasons) { a, _ in a } }
+        var stats = try CubeStats(reading: try BPFMap.openPinned(maps + "/pcn_stats"), serviceReasons: reasons)
         let perPort = try PortCounters.read(try BPFMap.openPinned(maps + "/pcn_port_stats"), count: Int(PCN_MAX_PORTS))
         if cube.transparent {
             stats.ports = ["ingress": perPort[0], "egress": perPort[1]]
@@ -470,9 +471,12 @@ extension Topology {
 extension CubeStats {
     static let reasons = ["service", "unknown-port", "no-peer", "missed-tail-call", "bad-verdict", "slow-path-full"]
 
-    init(reading map: BPFMap) throws {
+    /// The framework's reasons by name, then the service's: those it declared by their names (0 when
+    /// none happened), any other slot that counted something as `service-<n>`.
+    init(reading map: BPFMap, serviceReasons: [UInt32: String]) throws {
         self.init()
-        var drops = [UInt64](repeating: 0, count: Int(PCN_DROP_REASONS.rawValue))
+        let framework = Int(PCN_DROP_REASONS.rawValue)
+        var drops = [UInt64](repeating: 0, count: framework + Int(PCN_SERVICE_DROP_REASONS))
         for stats in try map.lookupPerCPU(UInt32(0), as: pcn_cube_stats.self) {
             redirected += stats.redirected
             passed += stats.passed
@@ -481,7 +485,15 @@ extension CubeStats {
                 for i in 0..<drops.count { drops[i] += d.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) }
             }
         }
-        for (i, reason) in Self.reasons.enumerated() where i < drops.count { self.drops[reason] = drops[i] }
+        for (i, reason) in Self.reasons.enumerated() where i < framework { self.drops[reason] = drops[i] }
+        for slot in 0..<Int(PCN_SERVICE_DROP_REASONS) {
+            let count = drops[framework + slot]
+            if let name = serviceReasons[UInt32(slot)] {
+                self.drops[name, default: 0] += count
+            } else if count > 0 {
+                self.drops["service-\(slot)"] = count
+            }
+        }
     }
 }
 

@@ -45,6 +45,8 @@ final class LoadedStage {
     /// Its pcn_log formats by call-site id, and the source number its records carry.
     let logFormats: [UInt16: String]
     let logSource: UInt32
+    /// The service's own drop reasons by number (section .rodata.pcn_drops, `PCN_DROP_REASON`).
+    let dropReasons: [UInt32: String]
     let object: BPFObject
 
     init(spec: StageSpec, object: BPFObject, sharedPins: [String]) {
@@ -64,6 +66,14 @@ final class LoadedStage {
             }
         }
         logFormats = formats
+        let record = MemoryLayout<pcn_drop_name>.size
+        let declared = object.sectionData(".rodata.pcn_drops")
+        var reasons: [UInt32: String] = [:]
+        for offset in stride(from: 0, to: declared.count - record + 1, by: record) {
+            let entry = declared[offset..<(offset + record)].withUnsafeBytes { $0.loadUnaligned(as: pcn_drop_name.self) }
+            reasons[entry.reason] = withUnsafeBytes(of: entry.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        dropReasons = reasons
     }
 }
 

@@ -57,6 +57,8 @@ final class ServiceTests: ServiceStackTestCase {
             }
             XCTAssertTrue(try network.ping(from: from.namespace, to: "10.62.3.254", count: 1), "\(from.address) -> router")
         }
+        // Nowhere to route to: dropped under the router's own reason.
+        XCTAssertFalse(try network.ping(from: hosts[0].namespace, to: "10.99.0.1", count: 2))
         // The neighbours were learned from traffic; the connected routes are listed.
         let arp = (try await must("GET", "/router/r1/arp-table") as? [[String: Any]]) ?? []
         XCTAssertEqual(Set(arp.compactMap { $0["address"] as? String }), ["10.62.1.1", "10.62.2.1", "10.62.3.1"], "\(arp)")
@@ -64,6 +66,7 @@ final class ServiceTests: ServiceStackTestCase {
         let metrics = try await rest.call("GET", "/metrics").text
         XCTAssertTrue(metrics.contains(#"router_arp_entries{cube="r1",service="router"} 3"#), metrics)
         XCTAssertTrue(metrics.contains(#"router_routes{cube="r1",service="router"} 3"#), "three connected networks: \(metrics)")
+        XCTAssertTrue(metrics.contains(#"pcn_cube_drops_total{cube="r1",service="router",reason="no-route"} 2"#), metrics)
         // TTL 1 across the router: ICMP time exceeded from the router's address on that side.
         let expired = try network.exec(hosts[0].namespace, ["ping", "-c", "1", "-t", "1", "-W", "2", "10.62.2.1"])
         XCTAssertTrue(expired.stdout.contains("From 10.62.1.254") && expired.stdout.contains("Time to live exceeded"), expired.stdout)
@@ -202,6 +205,10 @@ final class ServiceTests: ServiceStackTestCase {
         XCTAssertTrue(metrics.contains(#"ddosmitigator_dropped_packets_total{cube="d1",service="ddosmitigator"} 5"#), metrics)
         XCTAssertTrue(metrics.contains(#"ddosmitigator_blacklist_dst_dropped_packets_total{cube="d1",service="ddosmitigator",ip="10.67.0.2"} 2"#), metrics)
         XCTAssertFalse(metrics.contains(#"ddosmitigator_blacklist_src_dropped_packets_total{cube="d1""#), "a deleted entry has no sample: \(metrics)")
+        // The service's own drop reasons (PCN_DROP_REASON in ddosmitigator.c), not one "service".
+        XCTAssertTrue(metrics.contains(#"pcn_cube_drops_total{cube="d1",service="ddosmitigator",reason="blacklisted-source"} 3"#), metrics)
+        XCTAssertTrue(metrics.contains(#"pcn_cube_drops_total{cube="d1",service="ddosmitigator",reason="blacklisted-destination"} 2"#), metrics)
+        XCTAssertTrue(metrics.contains(#"pcn_cube_drops_total{cube="d1",service="ddosmitigator",reason="service"} 0"#), metrics)
     }
 
     // MARK: - Bad configurations

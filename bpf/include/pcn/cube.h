@@ -13,6 +13,7 @@
 #include "shared.h"
 #include "maps.h"
 #include "stats.h"
+#include "drop_reasons.h"
 #include "tables.h"
 
 /* Which µCube this object is: 0 is the MASTER (the entry), 1.. are SLAVEs reached with
@@ -65,6 +66,11 @@ static __always_inline int pcn_pkt_redirect(struct CTXTYPE *ctx, struct pkt_meta
 
 static __always_inline int pcn_pkt_drop(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     return RX_DROP;
+}
+
+/* Drops the packet, counted under one of the service's own reasons (bpf/include/pcn/drop_reasons.h). */
+static __always_inline int pcn_pkt_drop_reason(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 reason) {
+    return pcn_drop_service_reason(reason);
 }
 
 /* Continues in µCube `index` of this cube's program of the same direction; its handle_rx sees

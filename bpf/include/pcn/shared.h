@@ -130,13 +130,23 @@ enum pcn_drop_reason {
     PCN_DROP_REASONS = 6,
 };
 
+/* A service's own drop reasons (declared with PCN_DROP_REASON, bpf/include/pcn/drop_reasons.h)
+ * are counted after the framework's: slot PCN_DROP_REASONS + the service's reason. */
+#define PCN_SERVICE_DROP_REASONS 16
+
+/* One service drop reason's name, in the object's section .rodata.pcn_drops (read by pcn-core). */
+struct pcn_drop_name {
+    __u32 reason;
+    char name[28];
+};
+
 /* Per-cube counters (per-CPU array value, index 0). What the cube received is the sum of its ports'
  * rx counters (struct pcn_port_stats), not counted twice. */
 struct pcn_cube_stats {
     __u64 redirected;
     __u64 passed;
     __u64 to_slow_path;
-    __u64 drops[PCN_DROP_REASONS];
+    __u64 drops[PCN_DROP_REASONS + PCN_SERVICE_DROP_REASONS];
 };
 
 /* Per-port counters (per-CPU array value, index = port). */

@@ -12,4 +12,9 @@ enum ddos_stat {
     DDOS_STATS = 2,
 };
 #define DDOS_BLACKLIST_MAX 4096
+/* Why a packet is dropped (counted per cube under the names ddosmitigator.c gives them). */
+enum ddos_drop_reason {
+    DDOS_DROP_SOURCE = 0,        /* its source is blacklisted */
+    DDOS_DROP_DESTINATION = 1,   /* its destination is blacklisted */
+};
 #endif

@@ -4,6 +4,9 @@
 
 PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct helloworld_config, helloworld_config, 1);
 
+PCN_DROP_REASON(HELLOWORLD_DROP_ACTION, "action-drop");
+PCN_DROP_REASON(HELLOWORLD_DROP_OTHER_PORT, "not-a-forwarded-port");
+
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     __u32 zero = 0;
     struct helloworld_config *config = bpf_map_lookup_elem(&helloworld_config, &zero);
@@ -17,8 +20,8 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
             return pcn_pkt_redirect(ctx, md, config->ports[1]);
         if (md->in_port == config->ports[1])
             return pcn_pkt_redirect(ctx, md, config->ports[0]);
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, HELLOWORLD_DROP_OTHER_PORT);
     default:
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, HELLOWORLD_DROP_ACTION);
     }
 }

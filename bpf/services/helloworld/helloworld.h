@@ -14,4 +14,10 @@ struct helloworld_config {
     __u32 action;     /* enum helloworld_action */
     __u16 ports[2];   /* the two ports FORWARD joins (PCN_NO_PORT while missing) */
 };
+
+/* Why a packet is dropped (counted per cube under the names helloworld.c gives them). */
+enum helloworld_drop_reason {
+    HELLOWORLD_DROP_ACTION = 0,      /* the action is DROP */
+    HELLOWORLD_DROP_OTHER_PORT = 1,  /* FORWARD, but from a port that is not one of the two */
+};
 #endif

@@ -30,12 +30,19 @@ static __always_inline void learn_neighbour(__be32 address, const __u8 *mac, __u
     bpf_map_update_elem(&router_arp, &address, &entry, BPF_ANY);
 }
 
+PCN_DROP_REASON(ROUTER_DROP_MALFORMED, "malformed");
+PCN_DROP_REASON(ROUTER_DROP_PORT_UNCONFIGURED, "port-not-configured");
+PCN_DROP_REASON(ROUTER_DROP_NOT_FOR_US, "not-for-the-router");
+PCN_DROP_REASON(ROUTER_DROP_ARP_OPERATION, "arp-operation");
+PCN_DROP_REASON(ROUTER_DROP_LOCAL_NOT_ECHO, "local-not-echo");
+PCN_DROP_REASON(ROUTER_DROP_NO_ROUTE, "no-route");
+
 static __always_inline int handle_arp(struct CTXTYPE *ctx, struct pkt_metadata *md, struct ethhdr *eth,
                                       struct pcn_arp *arp, struct router_port *port) {
     __be32 target = arp->target_ip;
     struct router_local_address *local = bpf_map_lookup_elem(&router_local, &target);
     if (!local || local->port != md->in_port)
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NOT_FOR_US);
     __be32 sender = arp->sender_ip;
     learn_neighbour(sender, arp->sender_mac, md->in_port);
     if (arp->op == bpf_htons(PCN_ARPOP_REPLY)) {
@@ -43,7 +50,7 @@ static __always_inline int handle_arp(struct CTXTYPE *ctx, struct pkt_metadata *
         return pcn_pkt_controller_with_metadata(ctx, md, ROUTER_REASON_ARP_REPLY, data);
     }
     if (arp->op != bpf_htons(PCN_ARPOP_REQUEST))
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_ARP_OPERATION);
     /* Answer in place: the asker becomes the target. */
     arp->op = bpf_htons(PCN_ARPOP_REPLY);
     pcn_mac_copy(arp->target_mac, arp->sender_mac);
@@ -60,7 +67,7 @@ static __always_inline int handle_local(struct CTXTYPE *ctx, struct pkt_metadata
                                         struct iphdr *ip, struct router_port *port) {
     struct pcn_icmphdr *icmp = pcn_icmp(ctx, ip);
     if (!icmp || icmp->type != PCN_ICMP_ECHO || icmp->code != 0)
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_LOCAL_NOT_ECHO);
     __be16 before = *(__be16 *)icmp;
     icmp->type = PCN_ICMP_ECHOREPLY;
     pcn_csum_replace16(&icmp->checksum, before, *(__be16 *)icmp);
@@ -78,17 +85,17 @@ static __always_inline int handle_local(struct CTXTYPE *ctx, struct pkt_metadata
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     struct ethhdr *eth = pcn_eth(ctx);
     if (!eth)
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_MALFORMED);
     __u32 in_port = md->in_port;
     struct router_port *port = bpf_map_lookup_elem(&router_ports, &in_port);
     if (!port || port->ip == 0)
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_PORT_UNCONFIGURED);
     struct pcn_arp *arp = pcn_arp(ctx, eth);
     if (arp)
         return handle_arp(ctx, md, eth, arp, port);
     struct iphdr *ip = pcn_ipv4(ctx, eth);
     if (!ip || !mac_equal(eth->h_dest, port->mac))
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NOT_FOR_US);
     __be32 destination = ip->daddr;
     if (bpf_map_lookup_elem(&router_local, &destination))
         return handle_local(ctx, md, eth, ip, port);
@@ -97,13 +104,13 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
     struct router_route_key key = {.prefixlen = 32, .network = destination};
     struct router_route *route = bpf_map_lookup_elem(&router_routes, &key);
     if (!route)
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NO_ROUTE);
     __u32 out_index = route->port;
     __be32 nexthop = route->nexthop ? route->nexthop : destination;
     struct router_port *out = bpf_map_lookup_elem(&router_ports, &out_index);
     struct router_arp_entry *neighbour = bpf_map_lookup_elem(&router_arp, &nexthop);
     if (!out)
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NO_ROUTE);
     if (!neighbour) {
         __u32 data[3] = {nexthop, out_index, 0};
         return pcn_pkt_controller_with_metadata(ctx, md, ROUTER_REASON_ARP_MISS, data);

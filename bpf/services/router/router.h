@@ -47,4 +47,14 @@ enum router_reason {
     ROUTER_REASON_ARP_REPLY = 2,     /* md[0] the address now known: release what waits for it */
     ROUTER_REASON_TTL_EXCEEDED = 3,  /* answer ICMP time exceeded */
 };
+
+/* Why the router drops a packet (counted per cube under the names router.c gives them). */
+enum router_drop_reason {
+    ROUTER_DROP_MALFORMED = 0,          /* no Ethernet header */
+    ROUTER_DROP_PORT_UNCONFIGURED = 1,  /* arrived on a port without an address */
+    ROUTER_DROP_NOT_FOR_US = 2,         /* neither IPv4 to our MAC nor ARP for our address on that port */
+    ROUTER_DROP_ARP_OPERATION = 3,      /* ARP other than request or reply */
+    ROUTER_DROP_LOCAL_NOT_ECHO = 4,     /* to one of our addresses, but not an ICMP echo request */
+    ROUTER_DROP_NO_ROUTE = 5,           /* no route to the destination */
+};
 #endif

@@ -14,4 +14,10 @@ struct simpleforwarder_entry {
     __u16 action;    /* enum simpleforwarder_action */
     __u16 out_port;  /* FORWARD: the output port's index */
 };
+
+/* Why a packet is dropped (counted per cube under the names simpleforwarder.c gives them). */
+enum simpleforwarder_drop_reason {
+    SIMPLEFORWARDER_DROP_NO_ACTION = 0,   /* no action for the port it came in on */
+    SIMPLEFORWARDER_DROP_ACTION = 1,      /* the port's action is DROP */
+};
 #endif

@@ -5,6 +5,8 @@
 
 PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct transparenthelloworld_entry, transparenthelloworld_actions, 2);
 
+PCN_DROP_REASON(TRANSPARENTHELLOWORLD_DROP_ACTION, "action-drop");
+
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     __u32 direction = md->in_port;
     struct transparenthelloworld_entry *entry = bpf_map_lookup_elem(&transparenthelloworld_actions, &direction);
@@ -12,7 +14,7 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
         return RX_OK;
     switch (entry->action) {
     case TRANSPARENTHELLOWORLD_DROP:
-        return RX_DROP;
+        return pcn_pkt_drop_reason(ctx, md, TRANSPARENTHELLOWORLD_DROP_ACTION);
     case TRANSPARENTHELLOWORLD_SLOWPATH:
         return pcn_pkt_controller(ctx, md, 0);
     default:

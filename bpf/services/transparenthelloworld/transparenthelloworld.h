@@ -13,4 +13,9 @@ enum transparenthelloworld_action {
 struct transparenthelloworld_entry {
     __u32 action;   /* enum transparenthelloworld_action */
 };
+
+/* Why a packet is dropped (counted per cube under the name transparenthelloworld.c gives it). */
+enum transparenthelloworld_drop_reason {
+    TRANSPARENTHELLOWORLD_DROP_ACTION = 0,   /* the direction's action is DROP */
+};
 #endif
