@@ -1,0 +1,57 @@
+import Foundation
+import JSONText
+import PCNProtocol
+
+extension ConfigEngine {
+    // MARK: - Reads
+
+    /// The configuration at a target, as JSON.
+    func readJSON(_ target: Target) async throws -> Data {
+        try JSONText.data(try await read(target))
+    }
+
+    /// The state (config false) of a cube: the generic leaves from pcn-core (service-name, ports'
+    /// status and transparent cubes, a transparent cube's parent) and what the cube-host answers to
+    /// `cube.state {cube}` (counters, tables: read from its maps), merged over its configuration.
+    /// `coreCubes`: pcn-core's cubes when the caller has them already.
+    func withState(_ cube: [String: Any], service: String, coreCubes: [CubeDescription]? = nil) async -> [String: Any] {
+        guard let name = cube["name"] as? String else { return cube }
+        var merged = cube
+        merged["service-name"] = service
+        let cubes: [CubeDescription]? = if let coreCubes { coreCubes } else { try? await core.cubes(timeout: .seconds(5)) }
+        if let live = cubes?.first(where: { $0.name == name }) {
+            if let parent = live.parent { merged["parent"] = parent }
+            if var ports = merged["ports"] as? [Any] {
+                for (index, entry) in ports.enumerated() {
+                    guard var port = entry as? [String: Any], let livePort = live.ports.first(where: { $0.name == port["name"] as? String }) else { continue }
+                    port["status"] = livePort.peer.isEmpty ? "DOWN" : "UP"
+                    if !livePort.tcubes.isEmpty { port["tcubes"] = livePort.tcubes }
+                    ports[index] = port
+                }
+                merged["ports"] = ports
+            }
+        }
+        if let endpoint = services[service]?.endpoint,
+           let state = try? await CubeHostBus(bus, endpoint: endpoint).call(CubeStateQuery(cube: name), timeout: .seconds(5)).object,
+           let top = tops[service] {
+            merged = (try? ConfigTree.merge(merged, state, node: top, path: "")) as? [String: Any] ?? merged
+        }
+        return merged
+    }
+
+    func read(_ target: Target) async throws -> Any {
+        let list = store.document["\(target.service):\(target.service)"] as? [Any] ?? []
+        guard let cube = target.cube else { return list }
+        guard let stored = list.first(where: { ConfigTree.matches($0, ["name": cube]) }) as? [String: Any] else {
+            throw RestFailure(404, tag: "data-missing", path: target.dataPath, "cube '\(cube)' does not exist")
+        }
+        let entry = await withState(stored, service: target.service)
+        guard let value = ConfigTree.get(entry, target.steps[...]) else {
+            throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath)")
+        }
+        return value
+    }
+
+    var etag: String { store.etag }
+    var lastModified: Date { store.lastModified }
+}

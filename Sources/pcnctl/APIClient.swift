@@ -1,0 +1,77 @@
+import Foundation
+import JSONText
+
+struct APIClient {
+    let base: String
+    /// PEM bundle pcn-api's certificate must chain to (https); nil: the system's CAs.
+    var caFile: String?
+    /// Sent as `Authorization: Bearer` on every request.
+    var token: String?
+
+    static let genericPaths: Set = ["services", "cubes", "netdevs", "topology", "connect", "disconnect", "attach", "detach",
+                                    "bus", "version", "logs", "schema", "metrics"]
+
+    /// `r1 ports p1` is `router r1 ports p1`: a path that starts with a cube's name gets its service
+    /// (pcn-api would redirect, but a redirect drops the body of a POST or PATCH).
+    func withService(_ path: [String]) async -> [String] {
+        guard let first = path.first, !Self.genericPaths.contains(first) else { return path }
+        let services = ((try? await getJSON("services")) as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        guard !services.contains(first) else { return path }
+        let cubes = (try? await getJSON("cubes")) as? [[String: Any]] ?? []
+        guard let service = cubes.first(where: { $0["name"] as? String == first })?["service"] as? String else { return path }
+        return [service] + path
+    }
+
+    /// True if `service cube member...` names a YANG action of the service's model.
+    func isAction(_ path: [String]) async -> Bool {
+        guard path.count >= 3, !Self.genericPaths.contains(path[0]) else { return false }
+        let node = (try? await getJSON("schema/" + ([path[0]] + path.dropFirst(2)).joined(separator: "/"))) as? [String: Any]
+        return node?["kind"] as? String == "action"
+    }
+
+    /// GET /polycube/v1/<path> as JSON, nil on any failure.
+    func getJSON(_ path: String) async throws -> Any? {
+        let (status, data) = try transfer("GET", base + "/polycube/v1/" + path, timeout: 30)
+        guard status == 200 else { return nil }
+        return try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+    }
+
+    struct Logs: Decodable {
+        var lines: [String]
+        var next: Int
+    }
+
+    func logs(_ query: [(String, String)]) async throws -> Logs {
+        var components = URLComponents(string: base + "/polycube/v1/logs")
+        components?.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) }
+        guard let url = components?.url else { throw CommandFailure(message: "'\(base)' is not a valid URL", code: 64) }
+        let (status, data) = try transfer("GET", url.absoluteString, timeout: 40)
+        guard status == 200, let logs = try? JSONDecoder().decode(Logs.self, from: data) else {
+            throw CommandFailure(message: Render.error(status: status, body: data), code: 1)
+        }
+        return logs
+    }
+
+    func send(_ request: CommandLineRequest) async throws -> (Int, Data) {
+        let escaped = request.path.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        let body = try request.body.map { try JSONText.data($0) }
+        return try transfer(request.method, base + "/polycube/v1/" + escaped.joined(separator: "/"), body: body, timeout: 30)
+    }
+
+    /// One exchange with pcn-api: the status and body of its answer, whatever the status.
+    private func transfer(_ method: String, _ url: String, body: Data? = nil, timeout: Int) throws -> (Int, Data) {
+        var headers = ["Accept: application/json"]
+        if body != nil { headers.append("Content-Type: application/json") }
+        if let token { headers.append("Authorization: Bearer " + token) }
+        do {
+            let response = try HTTPTransport.perform(method: method, url: url, body: body, headers: headers,
+                                                     caFile: caFile, timeoutSeconds: timeout)
+            return (response.status, response.body)
+        } catch let failure as HTTPTransport.Failure {
+            throw CommandFailure(message: "cannot reach pcn-api at \(base): \(failure.reason)"
+                + (failure.reason.contains("certificate") ? " (give the CA that signed pcn-api's certificate: --cacert or PCN_API_CACERT)" : "")
+                + (failure.reason.contains("Empty reply") && base.hasPrefix("http:") ? " (does it serve https? then use an https:// URL)" : ""),
+                code: 69)
+        }
+    }
+}
