@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
-        .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol"]),
+        .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),
         .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),

@@ -5,6 +5,10 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+/* This header is the XDP build: the maps that go with it are the XDP ones. */
+#ifndef PCN_XDP
+#define PCN_XDP 1
+#endif
 #include "shared.h"
 #include "maps.h"
 

@@ -5,11 +5,7 @@
 #ifndef PCN_CUBE_H
 #define PCN_CUBE_H
 
-#ifdef PCN_XDP
-#include "context_xdp.h"
-#else
-#include "context_tc.h"
-#endif
+#include "context.h"
 #include "shared.h"
 #include "maps.h"
 #include "stats.h"

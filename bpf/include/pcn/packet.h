@@ -7,6 +7,7 @@
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <bpf/bpf_endian.h>
+#include "context.h"
 
 /* From linux/if_arp.h and linux/icmp.h, which pull in libc headers a BPF build cannot use. */
 #define PCN_ARPHRD_ETHER 1

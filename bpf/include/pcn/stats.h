@@ -5,6 +5,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "shared.h"
+#include "context.h"
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
