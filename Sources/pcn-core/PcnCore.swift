@@ -24,6 +24,9 @@ struct PcnCore: AsyncParsableCommand {
     @Option(name: .customLong("bpf-dir"), help: "The datapath sources: framework headers and services (env PCN_BPF_DIR, default: the bpf/ of the checkout or /usr/share/pcn/bpf).")
     var bpfDirectoryFlag: String?
 
+    @Option(name: .customLong("service-dir"), help: "A folder of more datapath services (<dir>/<service>/<service>.c), searched after <bpf-dir>/services; repeatable (the tests' fixture services).")
+    var serviceDirectories: [String] = []
+
     /// The bpf/ tree: flag, environment, else found next to the executable, else the installed copy.
     var bpfDirectory: String? {
         ResourceDirectory.locate(flag: bpfDirectoryFlag, environment: "PCN_BPF_DIR", name: "bpf", marker: "include/pcn/shared.h")
@@ -44,7 +47,8 @@ struct PcnCore: AsyncParsableCommand {
         let compiler = BPFCompiler(clang: clang, includeDirectory: bpfDirectory + "/include",
                                    cacheDirectory: paths.stateDir + "/bpf-cache", logger: Logger(label: "pcn.core.bpf"))
         let datapath = Datapath(compiler: compiler, bpfDirectory: bpfDirectory, bpffsRoot: paths.bpffsRoot,
-                                stateDirectory: paths.stateDir, logger: Logger(label: "pcn.core.datapath"))
+                                stateDirectory: paths.stateDir, extraServiceDirectories: serviceDirectories,
+                                logger: Logger(label: "pcn.core.datapath"))
         do {
             let adopted = try await datapath.adopt()
             if adopted > 0 { logger.info("adopted \(adopted) cubes from the pinned datapath") }

@@ -78,7 +78,7 @@ final class AccessTests: XCTestCase {
 
     /// pcn-core, the testfwd stand-in service, and pcn-api with `apiArguments`; returns when pcn-api is ready.
     private func startStack(api: () throws -> Void) throws {
-        children.append(try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path]))
+        children.append(try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path]))
         try api()
         let service = try Child("pcn-bus-peer", ["--socket", directory + "/run/bus.sock", "--name", "cube-host/testfwd", "--mode", "service",
                                                  "--service", "testfwd", "--yang", repositoryRoot.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])

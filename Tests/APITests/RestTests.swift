@@ -27,7 +27,7 @@ final class RestTests: XCTestCase {
         bpffsRoot = "/sys/fs/bpf/pcntest-api-\(getpid())-\(UInt16.random(in: 0...UInt16.max))"
         let common = ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--log-dir", directory + "/log",
                       "--bpffs-root", bpffsRoot, "--log-level", "warning"]
-        core = try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        core = try Child("pcn-core", common + ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path])
         port = freePort()
         base = "http://127.0.0.1:\(port)/polycube/v1"
         apiArguments = common + ["--api-addr", "127.0.0.1:\(port)"]
@@ -278,7 +278,7 @@ final class RestTests: XCTestCase {
         core?.killAndWait(SIGKILL)
         _ = try runCommand("/bin/rm", ["-rf", bpffsRoot, directory + "/state/datapath.json"])
         core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--bpffs-root", bpffsRoot,
-                                      "--log-level", "warning", "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+                                      "--log-level", "warning", "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path])
         try startAPI()
         let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
         client.start()
@@ -549,7 +549,7 @@ final class RestTests: XCTestCase {
         XCTAssertFalse(try network.ping(from: a, to: "10.200.40.2", count: 1), "the datapath should be gone with the bpffs root")
 
         core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state", "--bpffs-root", bpffsRoot,
-                                      "--log-level", "warning", "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+                                      "--log-level", "warning", "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path])
         try startAPI()
         service = try Child("pcn-bus-peer", ["--socket", directory + "/run/bus.sock", "--name", "cube-host/testfwd", "--mode", "service",
                                              "--service", "testfwd", "--yang", repositoryRoot.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])

@@ -25,7 +25,7 @@ class CoreTestCase: XCTestCase {
     func setUpCoreOnly() async throws {
         core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
                                       "--bpffs-root", bpffsRoot, "--log-level", "warning",
-                                      "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+                                      "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path])
         let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
         client.start()
         let registered = await client.waitUntilRegistered(timeout: .seconds(15))

@@ -154,7 +154,7 @@ final class DatapathTests: CoreTestCase {
         let flood = Task.detached { [network] in
             try network.exec(a, ["ping", "-c", "300", "-i", "0.01", "-W", "1", "10.200.5.2"], timeout: 60)
         }
-        let wire = try String(contentsOf: repositoryRoot.appendingPathComponent("bpf/services/testfwd/testfwd.c"), encoding: .utf8)
+        let wire = try String(contentsOf: repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf/testfwd/testfwd.c"), encoding: .utf8)
         for round in 0..<6 {
             try await core("cube.reload", ["name": "c1", "index": "0", "code": round.isMultiple(of: 2) ? wire : Self.masterCallingSlave].json)
             try await core("cube.reload", ["name": "c1", "index": "1", "code": Self.slaveForwarding + "\n// round \(round)\n"].json)
@@ -496,7 +496,7 @@ final class DatapathTests: CoreTestCase {
         try "{ not json".write(toFile: registry, atomically: true, encoding: .utf8)
         let result = try runCommand(productsDirectory.appendingPathComponent("pcn-core").path,
                                     ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
-                                     "--bpffs-root", bpffsRoot, "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+                                     "--bpffs-root", bpffsRoot, "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path])
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.stderr.contains("\(registry) is corrupt"), result.stderr)
         XCTAssertEqual(try String(contentsOfFile: registry, encoding: .utf8), "{ not json", "the file must be kept as it was")

@@ -39,7 +39,7 @@ struct Bench {
         let stack = try BenchStack(name: "api")
         defer { stack.stop() }
         let port = 19_000 + Int(getpid() % 1000)
-        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path, "--service-dir", repository.appendingPathComponent("Tests/Fixtures/bpf").path])
         try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)"])
         try stack.spawn("pcn-bus-peer", ["--socket", stack.busSocket, "--name", "cube-host/testfwd", "--mode", "service",
                                    "--service", "testfwd", "--yang", repository.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])

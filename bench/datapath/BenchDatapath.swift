@@ -85,7 +85,7 @@ struct Bench {
         let bpf = repository.appendingPathComponent("bpf").path
         let compiler = BPFCompiler(clang: clang, includeDirectory: bpf + "/include", cacheDirectory: scratch + "/cache", logger: quiet)
         let datapath = Datapath(compiler: compiler, bpfDirectory: bpf, bpffsRoot: bpffsRoot, stateDirectory: scratch,
-                                extraServiceDirectories: [repository.appendingPathComponent("bench/datapath/bpf").path], logger: quiet)
+                                extraServiceDirectories: [repository.appendingPathComponent("bench/datapath/bpf").path, repository.appendingPathComponent("Tests/Fixtures/bpf").path], logger: quiet)
 
         // (a) the vanilla program.
         let vanillaPath = try compiler.compile(file: repository.appendingPathComponent("bench/datapath/bpf/vanilla_tc.c").path, name: "vanilla_tc")

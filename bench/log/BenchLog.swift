@@ -120,7 +120,7 @@ struct Bench {
         let scratch = stack.scratch, bpffsRoot = stack.bpffsRoot
         let common = stack.pathFlags
         func spawn(_ name: String, _ arguments: [String]) throws { try stack.spawn(name, arguments) }
-        try spawn("pcn-core", common + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        try spawn("pcn-core", common + ["--bpf-dir", repository.appendingPathComponent("bpf").path, "--service-dir", repository.appendingPathComponent("Tests/Fixtures/bpf").path])
         let bus = BusClient(socketPath: scratch + "/run/bus.sock", name: "bench", logger: quiet)
         bus.start()
         guard await bus.waitUntilRegistered(timeout: .seconds(20)) else { throw BenchError("pcn-core did not come up") }
