@@ -96,25 +96,29 @@ public struct CubeCheck: CubeHostCall {
 }
 
 /// Phase (d): the cube-host applies a configuration pcn-core's datapath now has (`datapath`:
-/// its node and port indices, so no `cube.list` round trip). `replay`: apply all of it anew (a
-/// restart), not only what differs from what was applied last. Config nil: the cube is gone.
+/// its node and port indices, so no `cube.list` round trip). `checked`: the configuration is the
+/// one the last `cube.check` of this cube carried (it is not sent twice). `replay`: apply `config`,
+/// all of it anew (a restart), not only what differs from what was applied last. Neither, and no
+/// config: the cube is gone.
 public struct CubeApply: CubeHostCall {
     public typealias Answer = JSONObjectAnswer
     public static let method = Method.cubeApply
     public var cube: String
     public var config: [String: Any]?
+    public var checked: Bool
     public var replay: Bool
     public var datapath: CubeDescription?
 
-    public init(cube: String, config: [String: Any]?, replay: Bool, datapath: CubeDescription?) {
+    public init(cube: String, config: [String: Any]?, checked: Bool = false, replay: Bool, datapath: CubeDescription?) {
         self.cube = cube
         self.config = config
+        self.checked = checked
         self.replay = replay
         self.datapath = datapath
     }
 
     public var object: [String: Any] {
-        var object: [String: Any] = ["cube": cube, "config": config ?? NSNull(), "replay": replay]
+        var object: [String: Any] = ["cube": cube, "config": config ?? NSNull(), "checked": checked, "replay": replay]
         if let datapath, let data = try? JSONEncoder().encode(datapath), let tree = try? JSONSerialization.jsonObject(with: data) {
             object["datapath"] = tree
         }
@@ -124,6 +128,7 @@ public struct CubeApply: CubeHostCall {
     public init(object: [String: Any]) throws {
         cube = try required(object, "cube", Self.method)
         config = object["config"] as? [String: Any]
+        checked = object["checked"] as? Bool ?? false
         replay = object["replay"] as? Bool ?? true
         if let tree = object["datapath"], !(tree is NSNull) {
             do {

@@ -16,6 +16,8 @@ public actor ServiceHost<Service: CubeService> {
     private let logger: Logger
     private let service: Service
     private var cubes: [String: Cube<Service.Config>] = [:]
+    /// The configuration the last `cube.check` of each cube accepted, until `cube.apply` takes it.
+    private var checked: [String: (json: [String: Any], config: Service.Config)] = [:]
     /// Packet-in for cubes whose configuration has not arrived yet (after a restart pcn-core
     /// delivers what it queued as soon as we are on the bus, before pcn-api replays).
     private var waiting: [UInt32: [PacketIn]] = [:]
@@ -150,6 +152,7 @@ public actor ServiceHost<Service: CubeService> {
     /// Phase (b) of a write: would the service take this configuration? Nothing changes, and
     /// no datapath state is needed (the service's rules are about the configuration).
     private func check(_ request: CubeCheck) throws -> [String: Any] {
+        checked[request.cube] = nil
         guard let json = request.config else { return [:] }
         let known = cubes[request.cube]
         let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: try decode(json, cube: request.cube),
@@ -159,28 +162,40 @@ public actor ServiceHost<Service: CubeService> {
         } catch {
             throw busError(error, cube: request.cube)
         }
+        checked[request.cube] = (json, change.config)
         return [:]
     }
 
     /// Applies a cube's configuration: what changed since the configuration this host applied last,
-    /// or all of it for a new cube or a `replay`. The service's rules run again (a replay, or a
-    /// configuration that changed since its check, must not reach the tables unchecked).
+    /// or all of it for a new cube or a `replay`. A write applies what its check accepted; a replay
+    /// brings its configuration, and the service's rules run on it first.
     private func apply(_ request: CubeApply) async throws -> [String: Any] {
         let name = request.cube
-        guard let json = request.config else {
+        let candidate: (json: [String: Any], config: Service.Config)
+        if request.checked {
+            guard let accepted = checked.removeValue(forKey: name) else {
+                throw BusError(code: .failed, message: "no checked configuration of cube '\(name)' to apply (this cube-host restarted since the check?)")
+            }
+            candidate = accepted
+        } else if let json = request.config {
+            candidate = (json, try decode(json, cube: name))
+        } else {
             if let cube = cubes.removeValue(forKey: name) {
                 service.removed(cube)
                 logger.info("cube removed", metadata: ["cube": "\(name)"])
             }
             return [:]
         }
+        let json = candidate.json
         let known = cubes[name]
         let cube = known ?? Cube(name: name, service: Service.name)
-        let change = Change(cube: cube, config: try decode(json, cube: name), previous: request.replay ? nil : known?.config)
-        do {
-            try service.validate(change)
-        } catch {
-            throw busError(error, cube: name)
+        let change = Change(cube: cube, config: candidate.config, previous: request.replay ? nil : known?.config)
+        if !request.checked {
+            do {
+                try service.validate(change)
+            } catch {
+                throw busError(error, cube: name)
+            }
         }
         // The cube's datapath identity comes with the request (pcn-core's answer to the write's
         // datapath step); only a cube this host does not know yet costs a look-up.

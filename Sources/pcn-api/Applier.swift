@@ -86,7 +86,10 @@ struct Applier {
         // (d) The cube-host applies; a refusal undoes (c).
         do {
             try await cubeHost(endpoint, path: path) {
-                _ = try await host.call(CubeApply(cube: name, config: new, replay: replaying, datapath: description), timeout: .seconds(30))
+                // A write applies what (b) checked (not sent again); a replay sends the configuration.
+                let apply = replaying ? CubeApply(cube: name, config: new, replay: true, datapath: description)
+                                      : CubeApply(cube: name, config: nil, checked: true, replay: false, datapath: description)
+                _ = try await host.call(apply, timeout: .seconds(30))
             }
         } catch {
             await undoDatapath()

@@ -121,6 +121,7 @@ struct BusPeer: AsyncParsableCommand {
         Task {
             for await _ in client.registrations { await register() }
         }
+        var checked: [String: [String: Any]] = [:]
         for await message in client.messages {
             switch message.method {
             case Method.cubeCheck.rawValue:
@@ -130,10 +131,12 @@ struct BusPeer: AsyncParsableCommand {
                     client.fail(message, BusError(code: .failed, message: "cube \(check.cube): this test service refuses refuse=true"))
                     continue
                 }
+                checked[check.cube] = check.config
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
             case Method.cubeApply.rawValue:
                 guard let apply = try? CubeApply(message: message) else { continue }
-                let text = apply.config.flatMap { try? JSONText.string($0) } ?? "null"
+                let config = apply.checked ? checked.removeValue(forKey: apply.cube) : apply.config
+                let text = config.flatMap { try? JSONText.string($0) } ?? "null"
                 emit("APPLY \(apply.cube) \(text)")
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
             case "cube.state":
