@@ -43,6 +43,12 @@ final class UnitLintTests: XCTestCase {
                                     environment: ["SYSTEMD_UNIT_PATH": directory + ":"])
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(result.stdout + result.stderr, "", "systemd-analyze verify warned")
+        // pcn.target wants a cube-host for every service cube-host hosts (derived at install).
+        let services = try runCommand(productsDirectory.appendingPathComponent("cube-host").path, ["--list-services"]).stdout
+            .split(separator: "\n").map(String.init)
+        XCTAssertGreaterThanOrEqual(services.count, 6)
+        let target = try String(contentsOfFile: directory + "/pcn.target", encoding: .utf8)
+        for service in services { XCTAssertTrue(target.contains("cube-host@\(service).service"), "pcn.target lacks \(service): \(target)") }
         // The rules the units must keep: cube-hosts never bound to pcn-core, watchdogs, notify.
         let cubeHost = try String(contentsOfFile: directory + "/cube-host@.service", encoding: .utf8)
         for forbidden in ["Requires=pcn-core", "BindsTo=pcn-core", "PartOf=pcn-core"] {
