@@ -74,7 +74,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "CShims"]),
-        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "ServiceKit", "Services"]),
+        .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "ServiceKit", "Services"]),
         .executableTarget(name: "pcnctl", dependencies: [
             "CCurlShims", "JSONText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -102,6 +102,8 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
+        .testTarget(name: "PcnctlTests", dependencies: ["pcnctl"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit"]),
         .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),

@@ -1,5 +1,6 @@
 import Foundation
 import IPC
+import PCNProtocol
 import Logging
 
 /// One log line of a daemon's control plane, as pcn-logd receives it (event `log.line`).
@@ -48,7 +49,7 @@ public final class LogForwarding: @unchecked Sendable {
     public func attach(bus: any BusEndpoint) {
         attach { [weak bus] line in
             guard let bus, let payload = try? JSONEncoder().encode(line) else { return }
-            _ = try? bus.event("logd", method: "log.line", payload: Array(payload))
+            _ = try? bus.event(BusName.logd, method: Method.logLine.rawValue, payload: Array(payload))
         }
     }
 

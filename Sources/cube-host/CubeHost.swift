@@ -2,6 +2,7 @@ import ArgumentParser
 import DaemonKit
 import Foundation
 import IPC
+import PCNProtocol
 import Logging
 import ServiceKit
 import ServiceLifecycle
@@ -43,7 +44,7 @@ struct CubeHost: AsyncParsableCommand {
             return
         }
         let type = ServiceCatalog.service(named: service!)!
-        let component = "cube-host/\(type.name)"
+        let component = BusName.cubeHost(type.name)
         LogSetup.bootstrap(component: component, level: LogSetup.level(named: paths.logLevelName)!)
         let logger = Logger(label: "pcn.cube-host.\(type.name)")
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")

@@ -59,7 +59,7 @@ final class DatapathLogReader: Service, @unchecked Sendable {
     }
 
     private func connect() async {
-        guard let answer = try? await bus.request("core", method: "log.ring", timeout: .seconds(2)), answer.fds.count == 2 else { return }
+        guard let answer = try? await CoreBus(bus).message(LogRing(), timeout: .seconds(2)), answer.fds.count == 2 else { return }
         do {
             let ring = try BPFMap(adopting: answer.fds[0].take())
             let lost = try BPFMap(adopting: answer.fds[1].take())
@@ -98,8 +98,7 @@ final class DatapathLogReader: Service, @unchecked Sendable {
     }
 
     private func refreshFormats() async {
-        guard let answer = try? await bus.request("core", method: "log.formats", timeout: .seconds(2)),
-              let sources = try? answer.decode([LogSource].self) else { return }
+        guard let sources = try? await CoreBus(bus).call(LogFormats(), timeout: .seconds(2)) else { return }
         lock.withLock {
             for source in sources { formats[source.source] = source }
         }

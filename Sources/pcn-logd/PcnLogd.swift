@@ -2,6 +2,7 @@ import ArgumentParser
 import DaemonKit
 import Foundation
 import IPC
+import PCNProtocol
 import Logging
 import ServiceLifecycle
 #if canImport(Glibc)
@@ -37,7 +38,7 @@ struct PcnLogd: AsyncParsableCommand {
                              journal: FileManager.default.fileExists(atPath: "/run/systemd/journal/socket"))
         // Our own lines go straight to the sinks.
         LogForwarding.shared.attach { line in sinks.write(line) }
-        let bus = BusClient(socketPath: paths.busSocket, name: "logd", logger: Logger(label: "pcn.logd.bus"))
+        let bus = BusClient(socketPath: paths.busSocket, name: BusName.logd, logger: Logger(label: "pcn.logd.bus"))
         let reader = DatapathLogReader(bus: bus, sinks: sinks, lostFile: paths.stateDir + "/logd-lost",
                                        logger: Logger(label: "pcn.logd.datapath"))
         try await DaemonLifecycle(component: "pcn-logd", paths: paths, logger: logger)
@@ -76,16 +77,16 @@ struct LogService: Service {
 
     private func handle(_ message: BusMessage) async {
         switch message.method {
-        case "log.line":
+        case Method.logLine.rawValue:
             guard let line = try? message.decode(ControlLogLine.self) else {
                 logger.warning("malformed log.line from \(message.source)")
                 return
             }
             sinks.write(line)
-        case "ping":
+        case Method.ping.rawValue:
             bus.reply(to: message, BusReply(payload: Array("pcn-logd".utf8)))
         case HubMethod.registered:
-            if (try? message.decode(HubNotice.self))?.name == "core" { await reader.coreRegistered() }
+            if (try? message.decode(HubNotice.self))?.name == BusName.core { await reader.coreRegistered() }
         case HubMethod.unregistered:
             break
         default:
