@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),
-        .testTarget(name: "APITests", dependencies: ["IPC", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
+        .testTarget(name: "APITests", dependencies: ["IPC", "PCNProtocol", "YangKit", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "JSONTextTests", dependencies: ["JSONText"]),
         .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host"]),
