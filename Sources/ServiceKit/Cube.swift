@@ -1,6 +1,5 @@
 import BPFKit
 import Foundation
-import JSONText
 import Logging
 
 /// A port of a cube: its name and the index the datapath uses.
@@ -34,9 +33,6 @@ public final class Cube<Config> {
     public let logger: Logger
     /// The configuration last applied.
     public internal(set) var config: Config?
-    /// The same as pcn-api's normalized JSON (uint64 as strings, enums as names): what an action
-    /// that changes the configuration starts from.
-    public internal(set) var json: [String: Any] = [:]
     public internal(set) var ports: [CubePort] = []
     public internal(set) var transparent = false
     /// The cube's identity in the datapath (packet-in records carry it).

@@ -17,7 +17,7 @@ public actor ServiceHost<Service: CubeService> {
     private let service: Service
     private var cubes: [String: Cube<Service.Config>] = [:]
     /// The configuration the last `cube.check` of each cube accepted, until `cube.apply` takes it.
-    private var checked: [String: (json: [String: Any], config: Service.Config)] = [:]
+    private var checked: [String: Service.Config] = [:]
     /// Packet-in for cubes whose configuration has not arrived yet (after a restart pcn-core
     /// delivers what it queued as soon as we are on the bus, before pcn-api replays).
     private var waiting: [UInt32: [PacketIn]] = [:]
@@ -162,7 +162,7 @@ public actor ServiceHost<Service: CubeService> {
         } catch {
             throw busError(error, cube: request.cube)
         }
-        checked[request.cube] = (json, change.config)
+        checked[request.cube] = change.config
         return [:]
     }
 
@@ -171,14 +171,14 @@ public actor ServiceHost<Service: CubeService> {
     /// brings its configuration, and the service's rules run on it first.
     private func apply(_ request: CubeApply) async throws -> [String: Any] {
         let name = request.cube
-        let candidate: (json: [String: Any], config: Service.Config)
+        let candidate: Service.Config
         if request.checked {
             guard let accepted = checked.removeValue(forKey: name) else {
                 throw BusError(code: .failed, message: "no checked configuration of cube '\(name)' to apply (this cube-host restarted since the check?)")
             }
             candidate = accepted
         } else if let json = request.config {
-            candidate = (json, try decode(json, cube: name))
+            candidate = try decode(json, cube: name)
         } else {
             if let cube = cubes.removeValue(forKey: name) {
                 service.removed(cube)
@@ -186,10 +186,9 @@ public actor ServiceHost<Service: CubeService> {
             }
             return [:]
         }
-        let json = candidate.json
         let known = cubes[name]
         let cube = known ?? Cube(name: name, service: Service.name)
-        let change = Change(cube: cube, config: candidate.config, previous: request.replay ? nil : known?.config)
+        let change = Change(cube: cube, config: candidate, previous: request.replay ? nil : known?.config)
         if !request.checked {
             do {
                 try service.validate(change)
@@ -228,7 +227,6 @@ public actor ServiceHost<Service: CubeService> {
             throw busError(error, cube: name)
         }
         cube.config = change.config
-        cube.json = json
         if known == nil {
             cubes[name] = cube
             logger.info("cube configured", metadata: ["cube": "\(name)"])

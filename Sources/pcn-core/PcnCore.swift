@@ -127,9 +127,7 @@ struct CoreEndpoint: Service {
 
     private func handle(_ message: BusMessage) async {
         if message.method == HubMethod.registered || message.method == HubMethod.unregistered {
-            if let notice = try? message.decode(HubNotice.self) {
-                await slowPath.endpointChanged(notice.name, registered: message.method == HubMethod.registered)
-            }
+            if message.method == HubMethod.registered { await slowPath.endpointRegistered() }
             return
         }
         do {

@@ -86,10 +86,8 @@ actor SlowPath {
         flush()
     }
 
-    /// The hub announced a (re)registration or a departure: what waits may be deliverable now.
-    func endpointChanged(_ name: String, registered: Bool) {
-        if registered { flush() }
-    }
+    /// The hub announced a registration: what waits may be deliverable now.
+    func endpointRegistered() { flush() }
 
     /// Delivers what waits for subscribers that are registered now.
     private func flush() {
