@@ -130,19 +130,11 @@ public actor Datapath {
         try saveRegistry()
     }
 
+    /// A new cube without ports (the rules are `configure`'s; an existing name is refused).
     public func createCube(name: String, service: String, type typeName: String, transparent: Bool = false) throws -> UInt32 {
         guard topology.cubes[name] == nil else { throw DatapathError("cube '\(name)' already exists") }
-        guard Topology.isValidName(name) else { throw DatapathError("cube name '\(name)' is not valid (letters, digits, - and _, at most 32)") }
-        guard let type = CubeType(parsing: typeName) else {
-            throw DatapathError("cube '\(name)': type '\(typeName)' is not one of TC, XDP_SKB, XDP_DRV")
-        }
-        _ = try sourceOf(service: service)
-        guard let node = topology.allocateNode() else { throw DatapathError("no free patch-panel node (\(PCN_MAX_NODES - 1) programs)") }
-        try change { topology in
-            topology.cubes[name] = Topology.Cube(name: name, service: service, type: type, transparent: transparent, node: node)
-        }
-        logger.info("created cube", metadata: ["cube": "\(name)", "service": "\(service)", "type": "\(type.rawValue)", "node": "\(node)"])
-        return node
+        return try configure(CubeConfigure(name: name, service: service, type: typeName, transparent: transparent,
+                                           loglevel: DatapathLogLevel.info.rawValue, ports: transparent ? nil : [])).node
     }
 
     /// Removes a cube with its links, in one change; refused (nothing changed) while transparent
