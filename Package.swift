@@ -103,7 +103,7 @@ let package = Package(
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(name: "PcnctlTests", dependencies: ["pcnctl"]),
-        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit"]),
+        .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "IPC", "PCNProtocol"]),
         .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),

@@ -118,3 +118,40 @@ int pcn_ly_normalize(const struct ly_ctx *ctx, const char *json, char **out) {
         *out = strdup("{}");
     return (int)err;
 }
+
+static void add_expression(const char *text, const char **out, uint32_t capacity, uint32_t *count) {
+    if (*count < capacity)
+        out[*count] = text;
+    (*count)++;
+}
+
+static void type_expressions(const struct lysc_type *type, const char **out, uint32_t capacity, uint32_t *count) {
+    if (!type)
+        return;
+    if (type->basetype == LY_TYPE_LEAFREF) {
+        add_expression(lyxp_get_expr(((const struct lysc_type_leafref *)type)->path), out, capacity, count);
+    } else if (type->basetype == LY_TYPE_INST) {
+        add_expression("*", out, capacity, count);
+    } else if (type->basetype == LY_TYPE_UNION) {
+        const struct lysc_type_union *u = (const struct lysc_type_union *)type;
+        LY_ARRAY_COUNT_TYPE i;
+        LY_ARRAY_FOR(u->types, i) type_expressions(u->types[i], out, capacity, count);
+    }
+}
+
+uint32_t pcn_ly_expressions(const struct lysc_node *node, const char **out, uint32_t capacity) {
+    uint32_t count = 0;
+    LY_ARRAY_COUNT_TYPE i;
+    struct lysc_must *musts = lysc_node_musts(node);
+    LY_ARRAY_FOR(musts, i) add_expression(lyxp_get_expr(musts[i].cond), out, capacity, &count);
+    struct lysc_when **whens = lysc_node_when(node);
+    LY_ARRAY_FOR(whens, i) add_expression(lyxp_get_expr(whens[i]->cond), out, capacity, &count);
+    type_expressions(leaf_type(node), out, capacity, &count);
+    return count;
+}
+
+uint32_t pcn_ly_unique_count(const struct lysc_node *node) {
+    if (node->nodetype != LYS_LIST)
+        return 0;
+    return LY_ARRAY_COUNT(((const struct lysc_node_list *)node)->uniques);
+}

@@ -67,6 +67,9 @@ public struct BusError: Error, Codable, Equatable, CustomStringConvertible, Send
         case invalidMessage = "invalid-message"
         /// The endpoint is shutting down.
         case closed
+        /// The receiver cannot rebuild a configuration from the part of it sent (a cube-host that
+        /// lost the configuration it was cut against): send the whole one.
+        case needsWhole = "needs-whole"
     }
 
     public let code: Code

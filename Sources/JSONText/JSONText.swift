@@ -79,6 +79,20 @@ public enum JSONText {
         }
     }
 
+    /// A JSON scalar as YANG text (`5`, `true`, `a`; null is empty): how list keys are compared.
+    public static func text(_ value: Any) -> String {
+        // A Swift Int (what JSONText trees are built with) without bridging it to NSNumber.
+        if type(of: value) == Int.self, let number = value as? Int { return String(number) }
+        switch value {
+        case let string as String: return string
+        case let number as NSNumber:
+            if isBoolean(number) { return number.boolValue ? "true" : "false" }
+            return number.stringValue
+        case is NSNull: return ""
+        default: return "\(value)"
+        }
+    }
+
     /// JSONSerialization reads true/false as NSNumbers of type char ("c"); a Swift Bool bridges the same.
     public static func isBoolean(_ number: NSNumber) -> Bool {
         number.objCType.pointee == CChar(UInt8(ascii: "c"))

@@ -76,23 +76,39 @@ private func required<T>(_ object: [String: Any], _ name: String, _ method: Meth
 
 /// Phase (b) of a write: the service checks the candidate configuration of a cube (nil: the cube
 /// is to be deleted) and answers, or refuses with `bad-request` and the data path. Nothing changes.
+/// With `cuts`, `config` is a `ConfigEdit`'s base: the candidate is the configuration last applied
+/// with those lists edited (a cube-host that cannot rebuild it answers `needs-whole`).
 public struct CubeCheck: CubeHostCall {
     public typealias Answer = JSONObjectAnswer
     public static let method = Method.cubeCheck
     public var cube: String
     public var config: [String: Any]?
+    public var cuts: [ConfigCut]
 
-    public init(cube: String, config: [String: Any]?) {
+    public init(cube: String, config: [String: Any]?, cuts: [ConfigCut] = []) {
         self.cube = cube
         self.config = config
+        self.cuts = cuts
     }
 
-    public var object: [String: Any] { ["cube": cube, "config": config ?? NSNull()] }
+    public var object: [String: Any] {
+        var object: [String: Any] = ["cube": cube, "config": config ?? NSNull()]
+        if !cuts.isEmpty { object["cuts"] = cuts.map(\.object) }
+        return object
+    }
 
     public init(object: [String: Any]) throws {
         cube = try required(object, "cube", Self.method)
         config = object["config"] as? [String: Any]
+        do {
+            cuts = try (object["cuts"] as? [Any] ?? []).map { try ConfigCut(object: $0) }
+        } catch {
+            throw BusError(code: .badRequest, message: "\(Self.method.rawValue): \(error)")
+        }
     }
+
+    /// The edit it carries, when it has cuts.
+    public var edit: ConfigEdit? { cuts.isEmpty ? nil : config.map { ConfigEdit(base: $0, cuts: cuts) } }
 }
 
 /// Phase (d): the cube-host applies a configuration pcn-core's datapath now has (`datapath`:

@@ -1,6 +1,9 @@
 import BPFKit
 import Foundation
 import Logging
+import IPC
+import JSONText
+import PCNProtocol
 
 /// A port of a cube: its name and the index the datapath uses.
 public struct CubePort: Equatable, Sendable {
@@ -90,27 +93,99 @@ public enum CubeType: String, Decodable, Equatable, Sendable {
 
 /// A list keyed by `Element.key`, decoded from a JSON array of entries: entries by key, in the
 /// configuration's order. Missing in the configuration: empty.
+///
+/// A write that changes a few entries of a large list sends only those (a `ConfigCut`): the list is
+/// then the one applied before with them written and removed, and comparing it with that one or
+/// asking for the `difference` costs what changed, not the size of the list.
 public struct KeyedList<Element: Decodable & Equatable & Keyed>: Decodable, Equatable, Sequence {
     public private(set) var entries: [Element]
+    private var positions: [Element.Key: Int]
+    /// This value's identity: copies share it, a decode or an edit makes a new one.
+    private var revision = Revision()
+    /// When made by editing another list: which one, and what the edit wrote and removed.
+    private var edit: Edit?
 
-    public init(_ entries: [Element] = []) { self.entries = entries }
-
-    public init(from decoder: Decoder) throws {
-        entries = try decoder.singleValueContainer().decode([Element].self)
+    private final class Revision: @unchecked Sendable {}
+    private struct Edit {
+        let base: Revision
+        let written: [Element]
+        let removed: [Element]
     }
 
-    public subscript(key: Element.Key) -> Element? { entries.first { $0.key == key } }
+    public init(_ entries: [Element] = []) {
+        self.entries = entries
+        positions = Dictionary(entries.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        let given = container.decodeNil() ? [] : try container.decode([Element].self)
+        let decoding = decoder.userInfo[ConfigDecoding.key] as? ConfigDecoding
+        let path = ConfigDecoding.text(decoder.codingPath)
+        if let decoding, let cut = decoding.cut(at: path) {
+            let previous: KeyedList
+            if let known = cut.previousPathText.flatMap(decoding.previous) as? KeyedList {
+                previous = known
+            } else if cut.previousPath == nil {
+                previous = KeyedList()
+            } else {
+                throw BusError(code: .needsWhole, message: "the list at '\(path)' was not applied here before")
+            }
+            let removed = try cut.removed.isEmpty ? [] : JSONDecoder().decode([Element].self, from: JSONText.data(cut.removed))
+            self = previous.editing(writing: given, removing: removed)
+        } else {
+            self.init(given)
+        }
+        decoding?.record(self, at: path)
+    }
+
+    /// This list with `written` put in (in place, or appended) and `removed` taken out.
+    private func editing(writing written: [Element], removing removed: [Element]) -> KeyedList {
+        guard !written.isEmpty || !removed.isEmpty else { return self }
+        var result = self
+        let gone = Set(removed.map(\.key))
+        if !gone.isEmpty {
+            result.entries.removeAll { gone.contains($0.key) }
+        }
+        if !gone.isEmpty {
+            result.positions = Dictionary(result.entries.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first })
+        }
+        for entry in written {
+            if let index = result.positions[entry.key] {
+                result.entries[index] = entry
+            } else {
+                result.positions[entry.key] = result.entries.count
+                result.entries.append(entry)
+            }
+        }
+        result.revision = Revision()
+        result.edit = Edit(base: revision, written: written, removed: removed)
+        return result
+    }
+
+    public subscript(key: Element.Key) -> Element? { positions[key].map { entries[$0] } }
     public var isEmpty: Bool { entries.isEmpty }
     public var count: Int { entries.count }
     public func makeIterator() -> IndexingIterator<[Element]> { entries.makeIterator() }
 
+    public static func == (lhs: KeyedList, rhs: KeyedList) -> Bool {
+        if lhs.revision === rhs.revision { return true }
+        if let edit = lhs.edit, edit.base === rhs.revision { return edit.removed.isEmpty && edit.written.allSatisfy { rhs[$0.key] == $0 } }
+        if let edit = rhs.edit, edit.base === lhs.revision { return edit.removed.isEmpty && edit.written.allSatisfy { lhs[$0.key] == $0 } }
+        return lhs.entries == rhs.entries
+    }
+
     /// What `self` has that `before` had not, what it lost, and entries whose content changed.
     public func difference(from before: KeyedList?) -> (added: [Element], removed: [Element], changed: [Element]) {
-        let old = Dictionary((before?.entries ?? []).map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
-        let new = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        if let before, let edit, edit.base === before.revision {
+            return (edit.written.filter { before[$0.key] == nil }, edit.removed,
+                    edit.written.filter { entry in before[entry.key].map { $0 != entry } ?? false })
+        }
+        if let before, before.revision === revision { return ([], [], []) }
+        let old = before?.positions ?? [:]
         return (entries.filter { old[$0.key] == nil },
-                (before?.entries ?? []).filter { new[$0.key] == nil },
-                entries.filter { entry in old[entry.key].map { $0 != entry } ?? false })
+                (before?.entries ?? []).filter { positions[$0.key] == nil },
+                entries.filter { entry in before?[entry.key].map { $0 != entry } ?? false })
     }
 }
 
@@ -121,13 +196,46 @@ public protocol Keyed {
 }
 
 extension KeyedList {
-    public init() { entries = [] }
+    public init() { self.init([]) }
 }
 
 extension KeyedDecodingContainer {
-    /// A list that may be absent (no entries): RFC 7951 leaves empty lists out.
+    /// A list that may be absent (no entries): RFC 7951 leaves empty lists out. Decoded even then,
+    /// so a write that removed its last entries edits it too.
     public func decode<Element>(_ type: KeyedList<Element>.Type, forKey key: Key) throws -> KeyedList<Element> {
-        try decodeIfPresent(type, forKey: key) ?? KeyedList()
+        try KeyedList(from: superDecoder(forKey: key))
+    }
+}
+
+/// What decoding a cube's configuration needs when a write sent only part of its lists: the cuts
+/// by path, the lists of the configuration applied before; and what this decoding made.
+final class ConfigDecoding: @unchecked Sendable {
+    static let key = CodingUserInfoKey(rawValue: "pcn.config-decoding")!
+
+    private let cuts: [String: ConfigCut]
+    private let before: [String: Any]
+    private(set) var lists: [String: Any] = [:]
+    private(set) var consumed = Set<String>()
+
+    init(cuts: [ConfigCut], previous: [String: Any]) {
+        self.cuts = Dictionary(cuts.map { ($0.pathText, $0) }, uniquingKeysWith: { first, _ in first })
+        before = previous
+    }
+
+    func cut(at path: String) -> ConfigCut? {
+        guard let cut = cuts[path] else { return nil }
+        consumed.insert(path)
+        return cut
+    }
+
+    func previous(at path: String) -> Any? { before[path] }
+    func record(_ list: Any, at path: String) { lists[path] = list }
+
+    /// Cuts no list of the configuration took (it declares that list some other way).
+    var unconsumed: [String] { cuts.keys.filter { !consumed.contains($0) }.sorted() }
+
+    static func text(_ path: [CodingKey]) -> String {
+        path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: "/")
     }
 }
 

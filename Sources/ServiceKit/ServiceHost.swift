@@ -16,8 +16,11 @@ public actor ServiceHost<Service: CubeService> {
     private let logger: Logger
     private let service: Service
     private var cubes: [String: Cube<Service.Config>] = [:]
-    /// The configuration the last `cube.check` of each cube accepted, until `cube.apply` takes it.
-    private var checked: [String: Service.Config] = [:]
+    /// The lists of each cube's applied configuration, by coding path: what a write that sends part
+    /// of a list (`ConfigCut`) edits.
+    private var lists: [String: [String: Any]] = [:]
+    /// The configuration the last `cube.check` of each cube accepted (and its lists), until `cube.apply` takes it.
+    private var checked: [String: (config: Service.Config, lists: [String: Any])] = [:]
     /// Packet-in for cubes whose configuration has not arrived yet (after a restart pcn-core
     /// delivers what it queued as soon as we are on the bus, before pcn-api replays).
     private var waiting: [UInt32: [PacketIn]] = [:]
@@ -131,11 +134,16 @@ public actor ServiceHost<Service: CubeService> {
 
     // MARK: - Configuration
 
-    /// The configuration as the service reads it. pcn-api validated the tree, so a tree that does
-    /// not decode is the service's own mistake (its `Config` does not match its model).
-    private func decode(_ json: [String: Any], cube: String) throws -> Service.Config {
+    /// The configuration as the service reads it, and its lists. pcn-api validated the tree, so a
+    /// tree that does not decode is the service's own mistake (its `Config` does not match its model).
+    /// With `cuts`, `json` is an edit's base and the cut lists are edited from `previous`.
+    private func decode(_ json: [String: Any], cube: String, cuts: [ConfigCut] = [], previous: [String: Any] = [:]) throws -> (config: Service.Config, lists: [String: Any]) {
+        let decoding = ConfigDecoding(cuts: cuts, previous: previous)
+        let decoder = JSONDecoder()
+        decoder.userInfo[ConfigDecoding.key] = decoding
+        let config: Service.Config
         do {
-            return try JSONDecoder().decode(Service.Config.self, from: JSONText.data(json))
+            config = try decoder.decode(Service.Config.self, from: JSONText.data(json))
         } catch let error as DecodingError {
             let path: String
             let reason: String
@@ -147,6 +155,11 @@ public actor ServiceHost<Service: CubeService> {
             }
             throw BusError(code: .failed, message: "\(Service.name) cannot read the configuration of '\(cube)' at '\(path)': \(reason)")
         }
+        if let list = decoding.unconsumed.first {
+            // The service's configuration does not read that list as a KeyedList: it needs all of it.
+            throw BusError(code: .needsWhole, message: "\(Service.name) reads '\(list)' of '\(cube)' as a whole")
+        }
+        return (config, decoding.lists)
     }
 
     /// Phase (b) of a write: would the service take this configuration? Nothing changes, and
@@ -155,14 +168,18 @@ public actor ServiceHost<Service: CubeService> {
         checked[request.cube] = nil
         guard let json = request.config else { return [:] }
         let known = cubes[request.cube]
-        let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: try decode(json, cube: request.cube),
+        if !request.cuts.isEmpty && (known?.config == nil || lists[request.cube] == nil) {
+            throw BusError(code: .needsWhole, message: "cube '\(request.cube)' has no configuration here to edit")
+        }
+        let candidate = try decode(json, cube: request.cube, cuts: request.cuts, previous: lists[request.cube] ?? [:])
+        let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: candidate.config,
                             previous: known?.config)
         do {
             try service.validate(change)
         } catch {
             throw busError(error, cube: request.cube)
         }
-        checked[request.cube] = change.config
+        checked[request.cube] = candidate
         return [:]
     }
 
@@ -171,7 +188,7 @@ public actor ServiceHost<Service: CubeService> {
     /// brings its configuration, and the service's rules run on it first.
     private func apply(_ request: CubeApply) async throws -> [String: Any] {
         let name = request.cube
-        let candidate: Service.Config
+        let candidate: (config: Service.Config, lists: [String: Any])
         if request.checked {
             guard let accepted = checked.removeValue(forKey: name) else {
                 throw BusError(code: .failed, message: "no checked configuration of cube '\(name)' to apply (this cube-host restarted since the check?)")
@@ -180,6 +197,7 @@ public actor ServiceHost<Service: CubeService> {
         } else if let json = request.config {
             candidate = try decode(json, cube: name)
         } else {
+            lists[name] = nil
             if let cube = cubes.removeValue(forKey: name) {
                 service.removed(cube)
                 logger.info("cube removed", metadata: ["cube": "\(name)"])
@@ -188,7 +206,7 @@ public actor ServiceHost<Service: CubeService> {
         }
         let known = cubes[name]
         let cube = known ?? Cube(name: name, service: Service.name)
-        let change = Change(cube: cube, config: candidate, previous: request.replay ? nil : known?.config)
+        let change = Change(cube: cube, config: candidate.config, previous: request.replay ? nil : known?.config)
         if !request.checked {
             do {
                 try service.validate(change)
@@ -227,6 +245,7 @@ public actor ServiceHost<Service: CubeService> {
             throw busError(error, cube: name)
         }
         cube.config = change.config
+        lists[name] = candidate.lists
         if known == nil {
             cubes[name] = cube
             logger.info("cube configured", metadata: ["cube": "\(name)"])

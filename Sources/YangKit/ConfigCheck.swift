@@ -177,16 +177,7 @@ public struct ConfigCheck {
     }
 
     /// A JSON scalar as YANG text.
-    public static func text(_ value: Any) -> String {
-        switch value {
-        case let string as String: return string
-        case let number as NSNumber:
-            if JSONText.isBoolean(number) { return number.boolValue ? "true" : "false" }
-            return number.stringValue
-        case is NSNull: return ""
-        default: return "\(value)"
-        }
-    }
+    public static func text(_ value: Any) -> String { JSONText.text(value) }
 
     /// `r1` from `/router:router[name='r1']/...` (the last keyed entry of the path).
     static func entryName(_ path: String) -> String {

@@ -30,6 +30,11 @@ public final class SchemaNode: @unchecked Sendable {
     public let initOnly: Bool
     /// What the model exports of this node as an OpenMetrics family (polycube-base's `*-metric`).
     public let metric: Metric?
+    /// The XPath expressions its validity depends on (must, when, leafref paths; those of the
+    /// choices and cases it sits in too); "*" for an instance-identifier, which may point anywhere.
+    public let expressions: [String]
+    /// How many `unique` statements a list has.
+    public let uniqueCount: Int
 
     /// Present when any of the three extensions is (a model that gives a type or help but no name
     /// is refused when it registers).
@@ -45,8 +50,10 @@ public final class SchemaNode: @unchecked Sendable {
     public private(set) weak var parent: SchemaNode?
     let raw: UnsafePointer<lysc_node>
 
-    init(_ raw: UnsafePointer<lysc_node>, context: OpaquePointer, parent: SchemaNode?) {
+    init(_ raw: UnsafePointer<lysc_node>, context: OpaquePointer, parent: SchemaNode?, inherited: [String] = []) {
         self.raw = raw
+        expressions = inherited + Self.expressions(of: raw)
+        uniqueCount = Int(pcn_ly_unique_count(raw))
         self.parent = parent
         let node = raw.pointee
         name = String(cString: node.name)
@@ -96,16 +103,25 @@ public final class SchemaNode: @unchecked Sendable {
         }
     }
 
-    /// The data nodes of a sibling chain, with choices and cases flattened.
-    static func dataNodes(from first: UnsafePointer<lysc_node>?, context: OpaquePointer, parent: SchemaNode?) -> [SchemaNode] {
+    static func expressions(of raw: UnsafePointer<lysc_node>) -> [String] {
+        let count = pcn_ly_expressions(raw, nil, 0)
+        guard count > 0 else { return [] }
+        var texts = [UnsafePointer<CChar>?](repeating: nil, count: Int(count))
+        _ = pcn_ly_expressions(raw, &texts, count)
+        return texts.compactMap { $0.map { String(cString: $0) } }
+    }
+
+    /// The data nodes of a sibling chain, with choices and cases flattened (their conditions go
+    /// to the nodes in them).
+    static func dataNodes(from first: UnsafePointer<lysc_node>?, context: OpaquePointer, parent: SchemaNode?, inherited: [String] = []) -> [SchemaNode] {
         var nodes: [SchemaNode] = []
         var current = first
         while let node = current {
             let type = UInt32(node.pointee.nodetype)
             if type == UInt32(LYS_CHOICE) || type == UInt32(LYS_CASE) {
-                nodes += dataNodes(from: pcn_ly_child(node), context: context, parent: parent)
+                nodes += dataNodes(from: pcn_ly_child(node), context: context, parent: parent, inherited: inherited + expressions(of: node))
             } else if type & UInt32(LYS_CONTAINER | LYS_LIST | LYS_LEAF | LYS_LEAFLIST) != 0 {
-                nodes.append(SchemaNode(node, context: context, parent: parent))
+                nodes.append(SchemaNode(node, context: context, parent: parent, inherited: inherited))
             }
             current = UnsafePointer(node.pointee.next)
         }

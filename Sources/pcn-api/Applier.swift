@@ -30,14 +30,26 @@ struct Applier {
                              loglevel: config["loglevel"] as? String ?? "INFO", ports: ports, lenientPeers: lenient ? true : nil)
     }
 
-    nonisolated(nonsending) func apply(service: String, endpoint: String, top: SchemaNode, old: [String: Any]?, new: [String: Any]?, replaying: Bool) async throws {
+    /// `edit`, when it cuts lists, is what the cube-host is sent of `new` (see `ConfigEdit`).
+    nonisolated(nonsending) func apply(service: String, endpoint: String, top: SchemaNode, old: [String: Any]?, new: [String: Any]?,
+                                       edit: ConfigEdit? = nil, replaying: Bool) async throws {
         guard let name = (new ?? old)?["name"] as? String else { return }
         let path = "/\(service):\(service)[name='\(name)']"
         let host = CubeHostBus(bus, endpoint: endpoint, connectWithin: .seconds(5))
 
         // (b) The service's rules, before anything changes. A replay re-applies what was committed.
         if !replaying {
-            try await cubeHost(endpoint, path: path) { _ = try await host.call(CubeCheck(cube: name, config: new), timeout: .seconds(30)) }
+            try await cubeHost(endpoint, path: path) {
+                if let edit, !edit.cuts.isEmpty, old != nil {
+                    do {
+                        _ = try await host.call(CubeCheck(cube: name, config: edit.base, cuts: edit.cuts), timeout: .seconds(30))
+                        return
+                    } catch let error as BusError where error.code == .needsWhole {
+                        // It cannot rebuild the configuration from the part: it gets all of it.
+                    }
+                }
+                _ = try await host.call(CubeCheck(cube: name, config: new), timeout: .seconds(30))
+            }
         }
 
         guard let new else {

@@ -1,5 +1,6 @@
 import Foundation
 import JSONText
+import PCNProtocol
 import YangKit
 
 extension ConfigEngine {
@@ -43,6 +44,8 @@ extension ConfigEngine {
         let current = oldCube.flatMap { ConfigTree.get($0, target.steps[...]) }
 
         var newCube: [String: Any]?
+        // What the write touches, for validating and sending only that of the cube's large lists.
+        var scope = CubeSlice.Scope(steps: target.steps, patch: nil, replaces: method == .put || method == .post)
         switch method {
         case .delete:
             guard oldCube != nil, current != nil else {
@@ -66,10 +69,11 @@ extension ConfigEngine {
                     guard keys.count == target.node.keys.count else {
                         throw RestFailure(400, tag: "missing-element", path: target.dataPath, "the new entry of '\(target.node.name)' needs its keys \(target.node.keys.joined(separator: ", "))")
                     }
-                    if (current as? [Any])?.contains(where: { ConfigTree.matches($0, keys) }) == true {
+                    if EntryIndex.shared.position(of: keys, in: current as? [Any] ?? []) != nil {
                         throw RestFailure(409, tag: "data-exists", path: target.dataPath, "'\(target.node.name)' already has an entry \(keys.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))")
                     }
                     value = (current as? [Any] ?? []) + [entry]
+                    scope = CubeSlice.Scope(steps: target.steps + [.entry(keys)], patch: nil, replaces: true)
                 } else {
                     if current != nil || (target.steps.isEmpty && oldCube != nil) {
                         throw RestFailure(409, tag: "data-exists", path: target.dataPath, target.steps.isEmpty ? "cube '\(cubeName)' already exists" : "\(target.dataPath) already exists: use PATCH or PUT to change it")
@@ -82,7 +86,9 @@ extension ConfigEngine {
                 guard current != nil, oldCube != nil else {
                     throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath): create it with POST")
                 }
-                value = try ConfigTree.merge(current, try withPathKeys(content, target: target, cubeName: cubeName), node: target.node, path: target.dataPath)
+                let patch = try withPathKeys(content, target: target, cubeName: cubeName)
+                scope.patch = patch
+                value = try ConfigTree.merge(current, patch, node: target.node, path: target.dataPath)
             }
             if !target.steps.isEmpty && oldCube == nil {
                 throw RestFailure(404, tag: "data-missing", path: cubePath, "cube '\(cubeName)' does not exist: create it first (POST /polycube/v1/\(target.service)/\(cubeName))")
@@ -91,25 +97,30 @@ extension ConfigEngine {
             if newCube == nil { throw RestFailure(400, tag: "invalid-value", path: cubePath, "a cube is an object") }
         }
 
-        // Validate: every node of the new cube, then the whole candidate datastore.
-        var typedCube: [String: Any]?
-        if let newCube {
-            let checked = ConfigCheck(context: context).check([newCube], node: top, path: "/\(member)", existing: oldCube.map { [$0] })
-            if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }
-            typedCube = (checked.value as? [Any])?.first as? [String: Any]
-        }
-        // The whole-tree rules (must, when, leafref, unique) and the defaults: the cube's own tree is
-        // what they range over (a cube's configuration does not refer to another cube's), so the
-        // cost of a write follows the size of its cube, not of the datastore.
+        // Validate: every node of the new cube, then the rules across it (must, when, leafref,
+        // unique) and its defaults. A cube's configuration does not refer to another cube's, and the
+        // entries of its independent lists that the write does not touch are left out (they were
+        // valid when written and no rule relates them to anything): the cost of a write follows
+        // what it changed, not the size of its cube nor of the datastore.
         var committedCube: [String: Any]?
-        if let typedCube {
+        var edit: ConfigEdit?
+        if let newCube {
+            let slice = CubeSlice(new: newCube, old: oldCube, top: top, independent: slicing ? independence[target.service] ?? IndependentLists(top: top) : IndependentLists(), scope: scope)
+            let candidate = slice.cutNew(newCube)
+            let checked = ConfigCheck(context: context).check([candidate], node: top, path: "/\(member)", existing: slice.cutOld(oldCube).map { [$0] })
+            if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }
+            let typed = (checked.value as? [Any])?.first as? [String: Any] ?? candidate
+            let base: [String: Any]
             do {
-                let text = try context.normalize(json: String(decoding: try JSONText.data([member: [typedCube]]), as: UTF8.self))
+                let text = try context.normalize(json: String(decoding: try JSONText.data([member: [typed]]), as: UTF8.self))
                 let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
-                committedCube = (normalized[member] as? [Any])?.first as? [String: Any]
+                base = (normalized[member] as? [Any])?.first as? [String: Any] ?? [:]
             } catch let issue as YangIssue {
                 throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
             }
+            let cubeEdit = slice.edit(base: base)
+            committedCube = slice.isEmpty ? base : cubeEdit.applied(to: oldCube)
+            edit = cubeEdit
         }
         var normalized = store.document
         var committedList = list.filter { !ConfigTree.matches($0, ["name": cubeName]) }
@@ -122,18 +133,25 @@ extension ConfigEngine {
         }
         normalized[member] = committedList.isEmpty ? nil : committedList
         var document = normalized
-        let changed = [(member: member, cube: cubeName)] + Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
+        let mirrored = Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
+        let changes = [Datastore.CubeChange(member: member, cube: cubeName, edit: edit)] + mirrored.map { hit in
+            Datastore.CubeChange(member: hit.member, cube: hit.cube, edit: Self.cube(hit.cube, of: hit.member, in: document).map { ConfigEdit(base: $0) })
+        }
 
         // Apply, then commit; a refusal undoes what was applied.
-        try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, replaying: false)
+        try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, edit: edit, replaying: false)
         do {
-            try store.commit(document, changed: changed)
+            try store.commit(document, changes: changes)
         } catch {
             try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
             throw RestFailure(500, tag: "operation-failed", "\(error)")
         }
         // A POST always creates; a PUT creates when nothing was there.
         return method == .post || (method == .put && current == nil)
+    }
+
+    static func cube(_ name: String, of member: String, in document: [String: Any]) -> [String: Any]? {
+        (document[member] as? [Any])?.first { ConfigTree.matches($0, ["name": name]) } as? [String: Any]
     }
 
     /// A link between two cube ports is one fact with two ends: when a port's peer becomes (or stops

@@ -39,7 +39,14 @@ actor ConfigEngine {
     let logger: Logger
     var services: [String: Service] = [:]
     var context: YangContext?
-    var tops: [String: SchemaNode] = [:]
+    var tops: [String: SchemaNode] = [:] {
+        didSet { independence = tops.mapValues(IndependentLists.init) }
+    }
+    /// Each service's lists whose entries are validated and sent one by one (see `CubeSlice`).
+    var independence: [String: IndependentLists] = [:]
+    /// Off: every write is validated and sent whole (what cutting must give the same result as).
+    private(set) var slicing = true
+    func setSlicing(_ on: Bool) { slicing = on }
     /// What the registered models export at /metrics (checked when they were built).
     var metrics: [ServiceMetric] = []
     var store: Datastore
@@ -73,6 +80,7 @@ actor ConfigEngine {
             logger.warning("the stored service models do not load (\(error)): waiting for the cube-hosts to register them")
             (context, tops, metrics) = try Self.build([:], yangDirectory: yangDirectory)
         }
+        independence = tops.mapValues(IndependentLists.init)
     }
 
     /// A context with the base models and `models`, each service's top list, and their metrics.

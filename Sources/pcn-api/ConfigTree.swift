@@ -1,4 +1,5 @@
 import Foundation
+import PCNProtocol
 import YangKit
 
 /// Where a REST path points in a service's data: `/polycube/v1/router/r1/ports/p1/ip` is the cube
@@ -85,8 +86,8 @@ enum ConfigTree {
             guard let object = value as? [String: Any] else { return nil }
             return get(object[name], steps.dropFirst())
         case .entry(let keys):
-            guard let entries = value as? [Any], let entry = entries.first(where: { matches($0, keys) }) else { return nil }
-            return get(entry, steps.dropFirst())
+            guard let entries = value as? [Any], let index = EntryIndex.shared.position(of: keys, in: entries) else { return nil }
+            return get(entries[index], steps.dropFirst())
         }
     }
 
@@ -101,7 +102,7 @@ enum ConfigTree {
             return object
         case .entry(let keys):
             var entries = value as? [Any] ?? []
-            if let index = entries.firstIndex(where: { matches($0, keys) }) {
+            if let index = EntryIndex.shared.position(of: keys, in: entries) {
                 if let updated = set(entries[index], steps.dropFirst(), to: new) {
                     entries[index] = updated
                 } else {
@@ -143,7 +144,7 @@ enum ConfigTree {
                                       "an entry of '\(node.name)' without its key \(missing.joined(separator: ", ")): it names no entry to change")
                 }
                 let entryPath = path + keys.sorted { $0.key < $1.key }.map { "[\($0.key)='\($0.value)']" }.joined()
-                if let index = entries.firstIndex(where: { matches($0, keys) }) {
+                if let index = EntryIndex.shared.position(of: keys, in: entries) {
                     entries[index] = try merge(entries[index], change, node: node, path: entryPath)
                 } else {
                     entries.append(change)

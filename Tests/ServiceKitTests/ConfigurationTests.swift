@@ -1,4 +1,6 @@
 import Foundation
+import IPC
+import PCNProtocol
 @testable import ServiceKit
 import XCTest
 
@@ -49,5 +51,45 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertTrue(change.changed(\.mtu))
         XCTAssertFalse(change.changed(\.entries))
         XCTAssertTrue(Change(cube: cube, config: new, previous: nil).changed(\.entries), "applied anew, everything changed")
+    }
+
+    /// A write that sends part of a list (a cut): the list is the one decoded before, edited; it
+    /// equals decoding the whole configuration, and its difference is what the write changed.
+    func testCutListsEditTheListDecodedBefore() throws {
+        func decode(_ json: String, cuts: [ConfigCut] = [], previous: [String: Any] = [:]) throws -> (Config, [String: Any]) {
+            let decoding = ConfigDecoding(cuts: cuts, previous: previous)
+            let decoder = JSONDecoder()
+            decoder.userInfo[ConfigDecoding.key] = decoding
+            let config = try decoder.decode(Config.self, from: Data(json.utf8))
+            XCTAssertEqual(decoding.unconsumed, [], "every cut was a KeyedList of the configuration")
+            return (config, decoding.lists)
+        }
+        let (before, lists) = try decode(#"{"mtu":1,"entries":[{"ip":"10.0.0.1"},{"ip":"10.0.0.2","note":"b"},{"ip":"10.0.0.3"}]}"#)
+        XCTAssertNotNil(lists["entries"], "each decoded list is kept for the next edit")
+        let cut = ConfigCut(path: ["entries"], previousPath: ["entries"], keys: ["ip"], removed: [["ip": "10.0.0.1"]])
+        let (after, _) = try decode(#"{"mtu":1,"entries":[{"ip":"10.0.0.2","note":"changed"},{"ip":"10.0.0.4"}]}"#, cuts: [cut], previous: lists)
+        let whole = try self.decode(#"{"mtu":1,"entries":[{"ip":"10.0.0.2","note":"changed"},{"ip":"10.0.0.3"},{"ip":"10.0.0.4"}]}"#)
+        XCTAssertEqual(after.entries, whole.entries)
+        XCTAssertEqual(after.entries.map(\.ip.description), ["10.0.0.2", "10.0.0.3", "10.0.0.4"])
+        let difference = after.entries.difference(from: before.entries)
+        XCTAssertEqual(difference.added.map(\.ip.description), ["10.0.0.4"])
+        XCTAssertEqual(difference.removed.map(\.ip.description), ["10.0.0.1"])
+        XCTAssertEqual(difference.changed.map(\.ip.description), ["10.0.0.2"])
+        XCTAssertNotEqual(after.entries, before.entries)
+
+        // A cut that writes nothing (a write elsewhere in the cube) leaves the list as it was.
+        let (untouched, _) = try decode(#"{"mtu":2}"#, cuts: [ConfigCut(path: ["entries"], previousPath: ["entries"], keys: ["ip"])], previous: lists)
+        XCTAssertEqual(untouched.entries, before.entries)
+        XCTAssertTrue(untouched.entries.difference(from: before.entries) == ([], [], []))
+
+        // The last entries removed: the list is absent from the base and still edited.
+        let all = ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map { ["ip": $0] as [String: Any] }
+        let (emptied, _) = try decode(#"{"mtu":1}"#, cuts: [ConfigCut(path: ["entries"], previousPath: ["entries"], keys: ["ip"], removed: all)], previous: lists)
+        XCTAssertTrue(emptied.entries.isEmpty)
+
+        // A cut of a list this host never decoded cannot be rebuilt: pcn-api sends the whole configuration.
+        XCTAssertThrowsError(try decode(#"{"mtu":1}"#, cuts: [cut], previous: [:])) { error in
+            XCTAssertEqual((error as? BusError)?.code, .needsWhole)
+        }
     }
 }

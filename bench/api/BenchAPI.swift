@@ -42,7 +42,7 @@ struct Bench {
         try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path, "--service-dir", repository.appendingPathComponent("Tests/Fixtures/bpf").path])
         try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)"])
         try stack.spawn("pcn-bus-peer", ["--socket", stack.busSocket, "--name", "cube-host/testfwd", "--mode", "service",
-                                   "--service", "testfwd", "--yang", repository.appendingPathComponent("Tests/Fixtures/testfwd.yang").path])
+                                   "--service", "testfwd", "--yang", repository.appendingPathComponent("Tests/Fixtures/testfwd.yang").path, "--brief-apply"])
         let base = "http://127.0.0.1:\(port)/polycube/v1"
         let session = URLSession(configuration: .ephemeral)
         func call(_ method: String, _ path: String, _ body: String) async throws -> Int {

@@ -49,4 +49,13 @@ const char *pcn_ly_type_name(const struct lysc_node *node);
  * defaults filled in. Returns 0 and *out (free()) or the libyang error code (details in ly_err). */
 int pcn_ly_normalize(const struct ly_ctx *ctx, const char *json, char **out);
 
+/* The XPath expressions with which a node's validity may depend on other nodes: its must and when
+ * conditions and its leafref paths (in unions too). An instance-identifier may point anywhere: it
+ * counts as the expression "*". Fills `out` up to `capacity` (texts owned by libyang) and returns
+ * how many there are. */
+uint32_t pcn_ly_expressions(const struct lysc_node *node, const char **out, uint32_t capacity);
+
+/* How many unique statements a list has (0 for any other node). */
+uint32_t pcn_ly_unique_count(const struct lysc_node *node);
+
 #endif

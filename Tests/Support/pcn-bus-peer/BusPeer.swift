@@ -31,6 +31,7 @@ struct BusPeer: AsyncParsableCommand {
     @Option(help: "stall mode: start draining once this path exists") var resumeWhen: String?
     @Option(help: "service mode: the service's name") var service: String?
     @Option(help: "service mode: the service's YANG model file") var yang: String?
+    @Flag(help: "service mode: print `APPLY <cube>` without the configuration (benchmarks of large cubes)") var briefApply = false
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -122,10 +123,19 @@ struct BusPeer: AsyncParsableCommand {
             for await _ in client.registrations { await register() }
         }
         var checked: [String: [String: Any]] = [:]
+        // What each cube was last given (a check with cuts edits it, as a cube-host does).
+        var applied: [String: [String: Any]] = [:]
         for await message in client.messages {
             switch message.method {
             case Method.cubeCheck.rawValue:
-                guard let check = try? CubeCheck(message: message) else { continue }
+                guard var check = try? CubeCheck(message: message) else { continue }
+                if let edit = check.edit {
+                    guard let previous = applied[check.cube] else {
+                        client.fail(message, BusError(code: .needsWhole, message: "cube \(check.cube) was not applied here"))
+                        continue
+                    }
+                    check.config = edit.applied(to: previous)
+                }
                 if check.config?["refuse"] as? Bool == true {
                     emit("REFUSED \(check.cube)")
                     client.fail(message, BusError(code: .failed, message: "cube \(check.cube): this test service refuses refuse=true"))
@@ -136,8 +146,12 @@ struct BusPeer: AsyncParsableCommand {
             case Method.cubeApply.rawValue:
                 guard let apply = try? CubeApply(message: message) else { continue }
                 let config = apply.checked ? checked.removeValue(forKey: apply.cube) : apply.config
-                let text = config.flatMap { try? JSONText.string($0) } ?? "null"
-                emit("APPLY \(apply.cube) \(text)")
+                applied[apply.cube] = config
+                if briefApply {
+                    emit("APPLY \(apply.cube)")
+                } else {
+                    emit("APPLY \(apply.cube) \(config.flatMap { try? JSONText.string($0) } ?? "null")")
+                }
                 client.reply(to: message, BusReply(payload: Array("{}".utf8)))
             case "cube.state":
                 // What a real cube-host reads from its maps: here a fixed counter.
