@@ -166,8 +166,9 @@ public struct CubeStateQuery: CubeHostCall {
     public init(object: [String: Any]) throws { cube = try required(object, "cube", Self.method) }
 }
 
-/// A YANG action on a cube: `path` is where it was called (["fdb"]), `config` the cube's current
-/// configuration. The answer has `output` and, when the action changed the configuration, `config`.
+/// A YANG action on a cube: `path` is where it was called (["chain", "INGRESS"]). The answer has
+/// `output` and, when the action changes the configuration (a rule appended), `write`: the one
+/// write (`ActionWrite`) that does it, which pcn-api carries out through the write path.
 public struct CubeAction: CubeHostCall {
     public typealias Answer = JSONObjectAnswer
     public static let method = Method.cubeAction
@@ -175,23 +176,47 @@ public struct CubeAction: CubeHostCall {
     public var path: [String]
     public var action: String
     public var input: [String: Any]
-    public var config: [String: Any]
 
-    public init(cube: String, path: [String], action: String, input: [String: Any], config: [String: Any]) {
+    public init(cube: String, path: [String], action: String, input: [String: Any]) {
         self.cube = cube
         self.path = path
         self.action = action
         self.input = input
-        self.config = config
     }
 
-    public var object: [String: Any] { ["cube": cube, "path": path, "action": action, "input": input, "config": config] }
+    public var object: [String: Any] { ["cube": cube, "path": path, "action": action, "input": input] }
 
     public init(object: [String: Any]) throws {
         cube = try required(object, "cube", Self.method)
         action = try required(object, "action", Self.method)
         path = object["path"] as? [String] ?? []
         input = object["input"] as? [String: Any] ?? [:]
-        config = object["config"] as? [String: Any] ?? [:]
+    }
+}
+
+/// The write an action asks for: a REST write below the cube (`path`: the segments after the cube,
+/// ["chain", "INGRESS", "rule"]). One write, so the action is all or nothing.
+public struct ActionWrite {
+    public enum Method: String, Sendable { case post = "POST", put = "PUT", patch = "PATCH", delete = "DELETE" }
+    public var method: Method
+    public var path: [String]
+    public var body: [String: Any]?
+
+    public init(_ method: Method, _ path: [String], body: [String: Any]? = nil) {
+        self.method = method
+        self.path = path
+        self.body = body
+    }
+
+    public var object: [String: Any] { ["method": method.rawValue, "path": path, "body": body ?? NSNull()] }
+
+    public init(object: Any) throws {
+        guard let object = object as? [String: Any], let name = object["method"] as? String, let method = Method(rawValue: name),
+              let path = object["path"] as? [String] else {
+            throw BusError(code: .badRequest, message: "an action's write needs 'method' (POST, PUT, PATCH, DELETE) and 'path'")
+        }
+        self.method = method
+        self.path = path
+        body = object["body"] as? [String: Any]
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PCNProtocol
 
 /// What a service is, besides its YANG model (`yang/<name>.yang`) and its datapath
 /// (`bpf/services/<name>/<name>.c`): the Swift that turns configuration into table entries,
@@ -71,15 +72,19 @@ public struct ConfigBinding<Service: CubeService> {
     }
 }
 
-/// What an action returns: its output and, when it changed the configuration (an entry appended),
-/// the cube's new configuration, which pcn-api validates and persists.
+/// The write an action asks for (PCNProtocol's, named here for services).
+public typealias ActionWrite = PCNProtocol.ActionWrite
+
+/// What an action returns: its output and, when it changes the configuration (an entry appended),
+/// the one write that does so; pcn-api carries it out through the write path (validated, checked
+/// and applied by this service like any write, persisted), and answers the output once it is done.
 public struct ActionResult {
     public var output: [String: Any]
-    public var config: [String: Any]?
+    public var write: ActionWrite?
 
-    public init(output: [String: Any] = [:], config: [String: Any]? = nil) {
+    public init(output: [String: Any] = [:], write: ActionWrite? = nil) {
         self.output = output
-        self.config = config
+        self.write = write
     }
 }
 

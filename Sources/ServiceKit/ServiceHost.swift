@@ -311,7 +311,7 @@ public actor ServiceHost<Service: CubeService> {
         }
         await flush(cube)
         var answer: [String: Any] = ["output": result.output]
-        if let config = result.config { answer["config"] = config }
+        if let write = result.write { answer["write"] = write.object }
         return answer
     }
 

@@ -8,9 +8,9 @@ extension ConfigEngine {
     // MARK: - Actions
 
     /// A YANG action: its input is checked against the model and handed to the cube-host
-    /// (`cube.action {cube, path, action, input, config}`, config being the cube's current one); its answer is the action's output. An answer that
-    /// carries `config` (the cube's configuration after the action, e.g. a rule appended) is
-    /// validated and committed like a write, so the result is persisted.
+    /// (`cube.action {cube, path, action, input}`); its answer is the action's output. An answer that
+    /// carries a `write` (a rule appended) is carried out as a write, in the same turn: the action
+    /// answers its output once the write is done, or the write's refusal with nothing changed.
     func call(_ target: Target, input bodyData: Data?) async throws -> Data {
         try await exclusively { try await callNow(target, input: bodyData) }
     }
@@ -21,7 +21,7 @@ extension ConfigEngine {
         }
         let member = "\(target.service):\(target.service)"
         let list = store.document[member] as? [Any] ?? []
-        guard let cube = list.first(where: { ConfigTree.matches($0, ["name": cubeName]) }) as? [String: Any] else {
+        guard list.contains(where: { ConfigTree.matches($0, ["name": cubeName]) }) else {
             throw RestFailure(404, tag: "data-missing", path: target.dataPath, "cube '\(cubeName)' does not exist")
         }
         var input: [String: Any] = [:]
@@ -59,24 +59,27 @@ extension ConfigEngine {
         let reply: [String: Any]
         do {
             reply = try await CubeHostBus(bus, endpoint: endpoint).call(
-                CubeAction(cube: cubeName, path: path, action: target.node.name, input: typed, config: cube), timeout: .seconds(30)).object
+                CubeAction(cube: cubeName, path: path, action: target.node.name, input: typed), timeout: .seconds(30)).object
         } catch let error as BusError where error.code == .noRoute || error.code == .disconnected {
             throw RestFailure(503, tag: "resource-denied", path: target.dataPath, "\(endpoint) is not running")
         } catch let error as BusError {
             throw RestFailure(409, tag: "operation-failed", path: target.dataPath, "\(endpoint): \(error.message)")
         }
-        if let config = reply["config"] as? [String: Any] {
-            let checked = ConfigCheck(context: context).check([config], node: top, path: "/\(member)", existing: [cube])
-            if !checked.errors.isEmpty {
-                throw RestFailure(500, [RestconfError(tag: "operation-failed", path: target.dataPath, message: "\(endpoint) returned a configuration that does not validate")] + checked.errors)
+        if let asked = reply["write"] {
+            let write: ActionWrite
+            do {
+                write = try ActionWrite(object: asked)
+            } catch {
+                throw RestFailure(500, tag: "operation-failed", path: target.dataPath, "\(endpoint) answered a write pcn-api cannot read: \(error)")
             }
-            let text = try context.normalize(json: String(decoding: try JSONText.data([member: checked.value]), as: UTF8.self))
-            let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
-            if let committed = (normalized[member] as? [Any])?.first {
-                var document = store.document
-                document[member] = list.map { ConfigTree.matches($0, ["name": cubeName]) ? committed : $0 }
-                try store.commit(document, changed: [(member: member, cube: cubeName)])
+            let writeTarget: Target
+            do {
+                writeTarget = try Target.resolve(service: target.service, top: top, segments: [cubeName] + write.path)
+            } catch Target.ResolveError.notInModel(let why) {
+                throw RestFailure(500, tag: "operation-failed", path: target.dataPath, "\(endpoint) asked for a write outside the model: \(why)")
             }
+            guard let method = Method(rawValue: write.method.rawValue) else { throw RestFailure(500, tag: "operation-failed", "unknown method") }
+            _ = try await writeNow(method, writeTarget, body: try write.body.map { try JSONText.data($0) }, ifMatch: nil)
         }
         let output = reply["output"] ?? [String: Any]()
         return try JSONText.data(output)

@@ -72,7 +72,10 @@ extension ConfigEngine {
                     if EntryIndex.shared.position(of: keys, in: current as? [Any] ?? []) != nil {
                         throw RestFailure(409, tag: "data-exists", path: target.dataPath, "'\(target.node.name)' already has an entry \(keys.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ","))")
                     }
-                    value = (current as? [Any] ?? []) + [entry]
+                    // An independent list is validated with its written entries only (`CubeSlice`): its
+                    // candidate needs no copy of the entries already there.
+                    let independent = slicing && oldCube != nil && independence[target.service]?.contains(target.node) == true
+                    value = independent ? [entry] as [Any] : (current as? [Any] ?? []) + [entry as Any]
                     scope = CubeSlice.Scope(steps: target.steps + [.entry(keys)], patch: nil, replaces: true)
                 } else {
                     if current != nil || (target.steps.isEmpty && oldCube != nil) {

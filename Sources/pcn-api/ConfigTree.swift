@@ -62,7 +62,11 @@ struct Target {
                     break
                 }
                 var keys: [String: String] = [:]
-                for key in child.keys { keys[key] = rest.popFirst()! }
+                for key in child.keys {
+                    // An enumeration key in any case names its entry (`chain/ingress`: INGRESS).
+                    let given = rest.popFirst()!
+                    keys[key] = child.child(key).flatMap { $0.type == .enumeration ? $0.canonicalEnum(given) : nil } ?? given
+                }
                 steps.append(.entry(keys))
             } else if child.kind == .leaf || child.kind == .leafList || child.kind == .action {
                 guard rest.isEmpty else { throw ResolveError.notInModel("'\(child.name)' is a \(child.kind.rawValue): nothing is below it") }

@@ -157,13 +157,14 @@ struct BusPeer: AsyncParsableCommand {
                 // What a real cube-host reads from its maps: here a fixed counter.
                 client.reply(to: message, BusReply(payload: Array(#"{"hits":"42"}"#.utf8)))
             case "cube.action":
-                // `reset` appends "reset-<what>" to the cube's tags: an action whose result is configuration.
+                // `reset` appends "reset-<what>" to the cube's tags: an action that changes configuration
+                // answers with the write that does it.
                 let body = (try? JSONSerialization.jsonObject(with: Data(message.body))) as? [String: Any] ?? [:]
                 let what = (body["input"] as? [String: Any])?["what"] as? String ?? "?"
-                var config = body["config"] as? [String: Any] ?? [:]
-                config["tags"] = (config["tags"] as? [Any] ?? []) + ["reset-\(what)"]
-                emit("ACTION \(body["cube"] ?? "?") \(body["action"] ?? "?") \(what)")
-                let reply: [String: Any] = ["output": ["done": what], "config": config]
+                let cube = body["cube"] as? String ?? "?"
+                let tags = (applied[cube]?["tags"] as? [Any] ?? []) + ["reset-\(what)"]
+                emit("ACTION \(cube) \(body["action"] ?? "?") \(what)")
+                let reply: [String: Any] = ["output": ["done": what], "write": ActionWrite(.patch, [], body: ["tags": tags]).object]
                 client.reply(to: message, BusReply(payload: Array((try? JSONSerialization.data(withJSONObject: reply)) ?? Data())))
             case HubMethod.registered:
                 if (try? message.decode(HubNotice.self))?.name == "api" { Task { await register() } }
