@@ -213,18 +213,34 @@ public final class BackgroundCommand: @unchecked Sendable {
         for fd: Int32 in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        // The test process's threads may block SIGTERM (the children would inherit that mask, and a
+        // listener would outlive stop()): the child starts with no signal blocked, defaults restored.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard spawned == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(spawned)))") }
         self.pid = pid
     }
 
+    /// Ends it (SIGTERM, then SIGKILL after a second) and reaps it.
     public func stop() {
         var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == 0 {
-            kill(pid, SIGTERM)
-            _ = waitpid(pid, &status, 0)
+        guard waitpid(pid, &status, WNOHANG) == 0 else { return }
+        kill(pid, SIGTERM)
+        for _ in 0..<100 {
+            if waitpid(pid, &status, WNOHANG) != 0 { return }
+            usleep(10_000)
         }
+        kill(pid, SIGKILL)
+        _ = waitpid(pid, &status, 0)
     }
 }
 

@@ -1,0 +1,104 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// The firewall with real traffic: a namespace `a` (10.70.x.1) and the root namespace (10.70.x.2)
+/// over a veth pair, the firewall attached to the root-side end. INGRESS sees what `a` sends,
+/// EGRESS what is sent to `a`.
+final class FirewallTests: ServiceStackTestCase {
+    func testRulesCountersAndOrderTC() async throws { try await rulesCountersAndOrder(type: "TC", subnet: 70) }
+    func testRulesCountersAndOrderXDP() async throws { try await rulesCountersAndOrder(type: "XDP_SKB", subnet: 71) }
+
+    private func attached(_ type: String, subnet: Int) async throws -> (namespace: String, interface: String) {
+        let a = try network.host("a", address: "10.\(subnet).0.1/24")
+        _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.\(subnet).0.2/24", "dev", a.interface])
+        try await must("POST", "/firewall/fw1", #"{"type":"\#(type)"}"#)
+        try await must("POST", "/attach", #"{"cube":"fw1","port":"\#(a.interface)"}"#)
+        return a
+    }
+
+    private func stats(_ chain: String) async throws -> [Int: Int] {
+        let rows = try await must("GET", "/firewall/fw1/chain/\(chain)/stats") as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: rows.compactMap { row in
+            (row["id"] as? Int).map { ($0, Int(row["pkts"] as? String ?? "") ?? -1) }
+        })
+    }
+
+    private func rulesCountersAndOrder(type: String, subnet: Int) async throws {
+        let a = try await attached(type, subnet: subnet)
+        let near = "10.\(subnet).0.2", far = "10.\(subnet).0.1"
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near), "a chain without rules accepts")
+
+        try await must("PUT", "/firewall/fw1/chain/INGRESS", #"{"name":"INGRESS","default":"DROP"}"#)
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "default DROP")
+        let appended = try await must("POST", "/firewall/fw1/chain/ingress/append", #"{"src":"\#(far)","l4proto":"ICMP","action":"ACCEPT"}"#) as? [String: Any]
+        XCTAssertEqual(appended?["id"] as? Int, 0)
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 3), "the rule lets ping through")
+        var counted = try await stats("INGRESS")
+        XCTAssertEqual(counted[0], 3, "three echo requests matched rule 0: \(counted)")
+
+        // An earlier /8 DROP beats the later /32 ACCEPT; the ACCEPT keeps its counter as it moves.
+        try await must("POST", "/firewall/fw1/chain/INGRESS/insert", #"{"id":0,"src":"10.0.0.0/8","action":"DROP"}"#)
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 2))
+        counted = try await stats("INGRESS")
+        XCTAssertEqual(counted[0], 2, "\(counted)")
+        XCTAssertEqual(counted[1], 3, "the moved rule kept its counter: \(counted)")
+        try await must("DELETE", "/firewall/fw1/chain/INGRESS/rule/0")
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near))
+
+        // TCP to one port only; a port without a protocol does not let ICMP through (Polycube's #339).
+        let port = Int.random(in: 40_000...49_000)
+        try await must("POST", "/firewall/fw1/chain/INGRESS/append", #"{"dport":\#(port),"action":"ACCEPT"}"#)
+        XCTAssertTrue(try tcpConnects(from: a.namespace, to: near, port: port))
+        XCTAssertFalse(try tcpConnects(from: a.namespace, to: near, port: port + 1))
+        try await must("DELETE", "/firewall/fw1/chain/INGRESS/rule/1")
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "dport alone matches TCP and UDP, not ICMP")
+
+        // Bad rules: 400 with the path, nothing changed.
+        let before = try await rest.call("GET", "/firewall/fw1/chain/INGRESS").text
+        for (body, path) in [(#"{"src":"10.0.0.0/33"}"#, "src"), (#"{"dport":70000}"#, "dport"), (#"{"tcpflags":"SYN,BOGUS"}"#, "tcpflags"),
+                             (#"{"conntrack":"WEIRD"}"#, "conntrack"), (#"{"l4proto":"ICMP","dport":80}"#, "dport")] {
+            let answer = try await rest.call("POST", "/firewall/fw1/chain/INGRESS/append", body)
+            XCTAssertEqual(answer.status, 400, "\(body): \(answer.text)")
+            XCTAssertTrue(answer.errors.first?["error-path"]?.hasSuffix(path) == true, "\(body): \(answer.text)")
+        }
+        let after = try await rest.call("GET", "/firewall/fw1/chain/INGRESS").text
+        XCTAssertEqual(before, after)
+        XCTAssertTrue(try tcpConnects(from: a.namespace, to: near, port: port))
+    }
+
+    func testConnectionTrackingTC() async throws {
+        let a = try await attached("TC", subnet: 72)
+        let near = "10.72.0.2", far = "10.72.0.1"
+        // Only the root namespace opens connections: NEW leaves (EGRESS), only what belongs to a
+        // connection comes back (INGRESS).
+        try await must("PATCH", "/firewall/fw1", #"""
+            {"chain":[{"name":"INGRESS","default":"DROP","rule":[{"id":0,"conntrack":"ESTABLISHED","action":"ACCEPT"},{"id":1,"conntrack":"RELATED","action":"ACCEPT"}]},
+                      {"name":"EGRESS","default":"DROP","rule":[{"id":0,"conntrack":"NEW","action":"ACCEPT"},{"id":1,"conntrack":"ESTABLISHED","action":"ACCEPT"}]}]}
+            """#)
+        let port = Int.random(in: 40_000...49_000)
+        XCTAssertTrue(try tcpConnects(from: nil, to: far, port: port, listenIn: a.namespace), "the root namespace opens a connection")
+        XCTAssertFalse(try tcpConnects(from: a.namespace, to: near, port: port), "a cannot open one")
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "a's ping is NEW: dropped")
+        let sessions = try await must("GET", "/firewall/fw1/session-table") as? [[String: Any]] ?? []
+        XCTAssertTrue(sessions.contains { $0["l4proto"] as? String == "TCP" && $0["dport"] as? Int == port && $0["src"] as? String == near }, "\(sessions)")
+
+        // A UDP datagram to a closed port of a: its ICMP port unreachable comes back RELATED.
+        let relatedBefore = (try await stats("INGRESS"))[1] ?? 0
+        _ = try runCommand("/bin/sh", ["-c", "echo x | nc -u -w1 \(far) 9"])
+        try await eventually(timeout: 5) { (try? await self.stats("INGRESS")[1]) ?? 0 > relatedBefore }
+        let opened = try await stats("EGRESS")[0] ?? 0
+        XCTAssertGreaterThanOrEqual(opened, 2, "the TCP SYN and the UDP datagram left as NEW")
+    }
+
+    /// Connects with `nc -z` from `from` (nil: the root namespace) to a listener in `listenIn`.
+    private func tcpConnects(from: String?, to address: String, port: Int, listenIn: String? = nil) throws -> Bool {
+        let listener = listenIn.map { ["/usr/bin/ip", "netns", "exec", $0, "nc", "-l", address, "\(port)"] } ?? ["/usr/bin/nc", "-l", address, "\(port)"]
+        let server = try BackgroundCommand(listener[0], Array(listener.dropFirst()))
+        defer { server.stop() }
+        Thread.sleep(forTimeInterval: 0.3)
+        let client = ["nc", "-z", "-w", "2", address, "\(port)"]
+        let result = try from.map { try network.exec($0, client, timeout: 10) } ?? runCommand("/usr/bin/nc", Array(client.dropFirst()), timeout: 10)
+        return result.status == 0
+    }
+}
