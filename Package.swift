@@ -94,6 +94,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log")], path: "bench/log", exclude: ["bpf"]),
         .target(name: "BenchSupport", path: "bench/support"),
         .executableTarget(name: "bench-api", dependencies: ["BenchSupport"], path: "bench/api"),
+        .executableTarget(name: "bench-firewall", dependencies: ["BenchSupport"], path: "bench/firewall"),
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),
 

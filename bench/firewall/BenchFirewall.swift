@@ -1,0 +1,207 @@
+// bench/firewall: UDP packets per second forwarded by Linux from namespace a to namespace b through
+// the root namespace, filtered on the way by (1) nothing, (2) the firewall attached to a's root-side
+// veth (TC; its INGRESS chain), (3) the same rules in an iptables chain the FORWARD chain jumps to
+// for a's traffic, (4) the same rules in an nftables forward chain; for 10, 100, 1,000 and 10,000
+// rules, the matching one last (N-1 DROP rules for other /32 sources, then ACCEPT a's source;
+// default DROP). Variants alternate within each round; medians of rounds. Also: rules loaded per
+// second by the firewall's `batch` (10,000 at once) and `append` (BENCH_APPENDS one by one).
+//
+// The traffic is iperf3 UDP with 64-byte payloads at full speed (`-b 0`): iperf3 itself tops out
+// near 0.1 Mpps here (MACHINE-NOTES), so a filter costs something visible only once its per-packet
+// cost nears 10 µs; the ratios say how much each one slows the same path.
+//
+// Run as root, after `swift build -c release`: .build/release/bench-firewall
+// Last line: RESULT fw_vs_iptables_1k=… fw_vs_nft_1k=… fw_10k_over_100=… batch10k_s=… append_per_s=… (and the pps of each)
+import BenchSupport
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let repository = repositoryRoot()
+let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 3
+let appends = Int(ProcessInfo.processInfo.environment["BENCH_APPENDS"] ?? "") ?? 2000
+let duration = ProcessInfo.processInfo.environment["BENCH_SECONDS"] ?? "3"
+/// Rule counts measured (comma-separated); the RESULT line needs 100, 1000 and 10000.
+let counts = (ProcessInfo.processInfo.environment["BENCH_COUNTS"] ?? "10,100,1000,10000").split(separator: ",").compactMap { Int($0) }
+
+/// Runs a command and returns its standard output; throws with its error output if it fails.
+@discardableResult
+func run(_ arguments: [String], input: String? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let output = Pipe(), errors = Pipe(), stdin = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = stdin
+    try process.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    stdin.fileHandleForWriting.closeFile()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let error = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw BenchError("\(arguments.joined(separator: " ")) failed: \(String(decoding: error, as: UTF8.self))")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
+@main
+struct Bench {
+    static func main() async throws {
+        let tag = "pbf\(getpid() % 10_000)"
+        let (a, b) = (tag + "a", tag + "b")
+        let stack = try BenchStack(name: "firewall")
+        var forwarding = "0"
+        defer {
+            try? run(["iptables", "-D", "FORWARD", "-i", a, "-j", tag])
+            try? run(["iptables", "-F", tag])
+            try? run(["iptables", "-X", tag])
+            try? run(["nft", "delete", "table", "inet", tag])
+            try? run(["ip", "netns", "del", a])
+            try? run(["ip", "netns", "del", b])
+            try? run(["sysctl", "-qw", "net.ipv4.conf.\(a).forwarding=\(forwarding)"])
+            stack.stop()
+        }
+        // Two namespaces routed through the root namespace (forwarding on for these two veths only).
+        for (name, subnet) in [(a, 1), (b, 2)] {
+            try run(["ip", "netns", "add", name])
+            try run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "n"])
+            try run(["ip", "link", "set", name + "n", "netns", name])
+            try run(["ip", "addr", "add", "10.211.\(subnet).254/24", "dev", name])
+            try run(["ip", "link", "set", name, "up"])
+            try run(["ip", "-n", name, "addr", "add", "10.211.\(subnet).1/24", "dev", name + "n"])
+            try run(["ip", "-n", name, "link", "set", name + "n", "up"])
+            try run(["ip", "-n", name, "link", "set", "lo", "up"])
+            try run(["ip", "-n", name, "route", "add", "default", "via", "10.211.\(subnet).254"])
+        }
+        forwarding = try run(["sysctl", "-n", "net.ipv4.conf.\(a).forwarding"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        for name in [a, b] { try run(["sysctl", "-qw", "net.ipv4.conf.\(name).forwarding=1"]) }
+
+        let port = 19_500 + Int(getpid() % 400)
+        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repository.appendingPathComponent("yang").path])
+        try stack.spawn("cube-host", stack.pathFlags + ["--service", "firewall", "--yang-dir", repository.appendingPathComponent("yang").path])
+        let base = "http://127.0.0.1:\(port)/polycube/v1"
+        let session = URLSession(configuration: .ephemeral)
+        @discardableResult
+        func call(_ method: String, _ path: String, _ body: String = "") async throws -> String {
+            var request = URLRequest(url: URL(string: base + path)!)
+            request.httpMethod = method
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.timeoutInterval = 300
+            let (data, response) = try await session.data(for: request)
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            guard (200..<300).contains(status) else { throw BenchError("\(method) \(path): \(status) \(String(decoding: data, as: UTF8.self).prefix(300))") }
+            return String(decoding: data, as: UTF8.self)
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while (try? await call("POST", "/firewall/bench", #"{"conntrack":"OFF"}"#)) == nil {
+            guard Date() < deadline else { throw BenchError("pcn-api and the firewall did not come up") }
+            usleep(200_000)
+        }
+
+        func ruleSources(_ count: Int) -> [String] {
+            (0..<(count - 1)).map { "10.200.\($0 / 250).\($0 % 250 + 1)" } + ["10.211.1.1"]
+        }
+        func firewallRules(_ count: Int) -> String {
+            let rules = ruleSources(count).enumerated().map { index, source in
+                #"{"id":\#(index),"src":"\#(source)","action":"\#(index == count - 1 ? "ACCEPT" : "DROP")"}"#
+            }
+            return #"{"name":"INGRESS","default":"DROP","rule":[\#(rules.joined(separator: ","))]}"#
+        }
+
+        /// Received packets per second of a UDP flood from a to b.
+        func pps() throws -> Double {
+            let server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            server.arguments = ["ip", "netns", "exec", b, "iperf3", "-s", "-1", "-B", "10.211.2.1"]
+            server.standardOutput = FileHandle.nullDevice
+            server.standardError = FileHandle.nullDevice
+            try server.run()
+            defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+            usleep(300_000)
+            let text = try run(["ip", "netns", "exec", a, "iperf3", "-c", "10.211.2.1", "-u", "-b", "0", "-l", "64", "-t", duration, "-J"])
+            guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  let end = json["end"] as? [String: Any], let sum = end["sum"] as? [String: Any],
+                  let packets = sum["packets"] as? Double ?? (sum["packets"] as? Int).map(Double.init),
+                  let seconds = sum["seconds"] as? Double else {
+                throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
+            }
+            let lost = sum["lost_packets"] as? Double ?? (sum["lost_packets"] as? Int).map(Double.init) ?? 0
+            return (packets - lost) / seconds
+        }
+
+        enum Variant: String, CaseIterable { case none, firewall, iptables, nftables }
+        func install(_ variant: Variant, rules count: Int) async throws {
+            let sources = ruleSources(count)
+            switch variant {
+            case .none: break
+            case .firewall:
+                try await call("PUT", "/firewall/bench/chain/INGRESS", firewallRules(count))
+                try await call("POST", "/attach", #"{"cube":"bench","port":"\#(a)"}"#)
+            case .iptables:
+                var script = "*filter\n:\(tag) - [0:0]\n"
+                for (index, source) in sources.enumerated() { script += "-A \(tag) -s \(source)/32 -j \(index == count - 1 ? "ACCEPT" : "DROP")\n" }
+                script += "-A \(tag) -j DROP\n-A FORWARD -i \(a) -j \(tag)\nCOMMIT\n"
+                try run(["iptables-restore", "--noflush"], input: script)
+            case .nftables:
+                var script = "table inet \(tag) {\n chain rules {\n"
+                for (index, source) in sources.enumerated() { script += "  ip saddr \(source) \(index == count - 1 ? "accept" : "drop")\n" }
+                script += "  drop\n }\n chain forward {\n  type filter hook forward priority 0; policy accept;\n  iifname \"\(a)\" jump rules\n }\n}\n"
+                try run(["nft", "-f", "-"], input: script)
+            }
+        }
+        func remove(_ variant: Variant) async throws {
+            switch variant {
+            case .none: break
+            case .firewall: try await call("POST", "/detach", #"{"cube":"bench"}"#)
+            case .iptables:
+                try run(["iptables", "-D", "FORWARD", "-i", a, "-j", tag])
+                try run(["iptables", "-F", tag])
+                try run(["iptables", "-X", tag])
+            case .nftables: try run(["nft", "delete", "table", "inet", tag])
+            }
+        }
+
+        var results: [Int: [Variant: Double]] = [:]
+        for count in counts {
+            var samples: [Variant: [Double]] = [:]
+            for _ in 0..<rounds {
+                for variant in Variant.allCases {
+                    try await install(variant, rules: count)
+                    samples[variant, default: []].append(try pps())
+                    try await remove(variant)
+                }
+            }
+            results[count] = samples.mapValues(median)
+            print(String(format: "%6d rules: none %8.0f  firewall %8.0f  iptables %8.0f  nftables %8.0f  packets/s",
+                         count, results[count]![.none]!, results[count]![.firewall]!, results[count]![.iptables]!, results[count]![.nftables]!))
+        }
+
+        // Loading: 10,000 rules in one batch, then BENCH_APPENDS appends one by one.
+        try await call("PUT", "/firewall/bench/chain/INGRESS", #"{"name":"INGRESS","default":"ACCEPT"}"#)
+        let batch = (0..<10_000).map { #"{"id":\#($0),"operation":"APPEND","src":"10.201.\#($0 / 250).\#($0 % 250 + 1)","action":"DROP"}"# }
+        var start = ContinuousClock.now
+        try await call("POST", "/firewall/bench/chain/INGRESS/batch", #"{"rules":[\#(batch.joined(separator: ","))]}"#)
+        let batchSeconds = seconds(ContinuousClock.now - start)
+        start = ContinuousClock.now
+        for index in 0..<appends {
+            try await call("POST", "/firewall/bench/chain/INGRESS/append", #"{"src":"10.202.\#(index / 250).\#(index % 250 + 1)","action":"DROP"}"#)
+        }
+        let appendRate = Double(appends) / seconds(ContinuousClock.now - start)
+        print(String(format: "10,000 rules in one batch: %.2f s; %d appends: %.0f per second (onto 10,000 rules)", batchSeconds, appends, appendRate))
+
+        let r = results
+        guard [100, 1000, 10_000].allSatisfy({ r[$0] != nil }) else { return }
+        print(String(format: "RESULT fw_vs_iptables_1k=%.2f fw_vs_nft_1k=%.2f fw_10k_over_100=%.2f iptables_10k_over_100=%.2f nft_10k_over_100=%.2f batch10k_s=%.2f append_per_s=%.0f fw_pps_1k=%.0f iptables_pps_1k=%.0f nft_pps_1k=%.0f none_pps=%.0f",
+                     r[1000]![.firewall]! / r[1000]![.iptables]!, r[1000]![.firewall]! / r[1000]![.nftables]!,
+                     r[100]![.firewall]! / r[10_000]![.firewall]!, r[100]![.iptables]! / r[10_000]![.iptables]!, r[100]![.nftables]! / r[10_000]![.nftables]!,
+                     batchSeconds, appendRate, r[1000]![.firewall]!, r[1000]![.iptables]!, r[1000]![.nftables]!, r[1000]![.none]!))
+    }
+}
