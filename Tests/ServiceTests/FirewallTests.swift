@@ -17,8 +17,14 @@ final class FirewallTests: ServiceStackTestCase {
         return a
     }
 
-    private func stats(_ chain: String) async throws -> [Int: Int] {
-        let rows = try await must("GET", "/firewall/fw1/chain/\(chain)/stats") as? [[String: Any]] ?? []
+    /// Packets per rule id. `waiting`: a read that fails (the cube-host is not back yet) is empty.
+    private func stats(_ chain: String, waiting: Bool = false) async throws -> [Int: Int] {
+        let rows: [[String: Any]]
+        if waiting {
+            rows = (try? await rest.call("GET", "/firewall/fw1/chain/\(chain)/stats"))?.json as? [[String: Any]] ?? []
+        } else {
+            rows = try await must("GET", "/firewall/fw1/chain/\(chain)/stats") as? [[String: Any]] ?? []
+        }
         return Dictionary(uniqueKeysWithValues: rows.compactMap { row in
             (row["id"] as? Int).map { ($0, Int(row["pkts"] as? String ?? "") ?? -1) }
         })
@@ -89,6 +95,48 @@ final class FirewallTests: ServiceStackTestCase {
         try await eventually(timeout: 5) { (try? await self.stats("INGRESS")[1]) ?? 0 > relatedBefore }
         let opened = try await stats("EGRESS")[0] ?? 0
         XCTAssertGreaterThanOrEqual(opened, 2, "the TCP SYN and the UDP datagram left as NEW")
+    }
+
+    /// 10,000 rules in one batch, then more by append: the verdict is right whichever rule decides
+    /// (the 1st, the 5,000th, the 10,000th), and a killed cube-host leaves verdicts and counters as
+    /// they were (the tables outlive it; the restarted one reads its counters back).
+    func testTenThousandRulesAndACubeHostRestartTC() async throws {
+        let a = try await attached("TC", subnet: 73)
+        let near = "10.73.0.2"
+        // Rule i drops source 10.200.x.y; three of them name a's address as a /32, a /24, a /16
+        // instead, at ids 0, 4999 and 9999.
+        func rule(_ id: Int, _ source: String, _ action: String) -> String {
+            #"{"id":\#(id),"operation":"APPEND","src":"\#(source)","action":"\#(action)"}"#
+        }
+        var rules = (0..<10_000).map { rule($0, "10.200.\($0 / 250).\($0 % 250 + 1)", "DROP") }
+        rules[9_999] = rule(9_999, "10.73.0.0/16", "ACCEPT")
+        try await must("PUT", "/firewall/fw1/chain/INGRESS", #"{"name":"INGRESS","default":"DROP"}"#)
+        try await must("POST", "/firewall/fw1/chain/INGRESS/batch", #"{"rules":[\#(rules.joined(separator: ","))]}"#)
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2), "the 10,000th rule accepts")
+        try await must("PATCH", "/firewall/fw1/chain/INGRESS/rule/4999", #"{"src":"10.73.0.0/24","action":"DROP"}"#)
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "the 5,000th drops first")
+        try await must("PATCH", "/firewall/fw1/chain/INGRESS/rule/0", #"{"src":"10.73.0.1","action":"ACCEPT"}"#)
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2), "the 1st accepts before both")
+        let rows = try await must("GET", "/firewall/fw1/chain/INGRESS/rule") as? [Any] ?? []
+        XCTAssertEqual(rows.count, 10_000)
+
+        // 200 appends onto the 10,000: each one a rule after the others, in place.
+        for index in 0..<200 {
+            let answer = try await must("POST", "/firewall/fw1/chain/INGRESS/append", #"{"src":"10.201.0.\#(index + 1)","action":"DROP"}"#) as? [String: Any]
+            XCTAssertEqual(answer?["id"] as? Int, 10_000 + index)
+        }
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2))
+        var counted = try await stats("INGRESS")
+        XCTAssertEqual(counted[0], 4, "\(counted[0] ?? -1)")
+
+        kill9("cube-host/firewall")
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2), "verdicts without the cube-host")
+        try startCubeHost("firewall")
+        try await eventually(timeout: 30) { ((try? await self.stats("INGRESS", waiting: true))?[0] ?? 0) == 6 }
+        try await must("POST", "/firewall/fw1/chain/INGRESS/append", #"{"src":"10.73.0.1","l4proto":"TCP","action":"DROP"}"#)
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2), "an append after the restart leaves rule 0 deciding ping")
+        counted = try await stats("INGRESS")
+        XCTAssertEqual(counted[0], 8, "rule 0's counter survived the restart")
     }
 
     /// Connects with `nc -z` from `from` (nil: the root namespace) to a listener in `listenIn`.
