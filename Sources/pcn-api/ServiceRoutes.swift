@@ -79,9 +79,18 @@ struct ServiceRoutes: Sendable {
                 throw RestFailure(404, tag: "invalid-value", "give a service: /polycube/v1/schema/<service>/<path...>")
             }
             let top = try await engine.schema(of: service)
-            // Paths name schema nodes here, not data: list keys are not given.
+            // Paths name schema nodes; a data path's list keys (`chain/INGRESS/append`) are skipped.
             var node = top
+            var keysLeft = 0
             for segment in segments.dropFirst() {
+                if keysLeft > 0 {
+                    keysLeft -= 1
+                    continue
+                }
+                if node.kind == .list, node !== top, node.child(segment) == nil, node.input.isEmpty {
+                    keysLeft = node.keys.count - 1
+                    continue
+                }
                 guard let child = node.child(segment) ?? node.input.first(where: { $0.name == segment }) else {
                     throw RestFailure(404, tag: "invalid-value", "'\(node.name)' has no member '\(segment)' (it has \(node.children.map(\.name).joined(separator: ", ")))")
                 }

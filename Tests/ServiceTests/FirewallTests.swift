@@ -37,8 +37,11 @@ final class FirewallTests: ServiceStackTestCase {
 
         try await must("PUT", "/firewall/fw1/chain/INGRESS", #"{"name":"INGRESS","default":"DROP"}"#)
         XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "default DROP")
-        let appended = try await must("POST", "/firewall/fw1/chain/ingress/append", #"{"src":"\#(far)","l4proto":"ICMP","action":"ACCEPT"}"#) as? [String: Any]
-        XCTAssertEqual(appended?["id"] as? Int, 0)
+        // Polycube's grammar: the cube's name for its service, a chain in any case, the action by name.
+        let appended = try runCommand(productsDirectory.appendingPathComponent("pcnctl").path,
+                                      ["--url", "http://127.0.0.1:\(rest.port)", "fw1", "chain", "ingress", "append", "src=\(far)", "l4proto=icmp", "action=ACCEPT", "-json"])
+        XCTAssertEqual(appended.status, 0, appended.stderr)
+        XCTAssertEqual((try? JSONSerialization.jsonObject(with: Data(appended.stdout.utf8)) as? [String: Any])?["id"] as? Int, 0, appended.stdout)
         XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 3), "the rule lets ping through")
         var counted = try await stats("INGRESS")
         XCTAssertEqual(counted[0], 3, "three echo requests matched rule 0: \(counted)")
