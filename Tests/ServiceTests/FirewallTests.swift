@@ -142,6 +142,65 @@ final class FirewallTests: ServiceStackTestCase {
         XCTAssertEqual(counted[0], 8, "rule 0's counter survived the restart")
     }
 
+    /// Rule changes that rebuild the chain (inserts before the accepting rule) under a UDP flow the
+    /// old and new rule sets both accept: not one datagram lost.
+    func testRuleChangesUnderAFlowLoseNothingTC() async throws {
+        let a = try await attached("TC", subnet: 74)
+        let near = "10.74.0.2"
+        try await must("PUT", "/firewall/fw1/chain/INGRESS", #"{"name":"INGRESS","default":"DROP","rule":[{"id":0,"src":"10.74.0.1","action":"ACCEPT"}]}"#)
+        let port = Int.random(in: 40_000...49_000)
+        let server = try BackgroundCommand("/usr/bin/iperf3", ["-s", "-1", "-B", near, "-p", "\(port)"])
+        defer { server.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+        let network = self.network, namespace = a.namespace
+        let flow = Task.detached {
+            try network.exec(namespace, ["iperf3", "-c", near, "-p", "\(port)", "-u", "-b", "20M", "-l", "1200", "-t", "4", "-J"], timeout: 60)
+        }
+        for index in 0..<6 {
+            try await Task.sleep(for: .milliseconds(400))
+            try await must("POST", "/firewall/fw1/chain/INGRESS/insert", #"{"id":0,"src":"10.99.\#(index).0/24","action":"DROP"}"#)
+        }
+        let result = try await flow.value
+        let summary = ((try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])?["end"] as? [String: Any])?["sum"] as? [String: Any]
+        let packets = (summary?["packets"] as? NSNumber)?.intValue ?? 0
+        let lost = (summary?["lost_packets"] as? NSNumber)?.intValue ?? -1
+        XCTAssertGreaterThan(packets, 5_000, result.stdout.prefix(600).description)
+        XCTAssertEqual(lost, 0, "datagrams lost while the rules changed")
+        let rules = try await must("GET", "/firewall/fw1/chain/INGRESS/rule") as? [[String: Any]] ?? []
+        XCTAssertEqual(rules.count, 7)
+    }
+
+    /// pcn-core killed with kill -9 and started again: connections and verdicts are as they were.
+    func testAKilledCoreKeepsSessionsAndVerdictsTC() async throws {
+        let a = try await attached("TC", subnet: 75)
+        let near = "10.75.0.2", far = "10.75.0.1"
+        try await must("PATCH", "/firewall/fw1", #"""
+            {"chain":[{"name":"INGRESS","default":"DROP","rule":[{"id":0,"conntrack":"ESTABLISHED","action":"ACCEPT"}]},
+                      {"name":"EGRESS","default":"DROP","rule":[{"id":0,"conntrack":"NEW","action":"ACCEPT"},{"id":1,"conntrack":"ESTABLISHED","action":"ACCEPT"}]}]}
+            """#)
+        let port = Int.random(in: 40_000...49_000)
+        XCTAssertTrue(try tcpConnects(from: nil, to: far, port: port, listenIn: a.namespace))
+        // UDP: answered only once the root namespace spoke first.
+        let echo = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", a.namespace, "nc", "-u", "-l", far, "\(port)"])
+        defer { echo.stop() }
+        try await Task.sleep(for: .milliseconds(300))
+        _ = try runCommand("/bin/sh", ["-c", "echo hello | nc -u -w1 \(far) \(port)"])
+        var sessions = try await must("GET", "/firewall/fw1/session-table") as? [[String: Any]] ?? []
+        XCTAssertTrue(sessions.contains { $0["l4proto"] as? String == "UDP" && $0["dport"] as? Int == port }, "\(sessions)")
+        let before = sessions.count
+
+        kill9("pcn-core")
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "verdicts without pcn-core: a's ping is NEW, dropped")
+        try start("pcn-core", ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
+        try await eventually(timeout: 30) {
+            ((try? await self.rest.call("GET", "/firewall/fw1/session-table"))?.json as? [Any])?.count ?? 0 >= before
+        }
+        sessions = try await must("GET", "/firewall/fw1/session-table") as? [[String: Any]] ?? []
+        XCTAssertTrue(sessions.contains { $0["l4proto"] as? String == "TCP" && $0["dport"] as? Int == port }, "the TCP session survived: \(sessions)")
+        XCTAssertTrue(try tcpConnects(from: nil, to: far, port: port + 1, listenIn: a.namespace), "new connections after the restart")
+        XCTAssertFalse(try tcpConnects(from: a.namespace, to: near, port: port + 2))
+    }
+
     /// Connects with `nc -z` from `from` (nil: the root namespace) to a listener in `listenIn`.
     private func tcpConnects(from: String?, to address: String, port: Int, listenIn: String? = nil) throws -> Bool {
         let listener = listenIn.map { ["/usr/bin/ip", "netns", "exec", $0, "nc", "-l", address, "\(port)"] } ?? ["/usr/bin/nc", "-l", address, "\(port)"]
