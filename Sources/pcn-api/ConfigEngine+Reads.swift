@@ -15,7 +15,12 @@ extension ConfigEngine {
     /// `cube.state {cube}` (counters, tables: read from its maps), merged over its configuration.
     /// `coreCubes`: pcn-core's cubes when the caller has them already.
     func withState(_ cube: [String: Any], service: String, coreCubes: [CubeDescription]? = nil) async -> [String: Any] {
-        guard let name = cube["name"] as? String else { return cube }
+        await stateRead(cube, service: service, coreCubes: coreCubes).merged
+    }
+
+    /// The same, and whether the cube-host answered.
+    func stateRead(_ cube: [String: Any], service: String, coreCubes: [CubeDescription]? = nil) async -> (merged: [String: Any], answered: Bool) {
+        guard let name = cube["name"] as? String else { return (cube, false) }
         var merged = cube
         merged["service-name"] = service
         let cubes: [CubeDescription]? = if let coreCubes { coreCubes } else { try? await core.cubes(timeout: .seconds(5)) }
@@ -31,12 +36,14 @@ extension ConfigEngine {
                 merged["ports"] = ports
             }
         }
+        var answered = false
         if let endpoint = services[service]?.endpoint,
            let state = try? await CubeHostBus(bus, endpoint: endpoint).call(CubeStateQuery(cube: name), timeout: .seconds(5)).object,
            let top = tops[service] {
             merged = (try? ConfigTree.merge(merged, state, node: top, path: "")) as? [String: Any] ?? merged
+            answered = !state.isEmpty
         }
-        return merged
+        return (merged, answered)
     }
 
     func read(_ target: Target) async throws -> Any {
@@ -45,8 +52,13 @@ extension ConfigEngine {
         guard let stored = list.first(where: { ConfigTree.matches($0, ["name": cube]) }) as? [String: Any] else {
             throw RestFailure(404, tag: "data-missing", path: target.dataPath, "cube '\(cube)' does not exist")
         }
-        let entry = await withState(stored, service: target.service)
+        let (entry, answered) = await stateRead(stored, service: target.service)
         guard let value = ConfigTree.get(entry, target.steps[...]) else {
+            if !target.node.config && !answered {
+                // State comes from the cube-host: down, or restarted and not given the cube yet.
+                throw RestFailure(503, tag: "resource-denied", path: target.dataPath,
+                                  "\(services[target.service]?.endpoint ?? "the cube-host") gave no state for cube '\(cube)' (not running, or not given its configuration yet): try again")
+            }
             throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath)")
         }
         return value

@@ -89,7 +89,7 @@ final class StackTests: XCTestCase {
         XCTAssertEqual(secondCode, 0, "stopping one stack touched the other")
     }
 
-    static let services = ["helloworld", "transparenthelloworld", "simpleforwarder", "simplebridge", "router", "ddosmitigator"]
+    static var services: [String] { catalogServices }
 
     /// The README's demo topology on a stack started by pcn-stack: traffic crosses both routers and
     /// the ddosmitigator drops the blacklisted source, as the live counters show.

@@ -60,8 +60,24 @@ final class FirewallTests: ServiceStackTestCase {
         try await must("POST", "/firewall/fw1/chain/INGRESS/append", #"{"dport":\#(port),"action":"ACCEPT"}"#)
         XCTAssertTrue(try tcpConnects(from: a.namespace, to: near, port: port))
         XCTAssertFalse(try tcpConnects(from: a.namespace, to: near, port: port + 1))
+        // Without the ICMP rule (id 1), the port rule (id 2) is left: it must not admit ping.
         try await must("DELETE", "/firewall/fw1/chain/INGRESS/rule/1")
         XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "dport alone matches TCP and UDP, not ICMP")
+        try await must("POST", "/firewall/fw1/chain/INGRESS/append", #"{"src":"\#(far)","l4proto":"ICMP","action":"ACCEPT"}"#)
+
+        // LOG counts and logs, then the search goes on to the ACCEPT after it.
+        try await must("POST", "/firewall/fw1/chain/INGRESS/insert", #"{"id":0,"l4proto":"ICMP","action":"LOG","description":"seen"}"#)
+        XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2), "LOG goes on to the next matching rule")
+        counted = try await stats("INGRESS")
+        XCTAssertEqual(counted[0], 2, "the LOG rule counted: \(counted)")
+        try await eventually(timeout: 10) { self.logLines.contains { $0.contains("[fw1]") && $0.contains("rule 0: \(far) -> \(near)") } }
+        // delete by fields, reset-counters.
+        try await must("POST", "/firewall/fw1/chain/INGRESS/delete", #"{"l4proto":"ICMP","action":"LOG","description":"seen"}"#)
+        let left = try await must("GET", "/firewall/fw1/chain/INGRESS/rule") as? [[String: Any]] ?? []
+        XCTAssertFalse(left.contains { $0["action"] as? String == "LOG" }, "\(left)")
+        try await must("POST", "/firewall/fw1/chain/INGRESS/reset-counters")
+        counted = try await stats("INGRESS")
+        XCTAssertTrue(counted.values.allSatisfy { $0 == 0 }, "\(counted)")
 
         // Bad rules: 400 with the path, nothing changed.
         let before = try await rest.call("GET", "/firewall/fw1/chain/INGRESS").text
@@ -134,6 +150,9 @@ final class FirewallTests: ServiceStackTestCase {
 
         kill9("cube-host/firewall")
         XCTAssertTrue(try network.ping(from: a.namespace, to: near, count: 2), "verdicts without the cube-host")
+        let unread = try await rest.call("GET", "/firewall/fw1/chain/INGRESS/stats")
+        XCTAssertEqual(unread.status, 503, "state is the cube-host's to give: \(unread.text)")
+        XCTAssertTrue(unread.errors.first?["error-message"]?.contains("gave no state") == true, unread.text)
         try startCubeHost("firewall")
         try await eventually(timeout: 30) { ((try? await self.stats("INGRESS", waiting: true))?[0] ?? 0) == 6 }
         try await must("POST", "/firewall/fw1/chain/INGRESS/append", #"{"src":"10.73.0.1","l4proto":"TCP","action":"DROP"}"#)
@@ -199,6 +218,24 @@ final class FirewallTests: ServiceStackTestCase {
         XCTAssertTrue(sessions.contains { $0["l4proto"] as? String == "TCP" && $0["dport"] as? Int == port }, "the TCP session survived: \(sessions)")
         XCTAssertTrue(try tcpConnects(from: nil, to: far, port: port + 1, listenIn: a.namespace), "new connections after the restart")
         XCTAssertFalse(try tcpConnects(from: a.namespace, to: near, port: port + 2))
+    }
+
+    /// accept-established: answers come back with no rule for them; ping is a pseudo-connection.
+    func testAcceptEstablishedTC() async throws {
+        let a = try await attached("TC", subnet: 76)
+        let near = "10.76.0.2", far = "10.76.0.1"
+        try await must("PATCH", "/firewall/fw1", #"{"accept-established":"ON","chain":[{"name":"INGRESS","default":"DROP"}]}"#)
+        XCTAssertTrue(try rootPing(far), "the root namespace's pings: echo replies are ESTABLISHED")
+        XCTAssertFalse(try network.ping(from: a.namespace, to: near, count: 1), "a's own pings are NEW: dropped")
+        let port = Int.random(in: 40_000...49_000)
+        XCTAssertTrue(try tcpConnects(from: nil, to: far, port: port, listenIn: a.namespace))
+        XCTAssertFalse(try tcpConnects(from: a.namespace, to: near, port: port + 1))
+        try await must("PATCH", "/firewall/fw1", #"{"accept-established":"OFF"}"#)
+        XCTAssertFalse(try rootPing(far, count: 1), "without it, the replies meet INGRESS's default")
+    }
+
+    private func rootPing(_ address: String, count: Int = 3) throws -> Bool {
+        try runCommand("/usr/bin/ping", ["-c", "\(count)", "-i", "0.2", "-W", "2", address]).status == 0
     }
 
     /// Connects with `nc -z` from `from` (nil: the root namespace) to a listener in `listenIn`.

@@ -17,7 +17,7 @@ class ServiceStackTestCase: XCTestCase {
     private var stopped: [Child] = []
     private var common: [String] = []
 
-    static let services = ["helloworld", "transparenthelloworld", "simpleforwarder", "simplebridge", "router", "ddosmitigator", "firewall"]
+    static var services: [String] { catalogServices }
 
     /// False for a test that starts (and restarts) the stack itself with `startStack`.
     class var startsStackInSetUp: Bool { true }

@@ -24,7 +24,7 @@ final class SecureInstallTests: SandboxedSystemdTestCase {
 
     override func allServicesRegistered() async -> Bool {
         guard let result = try? pcnctl(["services", "-json"]), result.status == 0 else { return false }
-        return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [Any])?.count == 6
+        return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [Any])?.count == catalogServices.count
     }
 
     /// The installed pcnctl with nothing but the installed settings file.

@@ -82,7 +82,7 @@ class SandboxedSystemdTestCase: XCTestCase {
 
     /// True once pcn-api answers with every service registered.
     func allServicesRegistered() async -> Bool {
-        ((try? await rest.call("GET", "/services"))?.json as? [Any])?.count == 6
+        ((try? await rest.call("GET", "/services"))?.json as? [Any])?.count == catalogServices.count
     }
 
     override func setUp() async throws {

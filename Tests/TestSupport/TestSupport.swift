@@ -15,6 +15,12 @@ public let productsDirectory: URL = {
     fatalError("cannot find the built executables near \(candidates)")
 }()
 
+/// Every service the built cube-host offers (`cube-host --list-services`): what a full stack runs.
+public let catalogServices: [String] = {
+    let listed = try? runCommand(productsDirectory.appendingPathComponent("cube-host").path, ["--list-services"])
+    return (listed?.stdout ?? "").split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+}()
+
 /// A private directory with a short path (Unix socket paths are limited to 107 bytes).
 public func makeTemporaryDirectory() -> String {
     var template = Array("/tmp/pcntest.XXXXXX".utf8CString)
