@@ -46,6 +46,8 @@ extension ConfigEngine {
         var newCube: [String: Any]?
         // What the write touches, for validating and sending only that of the cube's large lists.
         var scope = CubeSlice.Scope(steps: target.steps, patch: nil, replaces: method == .put || method == .post)
+        // A POST into an independent list whose candidate holds the new entry alone.
+        var entryAlone = false
         switch method {
         case .delete:
             guard oldCube != nil, current != nil else {
@@ -74,8 +76,8 @@ extension ConfigEngine {
                     }
                     // An independent list is validated with its written entries only (`CubeSlice`): its
                     // candidate needs no copy of the entries already there.
-                    let independent = slicing && oldCube != nil && independence[target.service]?.contains(target.node) == true
-                    value = independent ? [entry] as [Any] : (current as? [Any] ?? []) + [entry as Any]
+                    entryAlone = slicing && oldCube != nil && independence[target.service]?.contains(target.node) == true
+                    value = entryAlone ? [entry] as [Any] : (current as? [Any] ?? []) + [entry as Any]
                     scope = CubeSlice.Scope(steps: target.steps + [.entry(keys)], patch: nil, replaces: true)
                 } else {
                     if current != nil || (target.steps.isEmpty && oldCube != nil) {
@@ -109,6 +111,10 @@ extension ConfigEngine {
         var edit: ConfigEdit?
         if let newCube {
             let slice = CubeSlice(new: newCube, old: oldCube, top: top, independent: slicing ? independence[target.service] ?? IndependentLists(top: top) : IndependentLists(), scope: scope)
+            if entryAlone && !slice.cuts(target.steps) {
+                // Never expected: committing the candidate uncut would lose the list's other entries.
+                throw RestFailure(500, tag: "operation-failed", path: target.dataPath, "pcn-api could not cut \(target.dataPath) for this write: nothing was changed")
+            }
             let candidate = slice.cutNew(newCube)
             let checked = ConfigCheck(context: context).check([candidate], node: top, path: "/\(member)", existing: slice.cutOld(oldCube).map { [$0] })
             if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }

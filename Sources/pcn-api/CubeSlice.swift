@@ -108,6 +108,9 @@ struct CubeSlice {
 
     var isEmpty: Bool { parts.isEmpty }
 
+    /// True if the list at `steps` is cut.
+    func cuts(_ steps: [Target.Step]) -> Bool { parts.contains { $0.steps == steps } }
+
     /// `cube` (the new configuration) with each cut list holding only the written entries.
     func cutNew(_ cube: [String: Any]) -> [String: Any] {
         parts.reduce(cube) { tree, part in ConfigPath.set(tree, part.path, to: part.written) as? [String: Any] ?? tree }
