@@ -146,8 +146,6 @@ public struct KeyedList<Element: Decodable & Equatable & Keyed>: Decodable, Equa
         let gone = Set(removed.map(\.key))
         if !gone.isEmpty {
             result.entries.removeAll { gone.contains($0.key) }
-        }
-        if !gone.isEmpty {
             result.positions = Dictionary(result.entries.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { first, _ in first })
         }
         for entry in written {

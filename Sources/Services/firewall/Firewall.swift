@@ -185,7 +185,7 @@ public final class Firewall: CubeService {
                 slots[rule.id] = slot          // read back from the tables after a restart
             }
         }
-        for slot in Set(state.slots.values).subtracting(slots.values) { try release(slot, state: &state, cube: cube) }
+        for slot in Set(state.slots.values).subtracting(slots.values) { release(slot, state: &state) }
         state.slots = [:]
         for rule in chain.rules {
             state.slots[rule.id] = try slots[rule.id] ?? fresh(&state, cube: cube)
@@ -248,8 +248,8 @@ public final class Firewall: CubeService {
         return slot
     }
 
-    private func release(_ slot: UInt32, state: inout ChainTables, cube: Cube<Config>) throws {
-        try cube.table("fw_counters").updatePerCPU(slot, fw_counter(packets: 0, bytes: 0))
+    /// A slot no rule uses any more (zeroed when `fresh` hands it out again).
+    private func release(_ slot: UInt32, state: inout ChainTables) {
         state.free.append(slot)
     }
 
