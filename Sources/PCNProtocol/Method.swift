@@ -27,6 +27,8 @@ public enum Method: String, Sendable, CaseIterable {
 
     // pcn-api (`api`)
     case serviceRegister = "service.register"
+    /// What a transparent cube is attached to, and that netdev's or cube port's IPv4 address.
+    case cubeAttachment = "cube.attachment"
 
     // a cube-host (`cube-host/<service>`)
     /// Phase (b) of a write: would the service accept this configuration? Nothing changes.

@@ -15,6 +15,26 @@ public struct ServiceRegister: APICall {
     }
 }
 
+/// A cube-host asks where one of its transparent cubes is attached (committed attachments) and
+/// the IPv4 address there: a netdev's first one, or the `ip` leaf of the cube port (a NAT's
+/// masquerade takes it, as Polycube's took its router port's).
+public struct CubeAttachment: APICall {
+    public static let method = Method.cubeAttachment
+    public var cube: String
+    public init(cube: String) { self.cube = cube }
+
+    public struct Answer: Codable, Sendable, Equatable {
+        /// A netdev or `cube:port`; nil when not attached.
+        public var parent: String?
+        /// Dotted IPv4, without a prefix length; nil when the parent has none.
+        public var address: String?
+        public init(parent: String?, address: String?) {
+            self.parent = parent
+            self.address = address
+        }
+    }
+}
+
 // MARK: - Cube-host calls
 
 /// A call a cube-host answers. Configurations are the JSON trees pcn-api validated (libyang's

@@ -38,6 +38,9 @@ public final class Cube<Config> {
     public internal(set) var config: Config?
     public internal(set) var ports: [CubePort] = []
     public internal(set) var transparent = false
+    /// A transparent cube's attachment and the address there, for services that follow it
+    /// (`CubeService.followsAttachment`); nil until first learned.
+    public internal(set) var attachment: CubeAttachment.Answer?
     /// The cube's identity in the datapath (packet-in records carry it).
     var node: UInt32 = 0
     var tables: [String: BPFMap] = [:]

@@ -38,6 +38,11 @@ public protocol CubeService: AnyObject, SendableMetatype {
 
     /// The cube was deleted (its tables are gone with it).
     func removed(_ cube: Cube<Config>)
+
+    /// True: the host learns where each transparent cube is attached and the address there
+    /// (`Cube.attachment`, checked about once a second) and calls `attachmentChanged` when it changes.
+    static var followsAttachment: Bool { get }
+    func attachmentChanged(_ cube: Cube<Config>) throws
 }
 
 extension CubeService {
@@ -51,6 +56,8 @@ extension CubeService {
     }
     public func tick(_ cube: Cube<Config>) {}
     public func removed(_ cube: Cube<Config>) {}
+    public static var followsAttachment: Bool { false }
+    public func attachmentChanged(_ cube: Cube<Config>) throws {}
 }
 
 /// A handler for part of a cube's configuration: it runs when any of the members it names changed

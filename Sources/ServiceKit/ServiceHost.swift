@@ -342,6 +342,16 @@ public actor ServiceHost<Service: CubeService> {
 
     private func tick() async {
         for cube in cubes.values {
+            if Service.followsAttachment, cube.transparent, cube.config != nil,
+               let learned = try? await APIBus(bus).call(CubeAttachment(cube: cube.name), timeout: .seconds(2)),
+               learned != cube.attachment, cubes[cube.name] === cube {
+                cube.attachment = learned
+                do {
+                    try service.attachmentChanged(cube)
+                } catch {
+                    cube.logger.warning("attached to \(learned.parent ?? "nothing"): \(error)")
+                }
+            }
             service.tick(cube)
             await flush(cube)
         }

@@ -43,6 +43,25 @@ extension ConfigEngine {
         try store.commit(store.document, changed: [], attachments: store.attachments.filter { $0["cube"] != cube })
     }
 
+    /// Where `cube` is attached (as stored) and the IPv4 address there: a cube port's `ip` leaf as
+    /// committed, or the netdev's first address.
+    func attachment(of cube: String) -> CubeAttachment.Answer {
+        guard let parent = store.attachments.first(where: { $0["cube"] == cube })?["to"] else {
+            return CubeAttachment.Answer(parent: nil, address: nil)
+        }
+        let parts = parent.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2 else {
+            return CubeAttachment.Answer(parent: parent, address: NetdevAddress.ipv4(of: parent))
+        }
+        for case let list as [Any] in store.document.values {
+            guard let owner = list.first(where: { ConfigTree.matches($0, ["name": parts[0]]) }) as? [String: Any] else { continue }
+            let port = (owner["ports"] as? [Any])?.first { ConfigTree.matches($0, ["name": parts[1]]) } as? [String: Any]
+            let address = (port?["ip"] as? String)?.split(separator: "/").first.map(String.init)
+            return CubeAttachment.Answer(parent: parent, address: address)
+        }
+        return CubeAttachment.Answer(parent: parent, address: nil)
+    }
+
     /// Re-attaches stored transparent cubes that pcn-core does not have attached (after a restart).
     func replayAttachments() async {
         guard let cubes = try? await core.cubes() else { return }

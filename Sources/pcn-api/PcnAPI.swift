@@ -150,6 +150,13 @@ struct ApiEndpoint: Service {
             } catch {
                 bus.fail(message, BusError(code: .badRequest, message: "\(error)"))
             }
+        case Method.cubeAttachment.rawValue:
+            do {
+                let request = try message.request(CubeAttachment.self)
+                bus.reply(to: message, try .answer(CubeAttachment.self, await engine.attachment(of: request.cube)))
+            } catch {
+                bus.fail(message, BusError(code: .badRequest, message: "\(error)"))
+            }
         case HubMethod.registered:
             if (try? message.decode(HubNotice.self))?.name == BusName.core { await engine.replayAll() }
         case HubMethod.unregistered:
