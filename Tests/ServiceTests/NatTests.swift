@@ -70,7 +70,9 @@ final class NatTests: ServiceStackTestCase {
         seen = try captured(in: path.outside, "h2n") {
             XCTAssertTrue(try self.network.ping(from: path.inside, to: path.outsideAddress, count: 2), "SNAT ping answered")
             XCTAssertTrue(try self.tcpConnects(from: path.inside, to: path.outsideAddress, port: 5003, listenIn: path.outside), "SNAT TCP")
+            _ = try self.network.exec(path.inside, ["sh", "-c", "echo x | nc -u -w1 \(path.outsideAddress) 5004"])
         }
+        XCTAssertTrue(seen.contains { $0.contains("\(snatAddress).") && $0.contains("> \(path.outsideAddress).5004: UDP") }, seen.joined(separator: "\n"))
         XCTAssertTrue(seen.contains { $0.contains("\(snatAddress) > \(path.outsideAddress): ICMP echo request") }, seen.joined(separator: "\n"))
         XCTAssertTrue(seen.contains { $0.contains("\(snatAddress).") && $0.contains("> \(path.outsideAddress).5003: Flags [S]") }, seen.joined(separator: "\n"))
         XCTAssertEqual(try udpRefused(from: path.inside, to: path.outsideAddress, port: 10), "refused")
@@ -93,10 +95,23 @@ final class NatTests: ServiceStackTestCase {
             XCTAssertTrue(try self.tcpConnects(from: path.outside, to: path.routerOutside, port: 8080, listenIn: path.inside, listenAddress: path.insideAddress, listenPort: 80),
                           "port forwarding from the router port's own address")
             _ = try self.network.exec(path.outside, ["sh", "-c", "echo x | nc -u -w1 \(path.routerOutside) 8080"])
+            XCTAssertTrue(try self.tcpConnects(from: path.outside, to: dnatAddress, port: 5005, listenIn: path.inside, listenAddress: path.insideAddress),
+                          "DNAT TCP keeps the port")
+            _ = try self.network.exec(path.outside, ["sh", "-c", "echo x | nc -u -w1 \(dnatAddress) 5006"])
         }
+        XCTAssertTrue(seen.contains { $0.contains("\(path.outsideAddress).") && $0.contains("> \(path.insideAddress).5005: Flags [S]") }, seen.joined(separator: "\n"))
+        XCTAssertTrue(seen.contains { $0.contains("> \(path.insideAddress).5006: UDP") }, seen.joined(separator: "\n"))
         XCTAssertTrue(seen.contains { $0.contains("\(path.outsideAddress) > \(path.insideAddress): ICMP echo request") }, seen.joined(separator: "\n"))
         XCTAssertTrue(seen.contains { $0.contains("> \(path.insideAddress).81: Flags [S]") }, seen.joined(separator: "\n"))
         XCTAssertTrue(seen.contains { $0.contains("> \(path.insideAddress).80: UDP") }, "proto ALL forwards UDP too: \(seen.joined(separator: "\n"))")
+        // The router's time exceeded for a DNAT'd ping leaves quoting the ping as its sender sent it.
+        seen = try captured(in: path.outside, "h2n", verbose: true) {
+            _ = try self.network.exec(path.outside, ["ping", "-c", "1", "-t", "1", "-W", "2", dnatAddress])
+        }
+        let exceeded = seen.joined(separator: "\n")
+        XCTAssertTrue(exceeded.contains("time exceeded"), exceeded)
+        XCTAssertTrue(exceeded.contains("\(path.outsideAddress) > \(dnatAddress): ICMP echo request"), "the quoted packet translated back: \(exceeded)")
+        XCTAssertFalse(exceeded.contains("> \(path.insideAddress)"), exceeded)
         table = try await must("GET", "/nat/nat1/natting-table") as? [[String: Any]] ?? []
         XCTAssertTrue(table.contains { $0["originating-rule"] as? String == "portforwarding" && $0["internal-sport"] as? Int == 81
             && $0["external-ip"] as? String == dnatAddress && $0["external-port"] as? Int == 8081 }, "\(table)")
@@ -147,6 +162,7 @@ final class NatTests: ServiceStackTestCase {
         try await eventually(timeout: 10) {
             ((try? await self.rest.call("GET", "/nat/nat1/rule/masquerade"))?.json as? [String: Any])?["external-ip"] as? String == path.routerOutside
         }
+        XCTAssertTrue(try network.ping(from: path.inside, to: path.outsideAddress, count: 1), "the router knows both ends")
         let script = makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: script) }
         try Self.udpTools.write(toFile: script + "/udp.py", atomically: true, encoding: .utf8)
@@ -157,7 +173,11 @@ final class NatTests: ServiceStackTestCase {
         try await Task.sleep(for: .seconds(0.5))
         let sent = try network.exec(path.inside, ["python3", script + "/udp.py", "spray", path.outsideAddress, "6000", "30000", "1000"], timeout: 60)
         XCTAssertEqual(sent.status, 0, sent.stderr)
-        try await eventually(timeout: 10) { (try? String(contentsOfFile: heard, encoding: .utf8))?.split(separator: "\n").count ?? 0 >= 1000 }
+        do {
+            try await eventually(timeout: 10) { (try? String(contentsOfFile: heard, encoding: .utf8))?.split(separator: "\n").count ?? 0 >= 1000 }
+        } catch {
+            XCTFail("heard \((try? String(contentsOfFile: heard, encoding: .utf8))?.split(separator: "\n").count ?? 0) sources")
+        }
         let sources = Set((try String(contentsOfFile: heard, encoding: .utf8)).split(separator: "\n"))
         XCTAssertEqual(sources.count, 1000, "1,000 distinct sources outside")
         let table = try await must("GET", "/nat/nat1/natting-table") as? [[String: Any]] ?? []
@@ -198,7 +218,7 @@ final class NatTests: ServiceStackTestCase {
     // MARK: - Tools
 
     /// Lines tcpdump printed for what `interface` (in `namespace`) saw while `body` ran.
-    private func captured(in namespace: String, _ interface: String, _ body: () throws -> Void) throws -> [String] {
+    private func captured(in namespace: String, _ interface: String, verbose: Bool = false, _ body: () throws -> Void) throws -> [String] {
         let file = makeTemporaryDirectory() + "/capture.pcap"
         defer { try? FileManager.default.removeItem(atPath: (file as NSString).deletingLastPathComponent) }
         let dump = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", namespace, "tcpdump", "-n", "-U", "--immediate-mode", "-i", network.prefix + interface, "-w", file, "ip"])
@@ -213,7 +233,7 @@ final class NatTests: ServiceStackTestCase {
         }
         usleep(300_000)
         dump.stop()
-        return try runCommand("/usr/bin/tcpdump", ["-n", "-r", file]).stdout.split(separator: "\n").map(String.init)
+        return try runCommand("/usr/bin/tcpdump", ["-n"] + (verbose ? ["-v"] : []) + ["-r", file]).stdout.split(separator: "\n").map(String.init)
     }
 
     private func tcpConnects(from: String, to address: String, port: Int, listenIn: String, listenAddress: String? = nil, listenPort: Int? = nil) throws -> Bool {
@@ -246,7 +266,8 @@ final class NatTests: ServiceStackTestCase {
         import socket, sys, time
         mode, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
         if mode in ("listen", "echo"):
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((addr, port)); seen = set()
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            s.bind((addr, port)); seen = set()
             out = open(sys.argv[4], "a")
             while True:
                 data, peer = s.recvfrom(2048)
@@ -258,7 +279,7 @@ final class NatTests: ServiceStackTestCase {
             first, count = int(sys.argv[4]), int(sys.argv[5]); socks = []
             for i in range(count):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", first + i)); s.sendto(b"x", (addr, port)); socks.append(s)
-                if i % 50 == 49: time.sleep(0.01)
+                if i % 20 == 19: time.sleep(0.01)
             time.sleep(0.5)
         elif mode == "flow":
             seconds = int(sys.argv[5]); s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.05); answered = 0

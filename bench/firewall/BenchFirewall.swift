@@ -10,8 +10,13 @@
 // near 0.1 Mpps here (MACHINE-NOTES), so a filter costs something visible only once its per-packet
 // cost nears 10 µs; the ratios say how much each one slows the same path.
 //
+// NAT: the same path with a's traffic masqueraded as it leaves through b's root-side veth, by the
+// nat cube attached there (TC) and by iptables MASQUERADE; UDP packets per second (as above) and
+// TCP Gbit/s (one iperf3 flow), alternating within each round.
+//
 // Run as root, after `swift build -c release`: .build/release/bench-firewall
-// Last line: RESULT fw_vs_iptables_1k=… fw_vs_nft_1k=… fw_10k_over_100=… batch10k_s=… append_per_s=… (and the pps of each)
+// Last line: RESULT fw_vs_iptables_1k=… fw_vs_nft_1k=… fw_10k_over_100=… nat_vs_masquerade=… append_per_s=…
+// nat_tcp_vs_masquerade=… (and the figures they come from)
 import BenchSupport
 import Foundation
 #if canImport(FoundationNetworking)
@@ -58,13 +63,14 @@ struct Bench {
         let stack = try BenchStack(name: "firewall")
         var forwarding = "0"
         defer {
-            try? run(["iptables", "-D", "FORWARD", "-i", a, "-j", tag])
-            try? run(["iptables", "-F", tag])
-            try? run(["iptables", "-X", tag])
-            try? run(["nft", "delete", "table", "inet", tag])
-            try? run(["ip", "netns", "del", a])
-            try? run(["ip", "netns", "del", b])
-            try? run(["sysctl", "-qw", "net.ipv4.conf.\(a).forwarding=\(forwarding)"])
+            _ = try? run(["iptables", "-D", "FORWARD", "-i", a, "-j", tag])
+            _ = try? run(["iptables", "-F", tag])
+            _ = try? run(["iptables", "-X", tag])
+            _ = try? run(["nft", "delete", "table", "inet", tag])
+            _ = try? run(["iptables", "-t", "nat", "-D", "POSTROUTING", "-o", b, "-j", "MASQUERADE"])
+            _ = try? run(["ip", "netns", "del", a])
+            _ = try? run(["ip", "netns", "del", b])
+            _ = try? run(["sysctl", "-qw", "net.ipv4.conf.\(a).forwarding=\(forwarding)"])
             stack.stop()
         }
         // Two namespaces routed through the root namespace (forwarding on for these two veths only).
@@ -85,7 +91,9 @@ struct Bench {
         let port = 19_500 + Int(getpid() % 400)
         try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
         try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repository.appendingPathComponent("yang").path])
-        try stack.spawn("cube-host", stack.pathFlags + ["--service", "firewall", "--yang-dir", repository.appendingPathComponent("yang").path])
+        for service in ["firewall", "nat"] {
+            try stack.spawn("cube-host", stack.pathFlags + ["--service", service, "--yang-dir", repository.appendingPathComponent("yang").path])
+        }
         let base = "http://127.0.0.1:\(port)/polycube/v1"
         let session = URLSession(configuration: .ephemeral)
         @discardableResult
@@ -101,9 +109,11 @@ struct Bench {
             return String(decoding: data, as: UTF8.self)
         }
         let deadline = Date().addingTimeInterval(60)
-        while (try? await call("POST", "/firewall/bench", #"{"conntrack":"OFF"}"#)) == nil {
-            guard Date() < deadline else { throw BenchError("pcn-api and the firewall did not come up") }
-            usleep(200_000)
+        for (path, body) in [("/firewall/bench", #"{"conntrack":"OFF"}"#), ("/nat/benchnat", #"{"rule":{"masquerade":{"enabled":true}}}"#)] {
+            while (try? await call("POST", path, body)) == nil {
+                guard Date() < deadline else { throw BenchError("pcn-api, the firewall and nat did not come up") }
+                usleep(200_000)
+            }
         }
 
         func ruleSources(_ count: Int) -> [String] {
@@ -117,7 +127,10 @@ struct Bench {
         }
 
         /// Received packets per second of a UDP flood from a to b.
-        func pps() throws -> Double {
+        func pps() throws -> Double { try iperf3(tcp: false) }
+
+        /// UDP: received packets per second; TCP: received bits per second.
+        func iperf3(tcp: Bool) throws -> Double {
             let server = Process()
             server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             server.arguments = ["ip", "netns", "exec", b, "iperf3", "-s", "-1", "-B", "10.211.2.1"]
@@ -126,9 +139,18 @@ struct Bench {
             try server.run()
             defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
             usleep(300_000)
-            let text = try run(["ip", "netns", "exec", a, "iperf3", "-c", "10.211.2.1", "-u", "-b", "0", "-l", "64", "-t", duration, "-J"])
+            let text = try run(["ip", "netns", "exec", a, "iperf3", "-c", "10.211.2.1", "-t", duration, "-J"] + (tcp ? [] : ["-u", "-b", "0", "-l", "64"]))
             guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-                  let end = json["end"] as? [String: Any], let sum = end["sum"] as? [String: Any],
+                  let end = json["end"] as? [String: Any] else {
+                throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
+            }
+            if tcp {
+                guard let received = end["sum_received"] as? [String: Any], let bits = received["bits_per_second"] as? Double else {
+                    throw BenchError("iperf3 printed no TCP summary: \(text.prefix(400))")
+                }
+                return bits
+            }
+            guard let sum = end["sum"] as? [String: Any],
                   let packets = sum["packets"] as? Double ?? (sum["packets"] as? Int).map(Double.init),
                   let seconds = sum["seconds"] as? Double else {
                 throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
@@ -197,11 +219,44 @@ struct Bench {
         let appendRate = Double(appends) / seconds(ContinuousClock.now - start)
         print(String(format: "10,000 rules in one batch: %.2f s; %d appends: %.0f per second (onto 10,000 rules)", batchSeconds, appends, appendRate))
 
+        // NAT: masquerade of a's traffic leaving through b's root-side veth, by the nat cube attached
+        // there (TC) and by iptables MASQUERADE (with conntrack, which it needs), alternating.
+        enum Translation: String, CaseIterable { case nat, masquerade }
+        var translated: [Translation: (udp: [Double], tcp: [Double])] = [:]
+        for _ in 0..<rounds {
+            for variant in Translation.allCases {
+                switch variant {
+                case .nat:
+                    try await call("POST", "/attach", #"{"cube":"benchnat","port":"\#(b)"}"#)
+                    let learned = Date().addingTimeInterval(15)
+                    while !(try await call("GET", "/nat/benchnat/rule/masquerade")).contains("10.211.2.254") {
+                        guard Date() < learned else { throw BenchError("the nat cube did not learn \(b)'s address") }
+                        usleep(100_000)
+                    }
+                case .masquerade:
+                    try run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", b, "-j", "MASQUERADE"])
+                }
+                let udp = try iperf3(tcp: false), tcp = try iperf3(tcp: true)
+                translated[variant, default: ([], [])].udp.append(udp)
+                translated[variant, default: ([], [])].tcp.append(tcp)
+                switch variant {
+                case .nat: try await call("POST", "/detach", #"{"cube":"benchnat"}"#)
+                case .masquerade: try run(["iptables", "-t", "nat", "-D", "POSTROUTING", "-o", b, "-j", "MASQUERADE"])
+                }
+            }
+        }
+        let natUDP = median(translated[.nat]!.udp), masqueradeUDP = median(translated[.masquerade]!.udp)
+        let natTCP = median(translated[.nat]!.tcp), masqueradeTCP = median(translated[.masquerade]!.tcp)
+        print(String(format: "masquerade: nat %8.0f packets/s %6.2f Gbit/s   iptables MASQUERADE %8.0f packets/s %6.2f Gbit/s",
+                     natUDP, natTCP / 1e9, masqueradeUDP, masqueradeTCP / 1e9))
+
         let r = results
         guard [100, 1000, 10_000].allSatisfy({ r[$0] != nil }) else { return }
-        print(String(format: "RESULT fw_vs_iptables_1k=%.2f fw_vs_nft_1k=%.2f fw_10k_over_100=%.2f iptables_10k_over_100=%.2f nft_10k_over_100=%.2f batch10k_s=%.2f append_per_s=%.0f fw_pps_1k=%.0f iptables_pps_1k=%.0f nft_pps_1k=%.0f none_pps=%.0f",
+        print(String(format: "RESULT fw_vs_iptables_1k=%.2f fw_vs_nft_1k=%.2f fw_10k_over_100=%.2f nat_vs_masquerade=%.2f append_per_s=%.0f nat_tcp_vs_masquerade=%.2f iptables_10k_over_100=%.2f nft_10k_over_100=%.2f batch10k_s=%.2f fw_pps_1k=%.0f iptables_pps_1k=%.0f nft_pps_1k=%.0f none_pps=%.0f nat_pps=%.0f masquerade_pps=%.0f nat_gbps=%.2f masquerade_gbps=%.2f",
                      r[1000]![.firewall]! / r[1000]![.iptables]!, r[1000]![.firewall]! / r[1000]![.nftables]!,
-                     r[100]![.firewall]! / r[10_000]![.firewall]!, r[100]![.iptables]! / r[10_000]![.iptables]!, r[100]![.nftables]! / r[10_000]![.nftables]!,
-                     batchSeconds, appendRate, r[1000]![.firewall]!, r[1000]![.iptables]!, r[1000]![.nftables]!, r[1000]![.none]!))
+                     r[100]![.firewall]! / r[10_000]![.firewall]!, natUDP / masqueradeUDP, appendRate, natTCP / masqueradeTCP,
+                     r[100]![.iptables]! / r[10_000]![.iptables]!, r[100]![.nftables]! / r[10_000]![.nftables]!,
+                     batchSeconds, r[1000]![.firewall]!, r[1000]![.iptables]!, r[1000]![.nftables]!, r[1000]![.none]!,
+                     natUDP, masqueradeUDP, natTCP / 1e9, masqueradeTCP / 1e9))
     }
 }
