@@ -131,11 +131,16 @@ final class NatTests: ServiceStackTestCase {
 
     /// Masquerade on a plain netdev takes its address (Polycube's #422): the root namespace sends
     /// from a second address of its own, the far end sees the netdev's first one.
-    func testMasqueradeOnANetdevTC() async throws {
+    func testMasqueradeOnANetdevTC() async throws { try await masqueradeOnANetdev(type: "TC") }
+    /// Native XDP on the veth for what comes in (the replies), TC for what the host sends.
+    func testMasqueradeOnANetdevXDPDRV() async throws { try await masqueradeOnANetdev(type: "XDP_DRV") }
+
+    private func masqueradeOnANetdev(type: String) async throws {
         let a = try network.host("a", address: "10.88.0.1/24")
         _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.88.0.2/24", "dev", a.interface])
         _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.88.5.5/32", "dev", a.interface])
-        try await must("POST", "/nat/nat1", #"{"type":"TC","rule":{"masquerade":{"enabled":true}}}"#)
+        if type != "TC" { _ = try network.exec(a.namespace, ["ethtool", "-K", a.interface + "n", "tx", "off"]) }
+        try await must("POST", "/nat/nat1", #"{"type":"\#(type)","rule":{"masquerade":{"enabled":true}}}"#)
         try await must("POST", "/attach", #"{"cube":"nat1","port":"\#(a.interface)"}"#)
         try await eventually(timeout: 10) {
             ((try? await self.rest.call("GET", "/nat/nat1/rule/masquerade"))?.json as? [String: Any])?["external-ip"] as? String == "10.88.0.2"
