@@ -161,15 +161,26 @@ static __always_inline int is_echo(const struct fw_packet *p) {
     return p->proto == PCN_IPPROTO_ICMP && (p->icmp_type == PCN_ICMP_ECHO || p->icmp_type == PCN_ICMP_ECHOREPLY);
 }
 
-/* The connection of the packet, if it is tracked and alive; `side` is 0 from the originator. */
-static __always_inline struct fw_connection *lookup_connection(const struct fw_packet *p, struct fw_connection_key *key, __u8 *side, __u64 now) {
+/* A packet's connection, looked up once per packet: its key, the entry if tracked and alive, and
+ * which side sent the packet (0: the originator). */
+struct fw_flow {
+    struct fw_connection_key key;
+    struct fw_connection *c;
     __u8 source_is_b;
-    canonical(key, p->src, p->dst, p->sport, p->dport, p->proto, &source_is_b);
-    struct fw_connection *connection = bpf_map_lookup_elem(&fw_connections, key);
-    if (!connection || now - connection->last_seen > timeout_of(connection->state))
-        return 0;
-    *side = connection->originator == source_is_b ? 0 : 1;
-    return connection;
+    __u8 side;
+};
+
+static __always_inline void find_flow(const struct fw_packet *p, struct fw_flow *f, __u64 now) {
+    canonical(&f->key, p->src, p->dst, p->sport, p->dport, p->proto, &f->source_is_b);
+    struct fw_connection *connection = bpf_map_lookup_elem(&fw_connections, &f->key);
+    if (connection && now - connection->last_seen > timeout_of(connection->state))
+        connection = 0;
+    f->c = connection;
+    f->side = connection && connection->originator != f->source_is_b ? 1 : 0;
+}
+
+static __always_inline int is_tracked(const struct fw_packet *p) {
+    return p->has_l4 && (p->proto == FW_TCP || p->proto == FW_UDP || is_echo(p));
 }
 
 /* Is a TCP segment from `side` within what the other side can take? Windows are read as if
@@ -189,7 +200,7 @@ static __always_inline int in_window(const struct fw_connection *c, const struct
 
 /* The label of a packet: NEW (it would open a connection), ESTABLISHED (part of one), RELATED (an
  * ICMP error about one), INVALID. */
-static __always_inline __u32 label_of(const struct fw_packet *p, __u64 now) {
+static __always_inline __u32 label_of(const struct fw_packet *p, const struct fw_flow *f, __u64 now) {
     if (!p->has_l4)
         return FW_LABEL_INVALID;
     if (p->proto == PCN_IPPROTO_ICMP && !is_echo(p)) {
@@ -200,9 +211,8 @@ static __always_inline __u32 label_of(const struct fw_packet *p, __u64 now) {
     }
     if (p->proto != FW_TCP && p->proto != FW_UDP && !is_echo(p))
         return FW_LABEL_NEW;
-    struct fw_connection_key key;
-    __u8 side = 0;
-    struct fw_connection *c = lookup_connection(p, &key, &side, now);
+    struct fw_connection *c = f->c;
+    __u8 side = f->side;
     if (p->proto == FW_TCP) {
         int syn = (p->flags & (FW_TCP_SYN | FW_TCP_ACK)) == FW_TCP_SYN;
         if (!c)
@@ -226,28 +236,23 @@ static __always_inline __u32 label_of(const struct fw_packet *p, __u64 now) {
 }
 
 /* Records an accepted packet in its connection (opened by a NEW one). */
-static __always_inline void track(const struct fw_packet *p, __u32 label, __u64 now) {
-    if (!p->has_l4 || label == FW_LABEL_RELATED || label == FW_LABEL_INVALID)
+static __always_inline void track(const struct fw_packet *p, struct fw_flow *f, __u32 label, __u64 now) {
+    if (!is_tracked(p) || label == FW_LABEL_RELATED || label == FW_LABEL_INVALID)
         return;
-    if (p->proto != FW_TCP && p->proto != FW_UDP && !is_echo(p))
-        return;
-    struct fw_connection_key key;
-    __u8 side = 0;
-    struct fw_connection *c = lookup_connection(p, &key, &side, now);
+    struct fw_connection *c = f->c;
+    __u8 side = f->side;
     if (!c || label == FW_LABEL_NEW) {
         if (c && p->proto != FW_TCP) {
             c->last_seen = now;
             return;
         }
-        __u8 source_is_b;
-        canonical(&key, p->src, p->dst, p->sport, p->dport, p->proto, &source_is_b);
-        struct fw_connection fresh = {.last_seen = now, .originator = source_is_b};
+        struct fw_connection fresh = {.last_seen = now, .originator = f->source_is_b};
         fresh.state = p->proto == FW_TCP ? FW_TCP_SYN_SENT : p->proto == FW_UDP ? FW_UDP_UNREPLIED : FW_ICMP;
         if (p->proto == FW_TCP) {
             fresh.seq_end[0] = p->seq + p->payload;
             fresh.window[0] = p->window;
         }
-        bpf_map_update_elem(&fw_connections, &key, &fresh, BPF_ANY);
+        bpf_map_update_elem(&fw_connections, &f->key, &fresh, BPF_ANY);
         return;
     }
     c->last_seen = now;
@@ -358,11 +363,14 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
     struct fw_packet p = {};
     parse(ctx, ip, &p);
     __u64 now = bpf_ktime_get_ns();
-    __u32 label = config->conntrack ? label_of(&p, now) : FW_LABEL_NONE;
+    struct fw_flow flow = {};
+    if (config->conntrack && is_tracked(&p))
+        find_flow(&p, &flow, now);
+    __u32 label = config->conntrack ? label_of(&p, &flow, now) : FW_LABEL_NONE;
 
     if (config->accept_established && (label == FW_LABEL_ESTABLISHED || label == FW_LABEL_RELATED)) {
         count(FW_ESTABLISHED_SLOT, bytes);
-        track(&p, label, now);
+        track(&p, &flow, label, now);
         return RX_OK;
     }
 
@@ -396,6 +404,6 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
     if (action == FW_DROP)
         return pcn_pkt_drop_reason(ctx, md, s.rule != FW_NO_RULE ? FW_DROP_RULE : FW_DROP_DEFAULT);
     if (config->conntrack)
-        track(&p, label, now);
+        track(&p, &flow, label, now);
     return RX_OK;
 }
