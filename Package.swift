@@ -105,6 +105,7 @@ let package = Package(
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
         .testTarget(name: "PcnctlTests", dependencies: ["pcnctl"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "IPC", "PCNProtocol"]),
+        .testTarget(name: "ServicesTests", dependencies: ["Services"]),
         .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "DatapathTests", dependencies: ["IPC", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),

@@ -139,6 +139,16 @@ enum ConfigTree {
             return object
         case .list:
             guard var entries = base as? [Any], let changes = patch as? [Any] else { return patch }
+            // Positions by key, kept as entries are added: a patch of n new entries costs O(n).
+            func keyText(_ entry: Any) -> String? {
+                guard let object = entry as? [String: Any] else { return nil }
+                let values = node.keys.compactMap { object[$0].map(ConfigCheck.text) }
+                return values.count == node.keys.count ? values.joined(separator: "\u{0}") : nil
+            }
+            var positions: [String: Int] = [:]
+            for (index, entry) in entries.enumerated() {
+                if let text = keyText(entry), positions[text] == nil { positions[text] = index }
+            }
             for change in changes {
                 guard let object = change as? [String: Any] else { entries.append(change); continue }
                 let keys = Dictionary(uniqueKeysWithValues: node.keys.compactMap { key in object[key].map { (key, ConfigCheck.text($0)) } })
@@ -148,9 +158,11 @@ enum ConfigTree {
                                       "an entry of '\(node.name)' without its key \(missing.joined(separator: ", ")): it names no entry to change")
                 }
                 let entryPath = path + keys.sorted { $0.key < $1.key }.map { "[\($0.key)='\($0.value)']" }.joined()
-                if let index = EntryIndex.shared.position(of: keys, in: entries) {
+                let text = node.keys.map { keys[$0]! }.joined(separator: "\u{0}")
+                if let index = positions[text] {
                     entries[index] = try merge(entries[index], change, node: node, path: entryPath)
                 } else {
+                    positions[text] = entries.count
                     entries.append(change)
                 }
             }

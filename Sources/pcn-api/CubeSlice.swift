@@ -53,10 +53,12 @@ struct CubeSlice {
                 let before = oldValue as? [Any] ?? []
                 var part = Part(steps: memberSteps, path: memberPath, previousPath: oldValue == nil ? nil : oldMemberPath,
                                 keys: child.keys.sorted(), written: [], before: [], removed: [])
+                // The entries after the old ones (a write's additions) by key, made once when needed.
+                var added: [String: Any]?
                 for keys in touched {
                     let wasAt = EntryIndex.shared.position(of: keys, in: before)
                     let was = wasAt.map { before[$0] }
-                    let now = Self.entry(keys, in: entries, near: wasAt, before: before.count)
+                    let now = Self.entry(keys, in: entries, near: wasAt, before: before.count, added: &added, names: child.keys)
                     if let now { part.written.append(now) }
                     if let was { part.before.append(was) }
                     if now == nil, let was = was as? [String: Any] { part.removed.append(was) }
@@ -79,9 +81,21 @@ struct CubeSlice {
 
     /// The entry with `keys` in the new list, looked for first where the write's edits leave it:
     /// in place (`near`, its position before) or appended after the `before` entries; else scanned.
-    static func entry(_ keys: [String: String], in entries: [Any], near position: Int?, before count: Int) -> Any? {
+    static func entry(_ keys: [String: String], in entries: [Any], near position: Int?, before count: Int,
+                      added: inout [String: Any]?, names: [String]) -> Any? {
         if let position, entries.indices.contains(position), ConfigTree.matches(entries[position], keys) { return entries[position] }
-        if position == nil, entries.count > count, let hit = entries[count...].first(where: { ConfigTree.matches($0, keys) }) { return hit }
+        if position == nil, entries.count > count {
+            if added == nil {
+                var index: [String: Any] = [:]
+                for entry in entries[count...] {
+                    guard let object = entry as? [String: Any] else { continue }
+                    let text = names.map { object[$0].map(ConfigCheck.text) ?? "" }.joined(separator: "\u{0}")
+                    if index[text] == nil { index[text] = entry }
+                }
+                added = index
+            }
+            if let hit = added?[names.map { keys[$0] ?? "" }.joined(separator: "\u{0}")] { return hit }
+        }
         return entries.first { ConfigTree.matches($0, keys) }
     }
 
