@@ -30,8 +30,9 @@ final class LbrpTests: ServiceStackTestCase {
         func backend(_ index: Int) -> String { "10.\(subnet).\(index + 1).1" }
     }
 
-    private func path(type: String, subnet: Int) async throws -> Path {
+    private func path(type: String, subnet: Int, multi: Bool = false) async throws -> Path {
         let client = try network.host("c", address: "10.\(subnet).0.1/24", gateway: "10.\(subnet).0.254")
+        let second = multi ? try network.host("d", address: "10.\(subnet).0.2/24", gateway: "10.\(subnet).0.254") : nil
         let backends = try (1...4).map { try network.host("b\($0)", address: "10.\(subnet).\($0).1/24", gateway: "10.\(subnet).\($0).254") }
         if type != "TC" {
             for (index, name) in (["c"] + (1...4).map { "b\($0)" }).enumerated() {
@@ -42,9 +43,16 @@ final class LbrpTests: ServiceStackTestCase {
             #"{"name":"p\#(index + 1)","ip":"10.\#(subnet).\#(index + 1).254/24","peer":"\#(host.interface)"}"#
         }
         try await must("POST", "/router/r1", #"{"type":"\#(type)","ports":[\#(routerPorts.joined(separator: ","))]}"#)
-        try await must("POST", "/lbrp/lb1", #"""
-            {"type":"\#(type)","ports":[{"name":"frontend","type":"FRONTEND","peer":"\#(client.interface)"},{"name":"backend","type":"BACKEND","peer":"r1:p0"}]}
-            """#)
+        if let second {
+            try await must("POST", "/lbrp/lb1", #"""
+                {"type":"\#(type)","port_mode":"MULTI","ports":[{"name":"fe1","type":"FRONTEND","ip":"10.\#(subnet).0.1","peer":"\#(client.interface)"},
+                 {"name":"fe2","type":"FRONTEND","ip":"10.\#(subnet).0.2","peer":"\#(second.interface)"},{"name":"backend","type":"BACKEND","peer":"r1:p0"}]}
+                """#)
+        } else {
+            try await must("POST", "/lbrp/lb1", #"""
+                {"type":"\#(type)","ports":[{"name":"frontend","type":"FRONTEND","peer":"\#(client.interface)"},{"name":"backend","type":"BACKEND","peer":"r1:p0"}]}
+                """#)
+        }
         for (index, host) in backends.enumerated() {
             servers.append(try BackgroundCommand("/usr/bin/ip", ["netns", "exec", host.namespace, "python3", tools + "/lb.py", "serve", "10.\(subnet).\(index + 1).1", "8080", tools + "/b\(index + 1)"]))
         }
@@ -118,6 +126,23 @@ final class LbrpTests: ServiceStackTestCase {
             try await eventually(timeout: 20) { FileManager.default.fileExists(atPath: self.tools + "/hold2") }
             XCTAssertEqual(try String(contentsOfFile: tools + "/hold2", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), "broken")
         }
+    }
+
+    /// MULTI: two clients on two FRONTEND ports; answers and ARP from the backend side go to the
+    /// port of their destination.
+    func testMultiModeTC() async throws {
+        let path = try await path(type: "TC", subnet: 95, multi: true)
+        let vip = "10.95.100.1"
+        try await must("POST", "/lbrp/lb1/service", #"{"vip":"\#(vip)","vport":80,"proto":"ALL","backend":[{"ip":"\#(path.backend(0))","port":8080},{"ip":"\#(path.backend(1))","port":8080}]}"#)
+        XCTAssertEqual(try client(path, ["burst", vip, "80", "20"]), "20", "the first client")
+        let second = network.prefix + "d"
+        XCTAssertEqual(try network.exec(second, ["python3", tools + "/lb.py", "burst", vip, "80", "20"], timeout: 60).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "20", "the second client")
+        XCTAssertTrue(try network.ping(from: second, to: vip, count: 2))
+        XCTAssertTrue(try network.ping(from: second, to: path.backend(2), count: 1), "other traffic passes")
+        XCTAssertEqual(accepted(0) + accepted(1), 40)
+        let bad = try await rest.call("PATCH", "/lbrp/lb1", #"{"ports":[{"name":"fe3","type":"FRONTEND"}]}"#)
+        XCTAssertEqual(bad.status, 400, bad.text)
+        XCTAssertTrue(bad.text.contains("fe3"), bad.text)
     }
 
     func testProtocolsEmptyServiceManyServicesAndBadInputTC() async throws { try await protocols(type: "TC", subnet: 93) }
