@@ -32,6 +32,10 @@ public final class TestNetwork: @unchecked Sendable {
         return (namespace, outside)
     }
 
+    /// Namespaces and root-namespace links a test made itself, removed with the rest.
+    public func adopt(namespace: String) { namespaces.append(namespace) }
+    public func adopt(link: String) { links.append(link) }
+
     /// Runs a command inside a namespace; returns its status and output.
     public func exec(_ namespace: String, _ command: [String], timeout: TimeInterval = 60) throws -> (status: Int32, stdout: String, stderr: String) {
         try runCommand("/usr/bin/ip", ["netns", "exec", namespace] + command, timeout: timeout)
