@@ -2,21 +2,21 @@
 /// permutation of the table's slots (from a hash of its name) and takes the next free one, as many
 /// times per round as its weight allows; so each backend holds a share of the slots proportional
 /// to its weight, and adding or removing one of N backends moves about 1/N of them.
-enum Maglev {
+public enum Maglev {
     /// Slots for `count` backends: one when there is one; else the first prime of a short ladder
     /// with at least 64 per backend (each backend's share is then within about 1/64 of its weight's).
     /// A ladder, not a size per count: a table keeps its size while backends come and go (a new
     /// size would move nearly every flow), so only crossing 3, 63 or 1,023 backends resizes it.
-    static let sizes = [251, 4093, 65_521, 131_071]
+    public static let sizes = [251, 4093, 65_521, 131_071]
 
-    static func size(backends count: Int) -> Int {
+    public static func size(backends count: Int) -> Int {
         guard count > 1 else { return count }
         return sizes.first { $0 >= 64 * count } ?? sizes.last!
     }
 
     /// The backend index of each slot. `backends`: names (stable: the table only depends on them)
     /// and weights (≥ 1).
-    static func table(_ backends: [(name: String, weight: Int)], size: Int) -> [Int] {
+    public static func table(_ backends: [(name: String, weight: Int)], size: Int) -> [Int] {
         guard !backends.isEmpty, size > 0 else { return [] }
         guard size > 1 else { return [0] }
         let offsets = backends.map { Int(fnv1a($0.name, seed: 0xcbf2_9ce4_8422_2325) % UInt64(size)) }
