@@ -228,14 +228,18 @@ struct Bench {
         }
 
         // Maglev, as lbrp writes it: slots that move when a 5th backend joins 4; share error at 1:2:3.
-        let four = (1...4).map { ("10.0.0.\($0):8080", 1) }, five = four + [("10.0.0.5:8080", 1)]
+        let four: [(name: String, weight: Int)] = (1...4).map { ("10.0.0.\($0):8080", 1) }
+        let five = four + [(name: "10.0.0.5:8080", weight: 1)]
         let size = Maglev.size(backends: 5)
-        let before = Maglev.table(four, size: size).map { four[$0].0 }, after = Maglev.table(five, size: size).map { five[$0].0 }
+        let before = Maglev.table(four, size: size).map { four[$0].name }, after = Maglev.table(five, size: size).map { five[$0].name }
         let remapped = Double(zip(before, after).filter { $0 != $1 }.count) / Double(size)
         let weighted = Maglev.table([("a", 1), ("b", 2), ("c", 3)], size: Maglev.size(backends: 3))
-        let weightError = (0..<3).map { index in
-            abs(Double(weighted.filter { $0 == index }.count) / Double(weighted.count) - Double(index + 1) / 6) / (Double(index + 1) / 6)
-        }.max() ?? 0
+        var weightError = 0.0
+        for index in 0..<3 {
+            let share = Double(weighted.filter { $0 == index }.count) / Double(weighted.count)
+            let expected = Double(index + 1) / 6
+            weightError = max(weightError, abs(share - expected) / expected)
+        }
         print(String(format: "Maglev: %.3f of the slots move when a 5th backend joins 4 (ideal 0.200); largest share error at weights 1:2:3 %.3f", remapped, weightError))
 
         guard let last = counts.max(), let first = counts.min(), let high = rates[last], let low = rates[first] else { return }
