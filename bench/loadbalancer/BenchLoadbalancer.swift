@@ -174,7 +174,7 @@ struct Bench {
                         let pick = left > 1 ? "-m statistic --mode random --probability \(String(format: "%.5f", 1.0 / Double(left))) " : ""
                         rules += "-A \(service) \(pick)-p tcp -j DNAT --to-destination \(backend):8080\n"
                     }
-                    rules += "-A \(data) -j DNAT --to-destination \(backends[0]):5201\n"
+                    rules += "-A \(data) -j DNAT --to-destination \(backends[0])\n"   // the port stays 5201
                 }
                 script += rules + "-A PREROUTING -i \(a) -j \(tag)\nCOMMIT\n"
                 try run(["iptables-restore", "--noflush"], input: script)
