@@ -7,8 +7,10 @@ import XCTest
 /// a Linux bridge in a namespace joining backends b1-b3 and the BACKEND port). The backends hold
 /// the VIP on lo and answer the client through the LAN, never through the balancer.
 final class LbdsrTests: ServiceStackTestCase {
-    func testDirectServerReturnTC() async throws {
-        let subnet = 96, vip = "10.96.0.100", frontendMAC = "02:00:00:96:00:01"
+    func testDirectServerReturnTC() async throws { try await directServerReturn(type: "TC", subnet: 96) }
+
+    private func directServerReturn(type: String, subnet: Int) async throws {
+        let vip = "10.\(subnet).0.100", frontendMAC = "02:00:00:\(subnet):00:01"
         let p = network.prefix, lan = p + "lan"
         func ip(_ arguments: [String]) throws {
             let result = try runCommand("/usr/bin/ip", arguments)
@@ -24,6 +26,7 @@ final class LbdsrTests: ServiceStackTestCase {
             try ip(["-n", lan, "link", "set", link, "master", "lanbr", "up"])
         }
         let client = try network.host("c", address: "10.\(subnet).0.1/24")
+        if type != "TC" { _ = try network.exec(client.namespace, ["ethtool", "-K", p + "cn", "tx", "off"]) }
         let side = try network.host("s", address: "10.\(subnet).1.1/24")   // the client's LAN interface, moved into c
         try ip(["-n", side.namespace, "link", "set", p + "sn", "netns", client.namespace])
         _ = try network.exec(client.namespace, ["ip", "addr", "add", "10.\(subnet).1.1/24", "dev", p + "sn"])
@@ -55,7 +58,7 @@ final class LbdsrTests: ServiceStackTestCase {
         try plug(p + "bel")
 
         try await must("POST", "/lbdsr/dsr1", #"""
-            {"type":"TC","ports":[{"name":"fe","type":"FRONTEND","peer":"\#(client.interface)"},{"name":"be","type":"BACKEND","peer":"\#(p)be"}],
+            {"type":"\#(type)","ports":[{"name":"fe","type":"FRONTEND","peer":"\#(client.interface)"},{"name":"be","type":"BACKEND","peer":"\#(p)be"}],
              "frontend":{"vip":"\#(vip)","mac":"\#(frontendMAC)"},
              "backend":{"pool":[{"id":1,"mac":"\#(macs[0])"},{"id":2,"mac":"\#(macs[1])"}]}}
             """#)

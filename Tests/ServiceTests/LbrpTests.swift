@@ -148,6 +148,20 @@ final class LbrpTests: ServiceStackTestCase {
     func testProtocolsEmptyServiceManyServicesAndBadInputTC() async throws { try await protocols(type: "TC", subnet: 93) }
     func testProtocolsEmptyServiceManyServicesAndBadInputXDP() async throws { try await protocols(type: "XDP_SKB", subnet: 94) }
 
+    /// src-ip-rewrite: the client reaches the backends from its host part in the new range; the
+    /// answers find their way back and are translated to the client's own address.
+    func testSourceRewriteTC() async throws {
+        let path = try await path(type: "TC", subnet: 98)
+        let vip = "10.98.100.1"
+        try await must("POST", "/router/r1/route", #"{"network":"10.98.50.0/24","nexthop":"10.98.0.1"}"#)
+        try await must("PATCH", "/lbrp/lb1", #"{"src-ip-rewrite":{"ip-range":"10.98.0.0/24","new_ip_range":"10.98.50.0/24"}}"#)
+        try await must("POST", "/lbrp/lb1/service", #"{"vip":"\#(vip)","vport":80,"proto":"TCP","backend":[{"ip":"\#(path.backend(0))","port":8080}]}"#)
+        XCTAssertEqual(try client(path, ["burst", vip, "80", "3"]), "3")
+        XCTAssertEqual(try String(contentsOfFile: tools + "/b1.peer", encoding: .utf8), "10.98.50.1", "the backend saw the rewritten source")
+        let bad = try await rest.call("PATCH", "/lbrp/lb1", #"{"src-ip-rewrite":{"ip-range":"10.98.0.0/24","new_ip_range":"10.98.50.0/16"}}"#)
+        XCTAssertEqual(bad.status, 400, bad.text)
+    }
+
     private func protocols(type: String, subnet: Int) async throws {
         let path = try await path(type: type, subnet: subnet)
         let vip = "10.\(subnet).100.2"
@@ -185,6 +199,13 @@ final class LbrpTests: ServiceStackTestCase {
         try await must("PATCH", "/lbrp/lb1", #"{"service":[\#(services.joined(separator: ","))]}"#)
         XCTAssertEqual(try client(path, ["burst", "10.\(subnet + 100).39.250", "80", "3"]), "3", "the 10,000th service")
         XCTAssertEqual(accepted(2), 3)
+
+        // A service of 1,000 backends (its table 65,521 slots), then one more backend for it.
+        let body = (0..<1000).map { #"{"ip":"10.\#(subnet + 100).\#(200 + $0 / 250).\#($0 % 250 + 1)","port":8080}"# }
+        try await must("POST", "/lbrp/lb1/service", #"{"vip":"10.\#(subnet).100.9","vport":80,"proto":"TCP","backend":[\#(body.joined(separator: ","))]}"#)
+        try await must("POST", "/lbrp/lb1/service/10.\(subnet).100.9/80/TCP/backend", #"{"ip":"\#(path.backend(3))","port":8080}"#)
+        let loaded = try await must("GET", "/lbrp/lb1/service/10.\(subnet).100.9/80/TCP/backend") as? [Any] ?? []
+        XCTAssertEqual(loaded.count, 1001)
     }
 
     /// serve ADDR PORT PREFIX: TCP and UDP on ADDR:PORT; PREFIX.count = TCP connections accepted,
@@ -217,9 +238,9 @@ final class LbrpTests: ServiceStackTestCase {
             threading.Thread(target=udp, daemon=True).start()
             t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind((addr, port)); t.listen(512)
             while True:
-                c, _ = t.accept()
+                c, peer = t.accept()
                 with lock:
-                    count[0] += 1; write(prefix + ".count", "%d" % count[0])
+                    count[0] += 1; write(prefix + ".count", "%d" % count[0]); write(prefix + ".peer", peer[0])
                 threading.Thread(target=conn, args=(c,), daemon=True).start()
         elif mode == "burst":
             vip, port, n = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]); ok = 0
