@@ -83,6 +83,7 @@ final class LbdsrTests: ServiceStackTestCase {
         XCTAssertEqual(seen.filter { $0.contains("IP \(vip).8080 >") }.count, 0, "no answer does: \(seen.prefix(5))")
         let neighbour = try network.exec(client.namespace, ["ip", "neigh", "show", vip]).stdout
         XCTAssertTrue(neighbour.contains(frontendMAC), "the balancer answered ARP for the VIP: \(neighbour)")
+        try? await eventually(timeout: 20) { accepted(1) + accepted(2) >= 200 }
         XCTAssertEqual(accepted(1) + accepted(2), 200)
         XCTAssertGreaterThan(accepted(1), 50)
         XCTAssertGreaterThan(accepted(2), 50)
@@ -91,6 +92,7 @@ final class LbdsrTests: ServiceStackTestCase {
         // A backend added at run time gets its share; counters per backend.
         try await must("POST", "/lbdsr/dsr1/backend/pool/3", #"{"id":3,"mac":"\#(macs[2])"}"#)
         XCTAssertEqual(try burst(300), "300")
+        try? await eventually(timeout: 20) { accepted(1) + accepted(2) + accepted(3) >= 500 }
         XCTAssertGreaterThan(accepted(3), 50, "the new backend")
         let pool = try await must("GET", "/lbdsr/dsr1/backend/pool") as? [[String: Any]] ?? []
         XCTAssertEqual(pool.count, 3)

@@ -64,6 +64,16 @@ final class LbrpTests: ServiceStackTestCase {
         Int((try? String(contentsOfFile: tools + "/b\(index + 1).count", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
     }
 
+    /// Waits until the backends in `indices` have accepted `count` connections in all (a server
+    /// accepts from its backlog after the client is done).
+    private func settle(_ count: Int, _ indices: Range<Int>) async throws {
+        do {
+            try await eventually(timeout: 20) { indices.map(self.accepted).reduce(0, +) >= count }
+        } catch {
+            XCTFail("the backends accepted \(indices.map(accepted)) of \(count)")
+        }
+    }
+
     private func client(_ path: Path, _ arguments: [String], timeout: TimeInterval = 120) throws -> String {
         let result = try network.exec(path.client, ["python3", tools + "/lb.py"] + arguments, timeout: timeout)
         return (result.stdout + result.stderr).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -78,6 +88,7 @@ final class LbrpTests: ServiceStackTestCase {
             """#)
         // 3,000 short connections: shares within 5 % of the weights.
         XCTAssertEqual(try client(path, ["burst", vip, "80", "3000"]), "3000")
+        try await settle(3000, 0..<3)
         let counts = (0..<3).map(accepted)
         XCTAssertEqual(counts.reduce(0, +), 3000, "\(counts)")
         for (index, weight) in [1, 2, 3].enumerated() {
@@ -107,6 +118,7 @@ final class LbrpTests: ServiceStackTestCase {
         // New connections now spread over the backends left (and the new one), none to the removed one.
         let before = (0..<4).map(accepted)
         XCTAssertEqual(try client(path, ["burst", vip, "80", "400"]), "400")
+        try await settle(before.reduce(0, +) + 400, 0..<4)
         let added = zip((0..<4).map(accepted), before).map { $0 - $1 }
         XCTAssertEqual(added[other], 0, "the removed backend gets nothing: \(added)")
         XCTAssertGreaterThan(added[3], 0, "the new backend gets its share: \(added)")
@@ -139,6 +151,7 @@ final class LbrpTests: ServiceStackTestCase {
         XCTAssertEqual(try network.exec(second, ["python3", tools + "/lb.py", "burst", vip, "80", "20"], timeout: 60).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "20", "the second client")
         XCTAssertTrue(try network.ping(from: second, to: vip, count: 2))
         XCTAssertTrue(try network.ping(from: second, to: path.backend(2), count: 1), "other traffic passes")
+        try await settle(40, 0..<2)
         XCTAssertEqual(accepted(0) + accepted(1), 40)
         let bad = try await rest.call("PATCH", "/lbrp/lb1", #"{"ports":[{"name":"fe3","type":"FRONTEND"}]}"#)
         XCTAssertEqual(bad.status, 400, bad.text)
@@ -157,6 +170,7 @@ final class LbrpTests: ServiceStackTestCase {
         try await must("PATCH", "/lbrp/lb1", #"{"src-ip-rewrite":{"ip-range":"10.98.0.0/24","new_ip_range":"10.98.50.0/24"}}"#)
         try await must("POST", "/lbrp/lb1/service", #"{"vip":"\#(vip)","vport":80,"proto":"TCP","backend":[{"ip":"\#(path.backend(0))","port":8080}]}"#)
         XCTAssertEqual(try client(path, ["burst", vip, "80", "3"]), "3")
+        try await settle(3, 0..<1)
         XCTAssertEqual(try String(contentsOfFile: tools + "/b1.peer", encoding: .utf8), "10.98.50.1", "the backend saw the rewritten source")
         let bad = try await rest.call("PATCH", "/lbrp/lb1", #"{"src-ip-rewrite":{"ip-range":"10.98.0.0/24","new_ip_range":"10.98.50.0/16"}}"#)
         XCTAssertEqual(bad.status, 400, bad.text)
@@ -169,6 +183,7 @@ final class LbrpTests: ServiceStackTestCase {
         XCTAssertTrue(try network.ping(from: path.client, to: vip, count: 2), "ICMP echo to the VIP answered by the backend")
         XCTAssertEqual(try client(path, ["udp", vip, "80"]), "\(vip):80", "UDP answered from the VIP")
         XCTAssertEqual(try client(path, ["burst", vip, "80", "5"]), "5", "TCP")
+        try await settle(5, 1..<2)
         XCTAssertEqual(accepted(1), 5)
 
         // A service without backends drops and counts.
@@ -198,6 +213,7 @@ final class LbrpTests: ServiceStackTestCase {
         }
         try await must("PATCH", "/lbrp/lb1", #"{"service":[\#(services.joined(separator: ","))]}"#)
         XCTAssertEqual(try client(path, ["burst", "10.\(subnet + 100).39.250", "80", "3"]), "3", "the 10,000th service")
+        try await settle(3, 2..<3)
         XCTAssertEqual(accepted(2), 3)
 
         // A service of 1,000 backends (its table 65,521 slots), then one more backend for it.
