@@ -25,6 +25,12 @@ struct pcn_icmphdr {
     __be16 sequence;
 };
 
+/* The ports at the start of a TCP or UDP header. */
+struct pcn_l4_ports {
+    __be16 source;
+    __be16 dest;
+};
+
 /* An ARP packet for IPv4 over Ethernet. */
 struct pcn_arp {
     __be16 hw_type;

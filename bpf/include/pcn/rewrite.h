@@ -76,4 +76,36 @@ static __always_inline int pcn_rewrite_port(struct CTXTYPE *ctx, __u32 offset, _
 }
 #endif
 
+/* A flow's ends as a packet carries them; ICMP echo: the identifier in both ports. */
+struct pcn_flow {
+    __be32 src;
+    __be32 dst;
+    __be16 sport;
+    __be16 dport;
+};
+
+/* Rewrites a TCP, UDP or ICMP echo packet from `from` (its ends now) to `to`, every checksum with
+ * it; `l4` is the L4 header's frame offset. ICMP addresses are in no ICMP checksum; its identifier is. */
+static __always_inline int pcn_rewrite_flow(struct CTXTYPE *ctx, __u32 l4, __u8 proto, const struct pcn_flow *from, const struct pcn_flow *to) {
+    __u32 check = 0;
+    int udp = 0;
+    if (proto == 6) {
+        check = l4 + 16;
+    } else if (proto == 17) {
+        check = l4 + 6;
+        udp = 1;
+    }
+    if (to->src != from->src && pcn_rewrite_addr(ctx, ETH_HLEN + offsetof(struct iphdr, saddr), from->src, to->src, check, udp) < 0)
+        return -1;
+    if (to->dst != from->dst && pcn_rewrite_addr(ctx, ETH_HLEN + offsetof(struct iphdr, daddr), from->dst, to->dst, check, udp) < 0)
+        return -1;
+    if (proto == PCN_IPPROTO_ICMP)
+        return to->sport != from->sport ? pcn_rewrite_port(ctx, l4 + 4, from->sport, to->sport, l4 + 2, 0) : 0;
+    if (to->sport != from->sport && pcn_rewrite_port(ctx, l4, from->sport, to->sport, check, udp) < 0)
+        return -1;
+    if (to->dport != from->dport && pcn_rewrite_port(ctx, l4 + 2, from->dport, to->dport, check, udp) < 0)
+        return -1;
+    return 0;
+}
+
 #endif

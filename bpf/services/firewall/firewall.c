@@ -76,17 +76,12 @@ struct fw_tcp {
     __be16 urgent;
 };
 
-struct fw_ports {
-    __be16 source;
-    __be16 dest;
-};
-
 /* The ends of the packet an ICMP error quotes (its IP header and first 8 bytes), as a connection. */
 static __always_inline void parse_quoted(struct CTXTYPE *ctx, struct pcn_icmphdr *icmp, struct fw_packet *p) {
     struct iphdr *inner = (void *)(icmp + 1);
     if ((void *)(inner + 1) > pcn_data_end(ctx) || inner->ihl != 5)
         return;
-    struct fw_ports *ports = (void *)(inner + 1);
+    struct pcn_l4_ports *ports = (void *)(inner + 1);
     if ((void *)(ports + 1) > pcn_data_end(ctx))
         return;
     __be16 sport = 0, dport = 0;
@@ -133,7 +128,7 @@ static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct 
             p->payload += 1;
         p->has_l4 = 1;
     } else if (ip->protocol == FW_UDP) {
-        struct fw_ports *udp = l4;
+        struct pcn_l4_ports *udp = l4;
         if ((void *)(udp + 1) > end)
             return;
         p->sport = udp->source;

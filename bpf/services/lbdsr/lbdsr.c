@@ -5,6 +5,7 @@
  * the backends send them to the client directly). */
 #include <pcn/cube.h>
 #include <pcn/packet.h>
+#include <pcn/flow_hash.h>
 #include "lbdsr.h"
 
 #define LBDSR_TCP 6
@@ -20,21 +21,6 @@ PCN_DROP_REASON(LBDSR_DROP_PORT, "port-without-type");
 
 static __always_inline int same_mac(const __u8 *a, const __u8 *b) {
     return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
-}
-
-struct lbdsr_ports {
-    __be16 source;
-    __be16 dest;
-};
-
-static __always_inline __u32 flow_hash(const struct lbdsr_flow *f) {
-    __u64 h = ((__u64)f->src << 32 | f->dst) ^ ((__u64)f->sport << 48 | (__u64)f->dport << 32 | f->proto);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return (__u32)h;
 }
 
 /* Answers an ARP request for the VIP in place, out of the port it came in on. */
@@ -74,7 +60,7 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
 
     struct lbdsr_flow flow = {.src = ip->saddr, .dst = ip->daddr, .proto = ip->protocol};
     if ((ip->protocol == LBDSR_TCP || ip->protocol == LBDSR_UDP) && !(ip->frag_off & bpf_htons(0x1fff))) {
-        struct lbdsr_ports *ports = (void *)ip + (ip->ihl & 0xf) * 4;
+        struct pcn_l4_ports *ports = (void *)ip + (ip->ihl & 0xf) * 4;
         if ((void *)(ports + 1) <= pcn_data_end(ctx)) {
             flow.sport = ports->source;
             flow.dport = ports->dest;
@@ -87,7 +73,7 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
     } else {
         if (!config->size)
             return pcn_pkt_drop_reason(ctx, md, LBDSR_DROP_NO_BACKEND);
-        __u32 slot = (config->generation & 1) * LBDSR_SLOTS + flow_hash(&flow) % config->size;
+        __u32 slot = (config->generation & 1) * LBDSR_SLOTS + pcn_flow_hash(flow.src, flow.dst, flow.sport, flow.dport, flow.proto) % config->size;
         struct lbdsr_backend *backend = bpf_map_lookup_elem(&lbdsr_slots, &slot);
         if (!backend)
             return pcn_pkt_drop_reason(ctx, md, LBDSR_DROP_NO_BACKEND);

@@ -5,14 +5,13 @@
  * (MULTI: towards the FRONTEND port of the destination address; ARP by its target). */
 #include <pcn/cube.h>
 #include <pcn/packet.h>
+#include <pcn/flow_hash.h>
 #include <pcn/rewrite.h>
 #include "lbrp.h"
 
 #define LB_TCP 6
 #define LB_UDP 17
 #define LB_SECOND 1000000000ull
-#define LB_SRC_OFFSET (ETH_HLEN + offsetof(struct iphdr, saddr))
-#define LB_DST_OFFSET (ETH_HLEN + offsetof(struct iphdr, daddr))
 
 PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct lb_config, lb_config, 1);
 PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, __u32, lb_ports, PCN_MAX_PORTS);
@@ -45,11 +44,6 @@ struct lb_packet {
     __u8 ok;                  /* a flow's packet: TCP, UDP, ICMP echo */
 };
 
-struct lb_ports4 {
-    __be16 source;
-    __be16 dest;
-};
-
 static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct lb_packet *p) {
     p->src = ip->saddr;
     p->dst = ip->daddr;
@@ -60,7 +54,7 @@ static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct 
     p->l4 = ETH_HLEN + ihl * 4;
     void *l4 = (void *)ip + ihl * 4;
     if (ip->protocol == LB_TCP || ip->protocol == LB_UDP) {
-        struct lb_ports4 *ports = l4;
+        struct pcn_l4_ports *ports = l4;
         if ((void *)(ports + 1) > pcn_data_end(ctx))
             return;
         p->sport = ports->source;
@@ -78,17 +72,6 @@ static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct 
     }
 }
 
-/* A flow's hash (the same for every packet of it). */
-static __always_inline __u32 flow_hash(const struct lb_packet *p) {
-    __u64 h = ((__u64)p->src << 32 | p->dst) ^ ((__u64)p->sport << 48 | (__u64)p->dport << 32 | p->proto);
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return (__u32)h;
-}
-
 static __always_inline __u64 lifetime(__u8 proto) {
     return (proto == LB_TCP ? LB_TIMEOUT_TCP : proto == LB_UDP ? LB_TIMEOUT_UDP : LB_TIMEOUT_ICMP) * LB_SECOND;
 }
@@ -104,25 +87,8 @@ static __always_inline void key_of(struct lb_session_key *key, __be32 src, __be3
 }
 
 static __always_inline int apply(struct CTXTYPE *ctx, const struct lb_packet *p, const struct lb_session *s) {
-    __u32 check = 0;
-    int udp = 0;
-    if (p->proto == LB_TCP) {
-        check = p->l4 + 16;
-    } else if (p->proto == LB_UDP) {
-        check = p->l4 + 6;
-        udp = 1;
-    }
-    if (s->src != p->src && pcn_rewrite_addr(ctx, LB_SRC_OFFSET, p->src, s->src, check, udp) < 0)
-        return -1;
-    if (s->dst != p->dst && pcn_rewrite_addr(ctx, LB_DST_OFFSET, p->dst, s->dst, check, udp) < 0)
-        return -1;
-    if (p->proto == PCN_IPPROTO_ICMP)
-        return 0;             /* the echo identifier stays */
-    if (s->sport != p->sport && pcn_rewrite_port(ctx, p->l4, p->sport, s->sport, check, udp) < 0)
-        return -1;
-    if (s->dport != p->dport && pcn_rewrite_port(ctx, p->l4 + 2, p->dport, s->dport, check, udp) < 0)
-        return -1;
-    return 0;
+    struct pcn_flow from = {p->src, p->dst, p->sport, p->dport}, to = {s->src, s->dst, s->sport, s->dport};
+    return pcn_rewrite_flow(ctx, p->l4, p->proto, &from, &to);
 }
 
 static __always_inline void count_backend(__u32 id, __u32 bytes) {
@@ -161,7 +127,7 @@ static __always_inline int from_frontend(struct CTXTYPE *ctx, struct pkt_metadat
             }
             return pcn_pkt_drop_reason(ctx, md, LB_DROP_NO_BACKEND);
         }
-        struct lb_slot_key slot_key = {.table = service->index * 2 + (service->generation & 1), .slot = flow_hash(p) % service->size};
+        struct lb_slot_key slot_key = {.table = service->index * 2 + (service->generation & 1), .slot = pcn_flow_hash(p->src, p->dst, p->sport, p->dport, p->proto) % service->size};
         struct lb_backend *backend = bpf_map_lookup_elem(&lb_slots, &slot_key);
         if (!backend)
             return pcn_pkt_drop_reason(ctx, md, LB_DROP_NO_BACKEND);

@@ -17,8 +17,6 @@
 #define NAT_TCP_ACK 0x10
 #define NAT_SECOND 1000000000ull
 
-#define NAT_SRC_OFFSET (ETH_HLEN + offsetof(struct iphdr, saddr))
-#define NAT_DST_OFFSET (ETH_HLEN + offsetof(struct iphdr, daddr))
 
 PCN_TABLE(BPF_MAP_TYPE_ARRAY, __u32, struct nat_config, nat_config, 1);
 PCN_TABLE(BPF_MAP_TYPE_LRU_HASH, struct nat_session_key, struct nat_session, nat_sessions, NAT_SESSIONS);
@@ -54,11 +52,6 @@ struct nat_packet {
     __u8 kind;                /* 0: not translatable, 1: a flow's packet, 2: an ICMP error */
 };
 
-struct nat_ports {
-    __be16 source;
-    __be16 dest;
-};
-
 static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct nat_packet *p) {
     p->src = ip->saddr;
     p->dst = ip->daddr;
@@ -69,7 +62,7 @@ static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct 
     p->l4 = ETH_HLEN + ihl * 4;
     void *l4 = (void *)ip + ihl * 4;
     if (ip->protocol == NAT_TCP) {
-        struct nat_ports *ports = l4;
+        struct pcn_l4_ports *ports = l4;
         __u8 *flags = l4 + 13;
         if ((void *)(flags + 1) > pcn_data_end(ctx))
             return;
@@ -78,7 +71,7 @@ static __always_inline void parse(struct CTXTYPE *ctx, struct iphdr *ip, struct 
         p->flags = *flags;
         p->kind = 1;
     } else if (ip->protocol == NAT_UDP) {
-        struct nat_ports *ports = l4;
+        struct pcn_l4_ports *ports = l4;
         if ((void *)(ports + 1) > pcn_data_end(ctx))
             return;
         p->sport = ports->source;
@@ -140,25 +133,8 @@ static __always_inline void touch(struct nat_session *s, __u8 proto, __u8 direct
 
 /* Rewrites the packet as its session says. */
 static __always_inline int apply(struct CTXTYPE *ctx, const struct nat_packet *p, const struct nat_session *s) {
-    __u32 check = 0;
-    int udp = 0;
-    if (p->proto == NAT_TCP) {
-        check = p->l4 + 16;
-    } else if (p->proto == NAT_UDP) {
-        check = p->l4 + 6;
-        udp = 1;
-    }
-    if (s->src != p->src && pcn_rewrite_addr(ctx, NAT_SRC_OFFSET, p->src, s->src, check, udp) < 0)
-        return -1;
-    if (s->dst != p->dst && pcn_rewrite_addr(ctx, NAT_DST_OFFSET, p->dst, s->dst, check, udp) < 0)
-        return -1;
-    if (p->proto == PCN_IPPROTO_ICMP)
-        return s->sport != p->sport ? pcn_rewrite_port(ctx, p->l4 + 4, p->sport, s->sport, p->l4 + 2, 0) : 0;
-    if (s->sport != p->sport && pcn_rewrite_port(ctx, p->l4, p->sport, s->sport, check, udp) < 0)
-        return -1;
-    if (s->dport != p->dport && pcn_rewrite_port(ctx, p->l4 + 2, p->dport, s->dport, check, udp) < 0)
-        return -1;
-    return 0;
+    struct pcn_flow from = {p->src, p->dst, p->sport, p->dport}, to = {s->src, s->dst, s->sport, s->dport};
+    return pcn_rewrite_flow(ctx, p->l4, p->proto, &from, &to);
 }
 
 /* A new outgoing flow's external port: the reply entry is claimed for a candidate port (the
@@ -314,7 +290,7 @@ static __always_inline void translate_error(struct CTXTYPE *ctx, __u8 direction,
     struct iphdr *inner = (void *)(icmp + 1);
     if ((void *)(inner + 1) > end || inner->ihl != 5)
         return;
-    struct nat_ports *ports = (void *)(inner + 1);
+    struct pcn_l4_ports *ports = (void *)(inner + 1);
     if ((void *)(ports + 1) > end)
         return;
     __u8 proto = inner->protocol;

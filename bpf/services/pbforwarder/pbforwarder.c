@@ -24,11 +24,6 @@ struct pbf_vlan_header {
     __be16 proto;
 };
 
-struct pbf_ports {
-    __be16 source;
-    __be16 dest;
-};
-
 /* The packet's fields, as a key with every field present (a shape masks it). */
 static __always_inline void parse(struct CTXTYPE *ctx, struct ethhdr *eth, __u32 in_port, struct pbf_rule_key *p) {
     void *end = pcn_data_end(ctx);
@@ -55,7 +50,7 @@ static __always_inline void parse(struct CTXTYPE *ctx, struct ethhdr *eth, __u32
     p->proto = ip->protocol;
     if ((ip->protocol != PBF_TCP && ip->protocol != PBF_UDP) || (ip->frag_off & bpf_htons(0x1fff)))
         return;
-    struct pbf_ports *ports = (void *)ip + (ip->ihl & 0xf) * 4;
+    struct pcn_l4_ports *ports = (void *)ip + (ip->ihl & 0xf) * 4;
     if ((void *)(ports + 1) > end)
         return;
     p->sport = ports->source;
