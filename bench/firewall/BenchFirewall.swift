@@ -33,28 +33,6 @@ let duration = ProcessInfo.processInfo.environment["BENCH_SECONDS"] ?? "3"
 /// Rule counts measured (comma-separated); the RESULT line needs 100, 1000 and 10000.
 let counts = (ProcessInfo.processInfo.environment["BENCH_COUNTS"] ?? "10,100,1000,10000").split(separator: ",").compactMap { Int($0) }
 
-/// Runs a command and returns its standard output; throws with its error output if it fails.
-@discardableResult
-func run(_ arguments: [String], input: String? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let output = Pipe(), errors = Pipe(), stdin = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    stdin.fileHandleForWriting.closeFile()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let error = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw BenchError("\(arguments.joined(separator: " ")) failed: \(String(decoding: error, as: UTF8.self))")
-    }
-    return String(decoding: data, as: UTF8.self)
-}
-
 @main
 struct Bench {
     static func main() async throws {

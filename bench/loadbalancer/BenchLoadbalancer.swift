@@ -28,27 +28,6 @@ let rounds = Int(ProcessInfo.processInfo.environment["BENCH_ROUNDS"] ?? "") ?? 3
 let duration = ProcessInfo.processInfo.environment["BENCH_SECONDS"] ?? "3"
 let counts = (ProcessInfo.processInfo.environment["BENCH_COUNTS"] ?? "10,100,1000").split(separator: ",").compactMap { Int($0) }
 
-@discardableResult
-func run(_ arguments: [String], input: String? = nil) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let output = Pipe(), errors = Pipe(), stdin = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    process.standardInput = stdin
-    try process.run()
-    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-    stdin.fileHandleForWriting.closeFile()
-    let data = output.fileHandleForReading.readDataToEndOfFile()
-    let error = errors.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
-        throw BenchError("\(arguments.joined(separator: " ")) failed: \(String(decoding: error, as: UTF8.self))")
-    }
-    return String(decoding: data, as: UTF8.self)
-}
-
 /// accept ADDR PORT: accepts and closes, forever. connect VIP PORT SECONDS: connections one after
 /// another; prints how many per second.
 let tool = """

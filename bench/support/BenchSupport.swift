@@ -19,6 +19,28 @@ public func shell(_ arguments: [String]) throws {
     guard process.terminationStatus == 0 else { throw BenchError("\(arguments.joined(separator: " ")) failed") }
 }
 
+/// Runs a command and returns its standard output; throws with its error output if it fails.
+@discardableResult
+public func run(_ arguments: [String], input: String? = nil) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    let output = Pipe(), errors = Pipe(), stdin = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    process.standardInput = stdin
+    try process.run()
+    if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+    stdin.fileHandleForWriting.closeFile()
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let error = errors.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw BenchError("\(arguments.joined(separator: " ")) failed: \(String(decoding: error, as: UTF8.self))")
+    }
+    return String(decoding: data, as: UTF8.self)
+}
+
 public func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 public func seconds(_ duration: Duration) -> Double {
