@@ -270,7 +270,7 @@ public final class Lbrp: CubeService {
         }
         var usedIDs = Set<UInt32>()
         for (index, (entry, keys)) in byIndex {
-            guard let serviceKey = Self.serviceKey(keys, config: cube.config) else { continue }
+            guard let serviceKey = Self.serviceKey(keys) else { continue }
             var ids: [String: UInt32] = [:]
             for slot in 0..<entry.size {
                 if let backend = try slots.lookup(lb_slot_key(table: index * 2 + (entry.generation & 1), slot: slot), as: lb_backend.self) {
@@ -289,7 +289,7 @@ public final class Lbrp: CubeService {
     }
 
     /// The service a set of datapath keys came from (three keys: ALL).
-    private static func serviceKey(_ keys: [lb_service_key], config: Config?) -> ServiceKey? {
+    private static func serviceKey(_ keys: [lb_service_key]) -> ServiceKey? {
         guard let first = keys.first(where: { $0.proto != 1 }) ?? keys.first else { return nil }
         let vip = IPv4Address(networkOrder: first.vip).description
         let proto: Proto = keys.count >= 3 ? .all : first.proto == 6 ? .tcp : first.proto == 17 ? .udp : .icmp
