@@ -88,6 +88,11 @@ class ServiceStackTestCase: XCTestCase {
         try start("cube-host", ["--service", service, "--yang-dir", repositoryRoot.appendingPathComponent("yang").path], component: "cube-host/\(service)")
     }
 
+    /// Sends `signal` to a running component (SIGSTOP / SIGCONT to freeze and thaw it).
+    func signal(_ component: String, _ signal: Int32) {
+        if let pid = children[component]?.pid { kill(pid, signal) }
+    }
+
     func kill9(_ component: String) {
         children.removeValue(forKey: component)?.killAndWait(SIGKILL)
     }

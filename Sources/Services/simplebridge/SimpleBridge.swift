@@ -2,8 +2,8 @@ import Foundation
 import ServiceABI
 import ServiceKit
 
-/// simplebridge: learning and aging in the fast path; flooding, static entries, the FDB listing and
-/// `flush` here.
+/// simplebridge: learning, aging and flooding in the fast path; static entries, the FDB listing,
+/// `flush`, XDP's flood group and the copies to cube peers here.
 public final class SimpleBridge: CubeService {
     public static let name = "simplebridge"
     public init() {}
@@ -19,12 +19,13 @@ public final class SimpleBridge: CubeService {
             var entry: KeyedList<Entry>
             enum CodingKeys: String, CodingKey { case agingTime = "aging-time", entry }
         }
+        var type: String?
         var fdb: FilteringDatabase
         var ports: KeyedList<StandardPort>
     }
 
     public static var bindings: [ConfigBinding<SimpleBridge>] {
-        [.on(\.fdb.agingTime, apply: SimpleBridge.aging), .on(\.fdb.entry, \.ports, apply: SimpleBridge.staticEntries)]
+        [.on(\.fdb.agingTime, \.ports, apply: SimpleBridge.settings), .on(\.fdb.entry, \.ports, apply: SimpleBridge.staticEntries)]
     }
 
     /// The fast path's clock: seconds of CLOCK_MONOTONIC (bpf_ktime_get_ns).
@@ -43,8 +44,23 @@ public final class SimpleBridge: CubeService {
         MACAddress(bytes: (0..<6).map { UInt8(truncatingIfNeeded: key >> (8 * UInt64($0))) })
     }
 
-    func aging(_ change: Change<Config>) throws {
-        try change.cube.table("simplebridge_config").update(UInt32(0), simplebridge_config(aging_time: change.config.fdb.agingTime))
+    /// Aging, and XDP's flood group: every port, when all lead to netdevs (XDP cannot copy a frame to
+    /// a cube peer; then the slow path floods). TC clones per port and needs no group.
+    func settings(_ change: Change<Config>) throws {
+        let cube = change.cube
+        var members: [UInt32: UInt32] = [:]
+        if let type = change.config.type, type != "TC" {
+            for port in cube.ports where !port.peer.isEmpty {
+                let ifindex = port.peer.contains(":") ? 0 : if_nametoindex(port.peer)
+                guard ifindex != 0 else { members = [:]; break }
+                members[UInt32(port.index)] = ifindex
+            }
+        }
+        let group = try cube.table("pcn_flood_group_1")
+        for (port, ifindex) in members { try group.update(port, ifindex) }
+        for port in try group.keys(as: UInt32.self) where members[port] == nil { try group.delete(port) }
+        let mask = members.keys.reduce(UInt32(0)) { $0 | 1 << $1 }
+        try cube.table("simplebridge_config").update(UInt32(0), simplebridge_config(aging_time: change.config.fdb.agingTime, flood_members: mask))
     }
 
     /// Static entries match the configuration; learned ones are left alone (they survive restarts).
@@ -102,14 +118,16 @@ public final class SimpleBridge: CubeService {
         return ActionResult(output: ["flushed": true])
     }
 
-    /// Floods: out of every connected port but the one the frame came in on.
+    /// Floods what the kernel could not: out of every connected port but the one the frame came in on
+    /// (only those leading to cubes when the kernel served the netdevs).
     public func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws {
         guard packet.reason == UInt16(SIMPLEBRIDGE_REASON_FLOOD) else { return }
         guard packet.frame.count == packet.length else {
             cube.logger.warning("frame of \(packet.length) bytes is larger than the slow path carries: not flooded")
             return
         }
-        for port in cube.ports where port.index != packet.port && !port.peer.isEmpty {
+        let cubesOnly = packet.metadata.0 != 0
+        for port in cube.ports where port.index != packet.port && !port.peer.isEmpty && (!cubesOnly || port.peer.contains(":")) {
             cube.send(packet.frame, port: port.name, direction: .egress)
         }
     }

@@ -43,6 +43,8 @@ static __always_inline int pcn_load_bytes(struct __sk_buff *ctx, __u32 offset, v
 
 #define PCN_ACT_DROP TC_ACT_SHOT
 #define PCN_ACT_PASS TC_ACT_OK
+/* The packet went out as clones (bpf_clone_redirect): the original is consumed, not dropped. */
+#define PCN_ACT_SENT TC_ACT_STOLEN
 
 static __always_inline int pcn_redirect_netdev(struct __sk_buff *ctx, __u32 ifindex) {
     return bpf_redirect(ifindex, 0);

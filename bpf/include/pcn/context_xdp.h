@@ -51,6 +51,8 @@ static __always_inline int pcn_load_bytes(struct xdp_md *ctx, __u32 offset, void
 
 #define PCN_ACT_DROP XDP_DROP
 #define PCN_ACT_PASS XDP_PASS
+/* The packet goes where bpf_redirect_map() (a broadcast) put it. */
+#define PCN_ACT_SENT XDP_REDIRECT
 
 static __always_inline int pcn_redirect_netdev(struct xdp_md *ctx, __u32 ifindex) {
     return bpf_redirect(ifindex, 0);

@@ -230,6 +230,10 @@ static __always_inline int pcn_finish(struct CTXTYPE *ctx, struct pcn_cube_stats
         if (stats)
             stats->to_slow_path++;
         return PCN_ACT_DROP;
+    case PCN_RX_SENT:
+        if (stats)
+            stats->redirected++;
+        return PCN_ACT_SENT;
     default:
         return pcn_drop(ctx, PCN_DROP_BAD_VERDICT);
     }

@@ -9,6 +9,8 @@
 #define PCN_MAX_NODES 1024
 /* µCubes per cube: index 0 is the MASTER (the entry), 1.. are SLAVEs. */
 #define PCN_MAX_UCUBES 64
+/* XDP flood groups per cube (pcn/flood.h): devmaps pcn_flood_group_1..PCN_FLOOD_GROUPS. */
+#define PCN_FLOOD_GROUPS 4
 /* Port index meaning "no port". */
 #define PCN_NO_PORT 0xffff
 
@@ -22,6 +24,8 @@ enum pcn_verdict {
     PCN_RX_DROPPED_COUNTED = 0x7c03,
     /* Internal: sent to the slow path (pcn_pkt_controller*), not forwarded. */
     PCN_RX_SLOW_PATH = 0x7c04,
+    /* Internal: the service sent the packet out itself (pcn/flood.h), nothing more to do. */
+    PCN_RX_SENT = 0x7c05,
 };
 
 /* Bytes of a frame copied to the slow path. */

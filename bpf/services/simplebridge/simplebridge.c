@@ -1,6 +1,8 @@
-/* simplebridge: a learning bridge. The fast path learns source MACs, ages entries and forwards
- * known unicast; broadcast, multicast and unknown destinations go to the slow path, which floods. */
+/* simplebridge: a learning bridge. The fast path learns source MACs, ages entries, forwards known
+ * unicast and floods broadcast, multicast and unknown destinations in the kernel (pcn/flood.h);
+ * only copies to cube peers (and, in XDP, floods when a port leads to a cube) take the slow path. */
 #include <pcn/cube.h>
+#include <pcn/flood.h>
 #include <pcn/packet.h>
 #include "simplebridge.h"
 
@@ -20,6 +22,34 @@ static __always_inline void learn(__u64 source, __u32 port, __u64 now) {
     struct simplebridge_fdb_entry fresh = {.port = port, .flags = 0, .timestamp = now};
     bpf_map_update_elem(&simplebridge_fdb, &source, &fresh, BPF_ANY);
 }
+
+#ifdef PCN_HOOK_TC
+#define SIMPLEBRIDGE_FLOOD_CASE(i) \
+    if (i != md->in_port) { \
+        if (pcn_port_to_netdev(i)) \
+            pcn_flood_clone(ctx, i); \
+        else if (pcn_port_to_cube(i)) \
+            cubes = 1; \
+    }
+
+/* A copy out of every other netdev port; cube peers through the slow path (a tail call cannot come
+ * back for the next copy). */
+static __always_inline int flood(struct CTXTYPE *ctx, struct pkt_metadata *md, const struct simplebridge_config *config) {
+    int cubes = 0;
+    PCN_PORT_CASES(SIMPLEBRIDGE_FLOOD_CASE)
+    if (!cubes)
+        return PCN_RX_SENT;
+    __u32 metadata[3] = {1, 0, 0};
+    return pcn_pkt_controller_with_metadata(ctx, md, SIMPLEBRIDGE_REASON_FLOOD, metadata);
+}
+#else
+/* One broadcast to flood group 1 (every port, when all lead to netdevs); else the slow path floods. */
+static __always_inline int flood(struct CTXTYPE *ctx, struct pkt_metadata *md, const struct simplebridge_config *config) {
+    if (config->flood_members)
+        return pcn_flood_broadcast(ctx, md, 1, config->flood_members);
+    return pcn_pkt_controller(ctx, md, SIMPLEBRIDGE_REASON_FLOOD);
+}
+#endif
 
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     struct ethhdr *eth = pcn_eth(ctx);
@@ -41,5 +71,5 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
             return pcn_pkt_redirect(ctx, md, entry->port);
         }
     }
-    return pcn_pkt_controller(ctx, md, SIMPLEBRIDGE_REASON_FLOOD);
+    return flood(ctx, md, config);
 }

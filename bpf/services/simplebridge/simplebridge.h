@@ -16,8 +16,11 @@ struct simplebridge_fdb_entry {
 /* The single entry of table `simplebridge_config`. */
 struct simplebridge_config {
     __u32 aging_time;  /* seconds after which a learned entry no longer counts */
+    __u32 flood_members; /* XDP: the ports of flood group 1 (a bit per port) when every port leads to a
+                          * netdev; 0: floods go through the slow path */
 };
 
-/* Slow-path reason: flood this frame out of every port but the one it came in on. */
+/* Slow-path reason: flood this frame out of every port but the one it came in on (md[0] = 1: only
+ * the ports that lead to cubes, the kernel did the others). */
 #define SIMPLEBRIDGE_REASON_FLOOD 1
 #endif
