@@ -294,9 +294,12 @@ public actor Datapath {
             trailer.target = node
             trailer.port = UInt16(port)
         case .netdev(let device):
-            // The end of an XDP netdev chain's egress is the wire; elsewhere a netdev is entered by
-            // its egress hook (its egress chain runs, as for a redirect).
-            trailer.kind = UInt16(atChainEnd?.egress == true ? PCN_OUT_TO_WIRE.rawValue : PCN_OUT_TO_NETDEV.rawValue)
+            // The end of an XDP netdev chain's egress is the wire; an XDP cube's port leads out as
+            // its redirects do; elsewhere a netdev is entered by its egress hook (its egress chain
+            // runs, as for a redirect).
+            let kind = atChainEnd?.egress == true ? PCN_OUT_TO_WIRE
+                : !cube.transparent && cube.type.hook == .xdp ? PCN_OUT_TO_NETDEV_XDP : PCN_OUT_TO_NETDEV
+            trailer.kind = UInt16(kind.rawValue)
             trailer.target = if_nametoindex(device)
         case .stack:
             guard let end = atChainEnd else { throw DatapathError("packet-out of '\(name)': nowhere to send") }

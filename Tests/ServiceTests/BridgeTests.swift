@@ -88,13 +88,15 @@ final class BridgeTests: ServiceStackTestCase {
 
     /// A trunk to a scapy host: its tagged frames reach the access port of their VLAN, the answers
     /// come back with the right tag, untagged frames belong to the native VLAN.
-    func testTaggedFramesFromScapy() async throws {
-        let subnet = 59
+    func testTaggedFramesFromScapyTC() async throws { try await taggedFramesFromScapy(type: "TC", subnet: 59) }
+    func testTaggedFramesFromScapyXDP() async throws { try await taggedFramesFromScapy(type: "XDP_SKB", subnet: 60) }
+
+    private func taggedFramesFromScapy(type: String, subnet: Int) async throws {
         let trunkHost = try network.host("tr", address: "10.\(subnet).0.100/24")
         let h10 = try network.host("h10", address: "10.\(subnet).0.10/24")
         let h30 = try network.host("h30", address: "10.\(subnet).0.30/24")
         try await must("POST", "/bridge/b1", #"""
-            {"ports":[{"name":"trunk","peer":"\#(trunkHost.interface)","mode":"trunk","trunk":{"allowed":[{"vlanid":10},{"vlanid":20}],"native-vlan":30}},
+            {"type":"\#(type)","ports":[{"name":"trunk","peer":"\#(trunkHost.interface)","mode":"trunk","trunk":{"allowed":[{"vlanid":10},{"vlanid":20}],"native-vlan":30}},
                       {"name":"h10","peer":"\#(h10.interface)","access":{"vlanid":10}},
                       {"name":"h30","peer":"\#(h30.interface)","access":{"vlanid":30}}]}
             """#)

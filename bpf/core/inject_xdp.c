@@ -1,5 +1,6 @@
 /* Packet-out into the XDP panel: the XDP (generic) hook of the injection veth's receiving end takes
- * the frames whose trailer says PCN_OUT_TO_CUBE_XDP; everything else goes on to inject_tc.c. */
+ * the frames whose trailer says PCN_OUT_TO_CUBE_XDP or PCN_OUT_TO_NETDEV_XDP; everything else goes
+ * on to inject_tc.c. */
 #define PCN_XDP 1
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -14,10 +15,12 @@ int pcn_inject_xdp(struct xdp_md *ctx) {
         return XDP_PASS;
     if (bpf_xdp_load_bytes(ctx, len - sizeof(trailer), &trailer, sizeof(trailer)) < 0)
         return XDP_PASS;
-    if (trailer.magic != PCN_PACKET_OUT_MAGIC || trailer.kind != PCN_OUT_TO_CUBE_XDP)
+    if (trailer.magic != PCN_PACKET_OUT_MAGIC || (trailer.kind != PCN_OUT_TO_CUBE_XDP && trailer.kind != PCN_OUT_TO_NETDEV_XDP))
         return XDP_PASS;
     if (bpf_xdp_adjust_tail(ctx, -(int)sizeof(trailer)) < 0)
         return XDP_DROP;
+    if (trailer.kind == PCN_OUT_TO_NETDEV_XDP)
+        return bpf_redirect(trailer.target, 0);
     __u32 zero = 0;
     struct pkt_metadata *md = bpf_map_lookup_elem(&pcn_xdp_md, &zero);
     if (!md)

@@ -62,6 +62,10 @@ enum pcn_packet_out_kind {
     PCN_OUT_TO_CUBE_XDP = 3, /* enter XDP program `target` (node) at port `port` */
     PCN_OUT_TO_STACK = 4,    /* up the host stack of netdev `target`, past its entry program */
     PCN_OUT_TO_WIRE = 5,     /* out of netdev `target`, past its egress chain */
+    /* Leave through netdev `target` as an XDP cube's redirect does. A frame the TC injector redirected
+     * would reach a generic XDP program behind that netdev's veth peer marked as redirected, and
+     * the kernel does not run generic XDP on those: XDP cubes' frames go out from XDP instead. */
+    PCN_OUT_TO_NETDEV_XDP = 6,
 };
 
 /* skb->mark of a packet-out that must pass a netdev's entry program untouched (TO_STACK, TO_WIRE);
