@@ -278,7 +278,7 @@ final class BridgeTests: ServiceStackTestCase {
     /// pcn_port_tx_packets of a port, from /metrics.
     private func txPackets(_ cube: String, _ port: String) async throws -> Int {
         let text = try await rest.call("GET", "/metrics").text
-        let prefix = #"pcn_port_tx_packets{cube="\#(cube)",service="bridge",port="\#(port)"} "#
+        let prefix = #"pcn_port_tx_packets_total{cube="\#(cube)",service="bridge",port="\#(port)"} "#
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { throw TestFailure("no \(prefix) in /metrics") }
         return Int(line.dropFirst(prefix.count)) ?? -1
     }
