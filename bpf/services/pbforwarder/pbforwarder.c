@@ -4,9 +4,9 @@
  * rules there are; a packet no rule matches is dropped. */
 #include <pcn/cube.h>
 #include <pcn/packet.h>
+#include <pcn/vlan.h>
 #include "pbforwarder.h"
 
-#define PBF_ETH_P_8021Q 0x8100
 #define PBF_TCP 6
 #define PBF_UDP 17
 
@@ -19,24 +19,22 @@ PCN_TABLE(BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct pbf_counter, pbf_counters, PB
 PCN_DROP_REASON(PBF_DROP_RULE, "rule");
 PCN_DROP_REASON(PBF_DROP_NO_RULE, "no-rule");
 
-struct pbf_vlan_header {
-    __be16 tci;
-    __be16 proto;
-};
-
 /* The packet's fields, as a key with every field present (a shape masks it). */
 static __always_inline void parse(struct CTXTYPE *ctx, struct ethhdr *eth, __u32 in_port, struct pbf_rule_key *p) {
     void *end = pcn_data_end(ctx);
     p->in_port = in_port;
     __builtin_memcpy(p->src_mac, eth->h_source, 6);
     __builtin_memcpy(p->dst_mac, eth->h_dest, 6);
+    __u16 vid;
+    if (pcn_vlan_tag(ctx, &vid))
+        p->vlan = vid;
     __be16 proto = eth->h_proto;
     void *next = eth + 1;
-    if (proto == bpf_htons(PBF_ETH_P_8021Q)) {
-        struct pbf_vlan_header *tag = next;
+    if (proto == bpf_htons(PCN_ETH_P_8021Q)) {
+        /* A tag still in the frame (XDP; TC when the kernel did not take it out). */
+        struct pcn_vlan_hdr *tag = next;
         if ((void *)(tag + 1) > end)
             return;
-        p->vlan = bpf_ntohs(tag->tci) & 0x0fff;
         proto = tag->proto;
         next = tag + 1;
     }
