@@ -186,7 +186,7 @@ final class BridgeTests: ServiceStackTestCase {
 
         // No storm: a broadcast is seen a bounded number of times.
         XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.\(subnet).0.3", count: 3))
-        _ = try network.exec(h1.namespace, ["arping", "-c", "1", "-w", "1", "-I", network.prefix + "h1n", "10.\(subnet).0.77"])
+        _ = try network.exec(h1.namespace, ["arping", "-c", "1", "-w", "1", "-i", network.prefix + "h1n", "10.\(subnet).0.77"])
         _ = try network.exec(h1.namespace, ["ping", "-b", "-c", "1", "-W", "1", "10.\(subnet).0.255"])
         try await Task.sleep(for: .seconds(2))
         let txToH3 = try await txPackets("s3", "h3")

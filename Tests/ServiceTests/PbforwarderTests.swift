@@ -48,6 +48,26 @@ final class PbforwarderTests: ServiceStackTestCase {
         XCTAssertEqual(stats[4], 2, "\(stats)")
         XCTAssertEqual(stats[2], 3, "other rules' counters unchanged by a rule added: \(stats)")
 
+        // L2: a VLAN-tagged flow (scapy) steered to h3 by its VLAN id; the other VLAN is dropped.
+        try await must("POST", "/pbforwarder/pbf1/rules/6", #"{"vlan":7,"action":"FORWARD","out_port":"p3"}"#)
+        let testNetwork = network, h3Namespace = hosts[2].namespace, h3Interface = network.prefix + "h3n"
+        let capture = Task.detached {
+            try testNetwork.exec(h3Namespace, ["timeout", "8", "tcpdump", "-c", "3", "-eni", h3Interface, "vlan 7 or vlan 8"])
+        }
+        try await Task.sleep(for: .seconds(1.5))
+        for vlan in [8, 7] {
+            let script = """
+                from scapy.all import *
+                sendp(Ether(dst="02:00:00:00:00:77")/Dot1Q(vlan=\(vlan))/IP(src="10.\(subnet).0.1", dst="10.\(subnet).0.77")/UDP(dport=9), iface="\(network.prefix)h1n", count=3, verbose=0)
+                """
+            _ = try network.exec(hosts[0].namespace, ["/usr/bin/python3", "-c", script])
+        }
+        let captured = try await capture.value
+        XCTAssertTrue(captured.stdout.contains("vlan 7") && !captured.stdout.contains("vlan 8"), captured.stdout)
+        XCTAssertTrue(captured.stderr.contains("3 packets captured"), captured.stderr)
+        stats = try await counters()
+        XCTAssertEqual(stats[6], 3, "\(stats)")
+
         // 1,000 rules, the one that matters last.
         var rules = (0..<999).map { #"{"id":\#($0),"src_ip":"10.201.\#($0 / 250).\#($0 % 250 + 1)","action":"DROP"}"# }
         rules += [#"{"id":999,"dst_mac":"\#(macs[1])","action":"FORWARD","out_port":"p2"}"#,

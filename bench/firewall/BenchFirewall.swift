@@ -72,27 +72,11 @@ struct Bench {
         for service in ["firewall", "nat"] {
             try stack.spawn("cube-host", stack.pathFlags + ["--service", service, "--yang-dir", repository.appendingPathComponent("yang").path])
         }
-        let base = "http://127.0.0.1:\(port)/polycube/v1"
-        let session = URLSession(configuration: .ephemeral)
+        let rest = BenchREST(port: port)
         @discardableResult
-        func call(_ method: String, _ path: String, _ body: String = "") async throws -> String {
-            var request = URLRequest(url: URL(string: base + path)!)
-            request.httpMethod = method
-            request.httpBody = Data(body.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.timeoutInterval = 300
-            let (data, response) = try await session.data(for: request)
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            guard (200..<300).contains(status) else { throw BenchError("\(method) \(path): \(status) \(String(decoding: data, as: UTF8.self).prefix(300))") }
-            return String(decoding: data, as: UTF8.self)
-        }
-        let deadline = Date().addingTimeInterval(60)
-        for (path, body) in [("/firewall/bench", #"{"conntrack":"OFF"}"#), ("/nat/benchnat", #"{"rule":{"masquerade":{"enabled":true}}}"#)] {
-            while (try? await call("POST", path, body)) == nil {
-                guard Date() < deadline else { throw BenchError("pcn-api, the firewall and nat did not come up") }
-                usleep(200_000)
-            }
-        }
+        func call(_ method: String, _ path: String, _ body: String = "") async throws -> String { try await rest.call(method, path, body) }
+        try await rest.waitFor("POST", "/firewall/bench", #"{"conntrack":"OFF"}"#)
+        try await rest.waitFor("POST", "/nat/benchnat", #"{"rule":{"masquerade":{"enabled":true}}}"#)
 
         func ruleSources(_ count: Int) -> [String] {
             (0..<(count - 1)).map { "10.200.\($0 / 250).\($0 % 250 + 1)" } + ["10.211.1.1"]
@@ -109,32 +93,7 @@ struct Bench {
 
         /// UDP: received packets per second; TCP: received bits per second.
         func iperf3(tcp: Bool) throws -> Double {
-            let server = Process()
-            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            server.arguments = ["ip", "netns", "exec", b, "iperf3", "-s", "-1", "-B", "10.211.2.1"]
-            server.standardOutput = FileHandle.nullDevice
-            server.standardError = FileHandle.nullDevice
-            try server.run()
-            defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
-            usleep(300_000)
-            let text = try run(["ip", "netns", "exec", a, "iperf3", "-c", "10.211.2.1", "-t", duration, "-J"] + (tcp ? [] : ["-u", "-b", "0", "-l", "64"]))
-            guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-                  let end = json["end"] as? [String: Any] else {
-                throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
-            }
-            if tcp {
-                guard let received = end["sum_received"] as? [String: Any], let bits = received["bits_per_second"] as? Double else {
-                    throw BenchError("iperf3 printed no TCP summary: \(text.prefix(400))")
-                }
-                return bits
-            }
-            guard let sum = end["sum"] as? [String: Any],
-                  let packets = sum["packets"] as? Double ?? (sum["packets"] as? Int).map(Double.init),
-                  let seconds = sum["seconds"] as? Double else {
-                throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
-            }
-            let lost = sum["lost_packets"] as? Double ?? (sum["lost_packets"] as? Int).map(Double.init) ?? 0
-            return (packets - lost) / seconds
+            try BenchSupport.iperf3(from: a, to: b, address: "10.211.2.1", tcp: tcp, seconds: duration)
         }
 
         enum Variant: String, CaseIterable { case none, firewall, iptables, nftables }

@@ -100,25 +100,10 @@ struct Bench {
         try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
         try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repository.appendingPathComponent("yang").path])
         try stack.spawn("cube-host", stack.pathFlags + ["--service", "lbrp", "--yang-dir", repository.appendingPathComponent("yang").path])
-        let base = "http://127.0.0.1:\(port)/polycube/v1"
-        let session = URLSession(configuration: .ephemeral)
+        let rest = BenchREST(port: port)
         @discardableResult
-        func call(_ method: String, _ path: String, _ body: String = "") async throws -> String {
-            var request = URLRequest(url: URL(string: base + path)!)
-            request.httpMethod = method
-            request.httpBody = Data(body.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-            request.timeoutInterval = 300
-            let (data, response) = try await session.data(for: request)
-            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-            guard (200..<300).contains(status) else { throw BenchError("\(method) \(path): \(status) \(String(decoding: data, as: UTF8.self).prefix(300))") }
-            return String(decoding: data, as: UTF8.self)
-        }
-        let deadline = Date().addingTimeInterval(60)
-        while (try? await call("GET", "/lbrp")) == nil {
-            guard Date() < deadline else { throw BenchError("pcn-api and lbrp did not come up") }
-            usleep(200_000)
-        }
+        func call(_ method: String, _ path: String, _ body: String = "") async throws -> String { try await rest.call(method, path, body) }
+        try await rest.waitFor("GET", "/lbrp")
 
         /// Service i: VIP 10.215.x.y port 80 (TCP) and 5201 (TCP and UDP: iperf3), three backends
         /// for connections; iperf3's control and data must meet one server, so 5201 has one.

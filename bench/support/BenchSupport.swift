@@ -1,5 +1,8 @@
 // What the benchmarks share: running commands, the daemons they start, medians.
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -97,4 +100,63 @@ public final class BenchStack {
         children.removeAll()
         try? shell(["rm", "-rf", bpffsRoot, scratch])
     }
+}
+
+/// pcn-api's REST API as a benchmark drives it: a call that must succeed, and waiting for it to come up.
+public final class BenchREST: @unchecked Sendable {
+    private let base: String
+    private let session = URLSession(configuration: .ephemeral)
+
+    public init(port: Int) { base = "http://127.0.0.1:\(port)/polycube/v1" }
+
+    /// The answer's body; throws on a status outside 2xx.
+    @discardableResult
+    public func call(_ method: String, _ path: String, _ body: String = "") async throws -> String {
+        var request = URLRequest(url: URL(string: base + path)!)
+        request.httpMethod = method
+        request.httpBody = Data(body.utf8)
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.timeoutInterval = 300
+        let (data, response) = try await session.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard (200..<300).contains(status) else { throw BenchError("\(method) \(path): \(status) \(String(decoding: data, as: UTF8.self).prefix(300))") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Retries `path` until it succeeds (the daemons starting), for at most a minute.
+    public func waitFor(_ method: String, _ path: String, _ body: String = "") async throws {
+        let deadline = Date().addingTimeInterval(60)
+        while (try? await call(method, path, body)) == nil {
+            guard Date() < deadline else { throw BenchError("\(method) \(path) did not succeed within a minute") }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+}
+
+/// One iperf3 run from namespace `client` to a server started in `server` on `address`: for UDP
+/// (64-byte datagrams at full speed) received packets per second, for TCP received bits per second.
+public func iperf3(from client: String, to server: String, address: String, port: Int = 5201, tcp: Bool, seconds: String) throws -> Double {
+    let daemon = Process()
+    daemon.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    daemon.arguments = ["ip", "netns", "exec", server, "iperf3", "-s", "-1", "-B", address, "-p", "\(port)"]
+    daemon.standardOutput = FileHandle.nullDevice
+    daemon.standardError = FileHandle.nullDevice
+    try daemon.run()
+    defer { if daemon.isRunning { daemon.terminate() }; daemon.waitUntilExit() }
+    usleep(300_000)
+    let text = try run(["ip", "netns", "exec", client, "iperf3", "-c", address, "-p", "\(port)", "-t", seconds, "-J"] + (tcp ? [] : ["-u", "-b", "0", "-l", "64"]))
+    guard let json = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], let end = json["end"] as? [String: Any] else {
+        throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
+    }
+    if tcp {
+        guard let received = end["sum_received"] as? [String: Any], let bits = received["bits_per_second"] as? Double else {
+            throw BenchError("iperf3 printed no TCP summary: \(text.prefix(400))")
+        }
+        return bits
+    }
+    func number(_ value: Any?) -> Double? { value as? Double ?? (value as? Int).map(Double.init) }
+    guard let sum = end["sum"] as? [String: Any], let packets = number(sum["packets"]), let elapsed = number(sum["seconds"]) else {
+        throw BenchError("iperf3 printed no summary: \(text.prefix(400))")
+    }
+    return (packets - (number(sum["lost_packets"]) ?? 0)) / elapsed
 }
