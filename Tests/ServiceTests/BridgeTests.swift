@@ -197,7 +197,13 @@ final class BridgeTests: ServiceStackTestCase {
         let later = try await txPackets("s3", "h3")
         XCTAssertLessThan(later - txToH3, 20, "frames to h3 keep coming: a loop")
 
-        // The control plane killed under traffic: nothing lost, states unchanged.
+        // The control plane killed under traffic: nothing lost, states and learned addresses unchanged.
+        func learned() async throws -> Set<String> {
+            var all = Set<String>()
+            for cube in ["s1", "s2", "s3"] { all.formUnion(try await entries(cube).map { "\(cube) \($0["vlan"] ?? "") \($0["mac"] ?? "") \($0["port"] ?? "")" }) }
+            return all
+        }
+        let fdbBefore = try await learned()
         let network = self.network
         let ping = Task.detached { try network.pingCounts(from: h1.namespace, to: "10.\(subnet).0.3", count: 400, interval: "0.01") }
         try await Task.sleep(for: .milliseconds(500))
@@ -208,6 +214,9 @@ final class BridgeTests: ServiceStackTestCase {
         try await eventually(timeout: 10) { (try? await self.stpStates())?["s3/to1"] != nil }
         let resumed = try await stpStates()
         for key in ["s3/to2", "s3/to1", "s2/to1", "s1/to2"] { XCTAssertEqual(resumed[key], states[key], "\(key) after the restart") }
+        let fdbAfter = try await learned()
+        XCTAssertTrue(fdbBefore.isSubset(of: fdbAfter), "learned entries lost in the restart: \(fdbBefore.subtracting(fdbAfter))")
+        XCTAssertFalse(fdbBefore.isEmpty)
 
         // s3 loses its link to s1: its port to s2 takes over after listening and learning.
         try await must("PATCH", "/bridge/s1/ports/to3", #"{"peer":""}"#)

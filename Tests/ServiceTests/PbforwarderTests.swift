@@ -68,6 +68,15 @@ final class PbforwarderTests: ServiceStackTestCase {
         stats = try await counters()
         XCTAssertEqual(stats[6], 3, "\(stats)")
 
+        // The cube-host killed under traffic: nothing lost, counters kept.
+        let pinging = Task.detached { try testNetwork.pingCounts(from: hosts[0].namespace, to: h2, count: 300, interval: "0.01") }
+        try await Task.sleep(for: .milliseconds(500))
+        kill9("cube-host/pbforwarder")
+        try startCubeHost("pbforwarder")
+        let (sent, received) = try await pinging.value
+        XCTAssertEqual(received, sent, "pings lost while pbforwarder's cube-host restarted")
+        try await eventually(timeout: 10) { (try? await self.counters())?[2] == 3 + sent }
+
         // 1,000 rules, the one that matters last.
         var rules = (0..<999).map { #"{"id":\#($0),"src_ip":"10.201.\#($0 / 250).\#($0 % 250 + 1)","action":"DROP"}"# }
         rules += [#"{"id":999,"dst_mac":"\#(macs[1])","action":"FORWARD","out_port":"p2"}"#,
