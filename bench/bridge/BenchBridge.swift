@@ -42,12 +42,7 @@ struct Bench {
             stack.stop()
         }
         for (index, host) in hosts.enumerated() {
-            try run(["ip", "netns", "add", host])
-            try run(["ip", "link", "add", host, "type", "veth", "peer", "name", host + "n"])
-            try run(["ip", "link", "set", host + "n", "netns", host])
-            try run(["ip", "link", "set", host, "up"])
-            try run(["ip", "-n", host, "addr", "add", "10.216.0.\(index + 1)/24", "dev", host + "n"])
-            try run(["ip", "-n", host, "link", "set", host + "n", "up"])
+            try namespaceHost(host, address: "10.216.0.\(index + 1)/24")
             // TCP through an XDP redirect needs checksums done by the sender (MACHINE-NOTES); the same for every variant.
             try run(["ip", "netns", "exec", host, "ethtool", "-K", host + "n", "tx", "off"])
         }
@@ -55,11 +50,7 @@ struct Bench {
         for end in [trunk.0, trunk.1] { try run(["ip", "link", "set", end, "up"]) }
 
         let port = 20_100 + Int(getpid() % 90)
-        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
-        try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repository.appendingPathComponent("yang").path])
-        for service in ["bridge", "pbforwarder"] {
-            try stack.spawn("cube-host", stack.pathFlags + ["--service", service, "--yang-dir", repository.appendingPathComponent("yang").path])
-        }
+        try stack.startDaemons(apiPort: port, services: ["bridge", "pbforwarder"], repository: repository)
         let rest = BenchREST(port: port)
         try await rest.waitFor("GET", "/bridge")
         try await rest.waitFor("GET", "/pbforwarder")

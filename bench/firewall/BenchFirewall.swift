@@ -53,25 +53,14 @@ struct Bench {
         }
         // Two namespaces routed through the root namespace (forwarding on for these two veths only).
         for (name, subnet) in [(a, 1), (b, 2)] {
-            try run(["ip", "netns", "add", name])
-            try run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "n"])
-            try run(["ip", "link", "set", name + "n", "netns", name])
+            try namespaceHost(name, address: "10.211.\(subnet).1/24", gateway: "10.211.\(subnet).254")
             try run(["ip", "addr", "add", "10.211.\(subnet).254/24", "dev", name])
-            try run(["ip", "link", "set", name, "up"])
-            try run(["ip", "-n", name, "addr", "add", "10.211.\(subnet).1/24", "dev", name + "n"])
-            try run(["ip", "-n", name, "link", "set", name + "n", "up"])
-            try run(["ip", "-n", name, "link", "set", "lo", "up"])
-            try run(["ip", "-n", name, "route", "add", "default", "via", "10.211.\(subnet).254"])
         }
         forwarding = try run(["sysctl", "-n", "net.ipv4.conf.\(a).forwarding"]).trimmingCharacters(in: .whitespacesAndNewlines)
         for name in [a, b] { try run(["sysctl", "-qw", "net.ipv4.conf.\(name).forwarding=1"]) }
 
         let port = 19_500 + Int(getpid() % 400)
-        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
-        try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repository.appendingPathComponent("yang").path])
-        for service in ["firewall", "nat"] {
-            try stack.spawn("cube-host", stack.pathFlags + ["--service", service, "--yang-dir", repository.appendingPathComponent("yang").path])
-        }
+        try stack.startDaemons(apiPort: port, services: ["firewall", "nat"], repository: repository)
         let rest = BenchREST(port: port)
         @discardableResult
         func call(_ method: String, _ path: String, _ body: String = "") async throws -> String { try await rest.call(method, path, body) }

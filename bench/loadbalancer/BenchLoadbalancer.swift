@@ -69,14 +69,7 @@ struct Bench {
         try tool.write(toFile: scratch + "/lb.py", atomically: true, encoding: .utf8)
         // Client a (10.214.1.1) and backends b (10.214.2.11-13) around the root namespace.
         for (name, subnet) in [(a, 1), (b, 2)] {
-            try run(["ip", "netns", "add", name])
-            try run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "n"])
-            try run(["ip", "link", "set", name + "n", "netns", name])
-            try run(["ip", "link", "set", name, "up"])
-            try run(["ip", "-n", name, "addr", "add", "10.214.\(subnet).1/24", "dev", name + "n"])
-            try run(["ip", "-n", name, "link", "set", name + "n", "up"])
-            try run(["ip", "-n", name, "link", "set", "lo", "up"])
-            try run(["ip", "-n", name, "route", "add", "default", "via", "10.214.\(subnet).254"])
+            try namespaceHost(name, address: "10.214.\(subnet).1/24", gateway: "10.214.\(subnet).254")
         }
         try run(["ip", "addr", "add", "10.214.2.254/24", "dev", b])
         for host in 11...13 { try run(["ip", "-n", b, "addr", "add", "10.214.2.\(host)/24", "dev", b + "n"]) }
@@ -97,9 +90,7 @@ struct Bench {
         }
 
         let port = 19_900 + Int(getpid() % 90)
-        try stack.spawn("pcn-core", stack.pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
-        try stack.spawn("pcn-api", stack.pathFlags + ["--api-addr", "127.0.0.1:\(port)", "--yang-dir", repository.appendingPathComponent("yang").path])
-        try stack.spawn("cube-host", stack.pathFlags + ["--service", "lbrp", "--yang-dir", repository.appendingPathComponent("yang").path])
+        try stack.startDaemons(apiPort: port, services: ["lbrp"], repository: repository)
         let rest = BenchREST(port: port)
         @discardableResult
         func call(_ method: String, _ path: String, _ body: String = "") async throws -> String { try await rest.call(method, path, body) }

@@ -92,6 +92,14 @@ public final class BenchStack {
         children.append(process)
     }
 
+    /// pcn-core, pcn-api on `apiPort` and one cube-host per service, with `repository`'s bpf/ and yang/.
+    public func startDaemons(apiPort: Int, services: [String], repository: URL) throws {
+        let yang = repository.appendingPathComponent("yang").path
+        try spawn("pcn-core", pathFlags + ["--bpf-dir", repository.appendingPathComponent("bpf").path])
+        try spawn("pcn-api", pathFlags + ["--api-addr", "127.0.0.1:\(apiPort)", "--yang-dir", yang])
+        for service in services { try spawn("cube-host", pathFlags + ["--service", service, "--yang-dir", yang]) }
+    }
+
     public func stop() {
         for child in children.reversed() where child.isRunning {
             child.terminate()
@@ -100,6 +108,19 @@ public final class BenchStack {
         children.removeAll()
         try? shell(["rm", "-rf", bpffsRoot, scratch])
     }
+}
+
+/// Namespace `name` with a veth pair: `name` stays in the root namespace (up), `<name>n` moves inside
+/// with `address` (CIDR), up with lo; a default route through `gateway` when given.
+public func namespaceHost(_ name: String, address: String, gateway: String? = nil) throws {
+    try run(["ip", "netns", "add", name])
+    try run(["ip", "link", "add", name, "type", "veth", "peer", "name", name + "n"])
+    try run(["ip", "link", "set", name + "n", "netns", name])
+    try run(["ip", "link", "set", name, "up"])
+    try run(["ip", "-n", name, "addr", "add", address, "dev", name + "n"])
+    try run(["ip", "-n", name, "link", "set", name + "n", "up"])
+    try run(["ip", "-n", name, "link", "set", "lo", "up"])
+    if let gateway { try run(["ip", "-n", name, "route", "add", "default", "via", gateway]) }
 }
 
 /// pcn-api's REST API as a benchmark drives it: a call that must succeed, and waiting for it to come up.
