@@ -30,6 +30,7 @@ let package = Package(
         .target(name: "CLibbpfShims", dependencies: ["CBPF"]),
         .target(name: "CYangShims", dependencies: ["CYang"]),
         .target(name: "CCurlShims", linkerSettings: [.linkedLibrary("curl")]),
+        .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
         // Every service's datapath header (bpf/services/<svc>/<svc>.h), for its control plane.
@@ -47,6 +48,8 @@ let package = Package(
         // JSON text of [String: Any] trees without Foundation's bridging (the cost of large configurations).
         .target(name: "JSONText"),
         .target(name: "YangKit", dependencies: ["CYang", "CYangShims", "JSONText"]),
+        // libpcap's filters as datapath C (classic BPF to C) and its pcap files.
+        .target(name: "CaptureKit", dependencies: ["CPcap"]),
         // The datapath engine pcn-core runs: cubes, ports, peers, the patch panel, pins, adoption.
         .target(name: "DatapathKit", dependencies: ["BPFKit", "PCNDatapathABI", "PCNProtocol", "CBPF", "CShims",
             .product(name: "Logging", package: "swift-log")]),
@@ -54,7 +57,7 @@ let package = Package(
         .target(name: "ServiceKit", dependencies: ["IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "JSONText",
             .product(name: "Logging", package: "swift-log")]),
         // The services: one folder each (their YANG models are in yang/, their datapaths in bpf/services/).
-        .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit"],
+        .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit", "CaptureKit"],
                 plugins: ["ServiceCatalog"]),
         // Writes the catalog of the services (every CubeService class of Sources/Services) at build time.
         .plugin(name: "ServiceCatalog", capability: .buildTool(), path: "Plugins/ServiceCatalog"),

@@ -29,11 +29,14 @@ public final class RingBufferReader: @unchecked Sendable {
         self.ring = ring
     }
 
-    public func start() {
+    /// Starts draining; `afterBatch` runs on the reader's thread after each poll that handed over
+    /// records (a writer flushes there, not per record).
+    public func start(afterBatch: (@Sendable () -> Void)? = nil) {
         let thread = Thread { [self] in
             while !lock.withLock({ stopping }) {
                 let result = ring_buffer__poll(ring, 100)
                 if result < 0 && result != -EINTR { break }
+                if result > 0 { afterBatch?() }
             }
             finished.signal()
         }

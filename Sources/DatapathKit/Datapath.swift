@@ -238,15 +238,16 @@ public actor Datapath {
     /// atomically. Index 0 is the MASTER; a SLAVE is reached with call_ingress_program(ctx, index)
     /// or call_egress_program(ctx, index). On a compiler or verifier error nothing changes and the
     /// error carries the compiler's or verifier's message.
-    public func reload(cube name: String, index: Int, code: String, direction: Direction = .ingress) throws {
+    public func reload(cube name: String, index: Int, code: String?, direction: Direction = .ingress) throws {
         let cube = try existing(name)
+        if (direction == .egress && !cube.transparent ? cube.egressCode[index] : cube.code[index]) == code { return }
         guard (0..<Int(PCN_MAX_UCUBES)).contains(index) else {
             throw DatapathError("µCube index \(index) is out of range 0...\(PCN_MAX_UCUBES - 1)")
         }
         if cube.transparent && index != 0 {
             throw DatapathError("transparent cube '\(name)' has one program per direction: index must be 0, not \(index)")
         }
-        if direction == .egress && !cube.transparent && index > 0 && cube.egressCode[0] == nil {
+        if direction == .egress && !cube.transparent && index > 0 && cube.egressCode[0] == nil && code != nil {
             throw DatapathError("cube '\(name)' has no egress program: load µCube 0 of its egress first")
         }
         try change { topology in

@@ -108,10 +108,11 @@ public struct CubeReload: CoreCall {
     public static let method = Method.cubeReload
     public var name: String
     public var index: Int
-    public var code: String
+    /// C with a `handle_rx`; nil: the service's own source again.
+    public var code: String?
     /// ingress (default) or egress.
     public var direction: String?
-    public init(name: String, index: Int, code: String, direction: String? = nil) {
+    public init(name: String, index: Int, code: String?, direction: String? = nil) {
         self.name = name
         self.index = index
         self.code = code

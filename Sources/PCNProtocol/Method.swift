@@ -36,6 +36,8 @@ public enum Method: String, Sendable, CaseIterable {
     case cubeApply = "cube.apply"
     case cubeState = "cube.state"
     case cubeAction = "cube.action"
+    /// The next chunk of a byte stream a cube serves (packetcapture's pcap), from a cursor.
+    case cubeStream = "cube.stream"
     /// Sent by pcn-core to a cube's subscriber (an event): `struct pcn_packet_in` then the bytes.
     case packetIn = "packet-in"
 

@@ -186,6 +186,45 @@ public struct CubeStateQuery: CubeHostCall {
     public init(object: [String: Any]) throws { cube = try required(object, "cube", Self.method) }
 }
 
+/// The next chunk of the byte stream a node of a cube names (polycube-base's `stream`): `path` the
+/// node's segments below the cube, `from` the cursor an earlier chunk returned (nil: from now on).
+/// The answer: `header` (base64; what a reader writes once, before any data), `data` (base64, at
+/// most `limit` bytes), `next` (the cursor to continue from), `packets` in `data` and `dropped`
+/// (records that turned over before this reader got them).
+public struct CubeStreamRead: CubeHostCall {
+    public typealias Answer = JSONObjectAnswer
+    public static let method = Method.cubeStream
+    public var cube: String
+    public var path: [String]
+    public var from: UInt64?
+    public var limit: Int
+    /// At most this many records (nil: as many as `limit` allows).
+    public var maxRecords: Int?
+
+    public init(cube: String, path: [String], from: UInt64?, limit: Int, maxRecords: Int? = nil) {
+        self.cube = cube
+        self.path = path
+        self.from = from
+        self.limit = limit
+        self.maxRecords = maxRecords
+    }
+
+    public var object: [String: Any] {
+        var out: [String: Any] = ["cube": cube, "path": path, "limit": limit]
+        if let from { out["from"] = "\(from)" }
+        if let maxRecords { out["max-records"] = maxRecords }
+        return out
+    }
+
+    public init(object: [String: Any]) throws {
+        cube = try required(object, "cube", Self.method)
+        path = object["path"] as? [String] ?? []
+        from = (object["from"] as? String).flatMap { UInt64($0) }
+        limit = (object["limit"] as? NSNumber)?.intValue ?? 65536
+        maxRecords = (object["max-records"] as? NSNumber)?.intValue
+    }
+}
+
 /// A YANG action on a cube: `path` is where it was called (["chain", "INGRESS"]). The answer has
 /// `output` and, when the action changes the configuration (a rule appended), `write`: the one
 /// write (`ActionWrite`) that does it, which pcn-api carries out through the write path.

@@ -45,6 +45,19 @@ public final class Cube<Config> {
     var node: UInt32 = 0
     var tables: [String: BPFMap] = [:]
     var outbox: [Outgoing] = []
+    /// The datapath code a binding asked for, and what pcn-core runs (`.unknown` until this host loaded it).
+    var wantedCode: DatapathCode?
+    var loadedCode: DatapathCode?
+
+    /// Code for the cube's program instead of the service's source (C with a `handle_rx`, as a
+    /// µCube MASTER; `#include "..."` finds the service's own files, so generated code can define
+    /// what the service's source leaves open and include it). nil: the service's source. A binding
+    /// sets it; the host has pcn-core compile, verify and swap it in after the bindings ran, once, and
+    /// a compile or verifier error refuses the write as an error of the node at `path` (the running
+    /// program stays).
+    public func load(code: String?, blaming path: String) {
+        wantedCode = DatapathCode(code: code, path: path)
+    }
 
     init(name: String, service: String) {
         self.name = name
@@ -70,6 +83,12 @@ public final class Cube<Config> {
                      metadata: (UInt32, UInt32, UInt32) = (0, 0, 0)) {
         outbox.append(Outgoing(port: port, direction: direction, metadata: metadata, frame: frame))
     }
+}
+
+struct DatapathCode: Equatable {
+    var code: String?
+    var path: String
+    static func == (lhs: DatapathCode, rhs: DatapathCode) -> Bool { lhs.code == rhs.code }
 }
 
 /// A change of one cube's configuration, handed to the service's checks and bindings: the new

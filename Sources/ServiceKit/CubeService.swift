@@ -30,6 +30,10 @@ public protocol CubeService: AnyObject, SendableMetatype {
     /// A YANG action of the model (`path` is where it was called, e.g. ["fdb"]).
     func action(_ name: String, path: [String], input: [String: Any], on cube: Cube<Config>) throws -> ActionResult
 
+    /// The next chunk of the byte stream the node at `path` names (polycube-base's `stream`), from
+    /// `cursor` (nil: from now on), at most `limit` bytes and `maxRecords` records of data.
+    func stream(_ path: [String], from cursor: UInt64?, limit: Int, maxRecords: Int, on cube: Cube<Config>) throws -> StreamChunk
+
     /// A packet the datapath sent to the slow path (`pcn_pkt_controller`).
     func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws
 
@@ -50,6 +54,9 @@ extension CubeService {
     public func state(of cube: Cube<Config>) throws -> [String: Any] { [:] }
     public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube<Config>) throws -> ActionResult {
         throw ServiceFailure.refused("\(Self.name) has no action '\(name)'")
+    }
+    public func stream(_ path: [String], from cursor: UInt64?, limit: Int, maxRecords: Int, on cube: Cube<Config>) throws -> StreamChunk {
+        throw ServiceFailure.refused("\(Self.name) serves no stream at '\(path.joined(separator: "/"))'")
     }
     public func packetIn(_ packet: PacketIn, on cube: Cube<Config>) throws {
         cube.logger.info("packet-in on port \(packet.port) (reason \(packet.reason), \(packet.length) bytes) not handled")
@@ -77,6 +84,12 @@ public struct ConfigBinding<Service: CubeService> {
                                                       apply: @escaping (Service) -> (Change<Service.Config>) throws -> Void) -> ConfigBinding {
         ConfigBinding(changed: { $0.changed(a) || $0.changed(b) }, apply: apply)
     }
+
+    public static func on<A: Equatable, B: Equatable, C: Equatable>(_ a: KeyPath<Service.Config, A>, _ b: KeyPath<Service.Config, B>,
+                                                                    _ c: KeyPath<Service.Config, C>,
+                                                                    apply: @escaping (Service) -> (Change<Service.Config>) throws -> Void) -> ConfigBinding {
+        ConfigBinding(changed: { $0.changed(a) || $0.changed(b) || $0.changed(c) }, apply: apply)
+    }
 }
 
 /// The write an action asks for (PCNProtocol's, named here for services).
@@ -92,6 +105,25 @@ public struct ActionResult {
     public init(output: [String: Any] = [:], write: ActionWrite? = nil) {
         self.output = output
         self.write = write
+    }
+}
+
+/// A chunk of a stream: `header` is what a reader writes once before any data (pcap's file header),
+/// `data` whole records, `next` the cursor to continue from, `dropped` the records that turned over
+/// before this reader got them.
+public struct StreamChunk {
+    public var header: [UInt8]
+    public var data: [UInt8]
+    public var records: Int
+    public var next: UInt64
+    public var dropped: UInt64
+
+    public init(header: [UInt8], data: [UInt8], records: Int, next: UInt64, dropped: UInt64) {
+        self.header = header
+        self.data = data
+        self.records = records
+        self.next = next
+        self.dropped = dropped
     }
 }
 

@@ -102,6 +102,8 @@ public actor ServiceHost<Service: CubeService> {
                 answer = try state(try CubeStateQuery(message: message).cube)
             case .cubeAction?:
                 answer = try await action(try CubeAction(message: message))
+            case .cubeStream?:
+                answer = try stream(try CubeStreamRead(message: message))
             default:
                 throw BusError(code: .unknownMethod, message: "\(BusName.cubeHost(Service.name)) offers no method '\(message.method)'")
             }
@@ -235,12 +237,14 @@ public actor ServiceHost<Service: CubeService> {
             for binding in Service.bindings where binding.changed(change) {
                 try binding.apply(service)(change)
             }
+            try await loadCode(cube)
         } catch {
             // Put back what the previous configuration had (pcn-api undoes the datapath part).
             (cube.ports, cube.node, cube.transparent) = (previousPorts, previousNode, previousTransparent)
             if let before = change.previous {
                 let undo = Change(cube: cube, config: before, previous: nil)
                 for binding in Service.bindings { try? binding.apply(service)(undo) }
+                try? await loadCode(cube)
             }
             throw busError(error, cube: name)
         }
@@ -273,6 +277,19 @@ public actor ServiceHost<Service: CubeService> {
         return described
     }
 
+    /// Has pcn-core run the code the bindings asked for (`Cube.load(code:blaming:)`), if it differs
+    /// from what this host last loaded. pcn-core keeps the running program when the code does not
+    /// compile or verify; its message comes back as an error of the node the service named.
+    private func loadCode(_ cube: Cube<Service.Config>) async throws {
+        guard let wanted = cube.wantedCode, wanted != cube.loadedCode else { return }
+        do {
+            _ = try await core.call(CubeReload(name: cube.name, index: 0, code: wanted.code), timeout: .seconds(60))
+        } catch let error as BusError where error.code == .failed || error.code == .badRequest {
+            throw ServiceFailure.invalid(path: wanted.path, error.message)
+        }
+        cube.loadedCode = wanted
+    }
+
     /// Opens the cube's tables: fds that pcn-core hands to this cube-host only.
     private func openTables(_ cube: Cube<Service.Config>) async throws {
         let answer = try await core.message(CubeTables(name: cube.name), timeout: .seconds(30))
@@ -296,6 +313,21 @@ public actor ServiceHost<Service: CubeService> {
         } catch {
             throw busError(error, cube: name)
         }
+    }
+
+    private func stream(_ request: CubeStreamRead) throws -> [String: Any] {
+        guard let cube = cubes[request.cube] else {
+            throw BusError(code: .failed, message: "cube '\(request.cube)' is not configured in cube-host/\(Service.name) yet")
+        }
+        let chunk: StreamChunk
+        do {
+            chunk = try service.stream(request.path, from: request.from, limit: max(1024, min(request.limit, 64 << 10)),
+                                   maxRecords: max(1, request.maxRecords ?? .max), on: cube)
+        } catch {
+            throw busError(error, cube: request.cube)
+        }
+        return ["header": Data(chunk.header).base64EncodedString(), "data": Data(chunk.data).base64EncodedString(),
+                "records": chunk.records, "next": "\(chunk.next)", "dropped": "\(chunk.dropped)"]
     }
 
     private func action(_ request: CubeAction) async throws -> [String: Any] {

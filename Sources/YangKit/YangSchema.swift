@@ -30,6 +30,8 @@ public final class SchemaNode: @unchecked Sendable {
     public let initOnly: Bool
     /// What the model exports of this node as an OpenMetrics family (polycube-base's `*-metric`).
     public let metric: Metric?
+    /// The content type of the byte stream the node also names (polycube-base's `stream`).
+    public let stream: String?
     /// The XPath expressions its validity depends on (must, when, leafref paths; those of the
     /// choices and cases it sits in too); "*" for an instance-identifier, which may point anywhere.
     public let expressions: [String]
@@ -82,6 +84,7 @@ public final class SchemaNode: @unchecked Sendable {
         }
         let metric = Metric(name: extensionArgument("name-metric"), type: extensionArgument("type-metric"), help: extensionArgument("help-metric"))
         self.metric = (metric.name ?? metric.type ?? metric.help) == nil ? nil : metric
+        stream = extensionArgument("stream")
         var keys: [String] = []
         if kind == .list {
             var child = pcn_ly_child(raw)

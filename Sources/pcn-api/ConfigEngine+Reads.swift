@@ -67,3 +67,29 @@ extension ConfigEngine {
     var etag: String { store.etag }
     var lastModified: Date { store.lastModified }
 }
+
+extension ConfigEngine {
+    /// One chunk of the stream the target's node names, from its cube's cube-host.
+    func streamChunk(_ target: Target, from cursor: UInt64?, maxRecords: Int?) async throws -> (header: Data, data: Data, records: Int, next: UInt64) {
+        let list = store.document["\(target.service):\(target.service)"] as? [Any] ?? []
+        guard let cube = target.cube, list.contains(where: { ConfigTree.matches($0, ["name": cube]) }) else {
+            throw RestFailure(404, tag: "data-missing", path: target.dataPath, "cube '\(target.cube ?? "")' does not exist")
+        }
+        guard let endpoint = services[target.service]?.endpoint else {
+            throw RestFailure(503, tag: "resource-denied", path: target.dataPath, "the cube-host of \(target.service) is not registered")
+        }
+        let path = target.steps.compactMap { step -> String? in
+            if case .member(let name) = step { return name }
+            return nil
+        }
+        let answer: [String: Any]
+        do {
+            answer = try await CubeHostBus(bus, endpoint: endpoint).call(
+                CubeStreamRead(cube: cube, path: path, from: cursor, limit: 60 << 10, maxRecords: maxRecords), timeout: .seconds(5)).object
+        } catch {
+            throw RestFailure(503, tag: "resource-denied", path: target.dataPath, "\(endpoint) did not serve the stream: \(error)")
+        }
+        return (Data(base64Encoded: answer["header"] as? String ?? "") ?? Data(), Data(base64Encoded: answer["data"] as? String ?? "") ?? Data(),
+                (answer["records"] as? NSNumber)?.intValue ?? 0, (answer["next"] as? String).flatMap { UInt64($0) } ?? cursor ?? 0)
+    }
+}

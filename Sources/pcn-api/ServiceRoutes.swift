@@ -37,6 +37,10 @@ struct ServiceRoutes: Sendable {
             }
             switch request.method {
             case .get:
+                if let contentType = target.node.stream, target.cube != nil,
+                   request.headers[values: .accept].contains(where: { $0.lowercased().contains(contentType) }) {
+                    return try await stream(request, target: target, contentType: contentType)
+                }
                 return await json(try await engine.readJSON(target), status: .ok)
             case .post, .put, .patch, .delete:
                 let method = ConfigEngine.Method(rawValue: request.method.rawValue)!
@@ -70,6 +74,42 @@ struct ServiceRoutes: Sendable {
         } catch {
             return RestError.response(status: .internalServerError, tag: "operation-failed", message: "\(error)")
         }
+    }
+
+    /// A node's byte stream (polycube-base's `stream`): the header, then records as they come, until
+    /// the client goes away, `count` records were sent or `seconds` passed. The first chunk is read
+    /// before answering, so an unknown cube or a cube-host that is down is an error status, not an
+    /// empty stream.
+    private func stream(_ request: Request, target: Target, contentType: String) async throws -> Response {
+        let query = request.uri.queryParameters
+        func number(_ name: String) throws -> Int? {
+            guard let text = query[Substring(name)].map(String.init) else { return nil }
+            guard let value = Int(text), value > 0 else {
+                throw RestFailure(400, tag: "invalid-value", path: name, "\(name) must be a positive whole number, not '\(text)'")
+            }
+            return value
+        }
+        let count = try number("count")
+        let deadline = try number("seconds").map { ContinuousClock.now + .seconds($0) }
+        let engine = self.engine
+        let first = try await engine.streamChunk(target, from: nil, maxRecords: count)
+        let body = ResponseBody { writer in
+            var cursor = first.next
+            var sent = 0
+            try await writer.write(ByteBuffer(bytes: first.header))
+            while count.map({ sent < $0 }) ?? true, deadline.map({ ContinuousClock.now < $0 }) ?? true {
+                guard let chunk = try? await engine.streamChunk(target, from: cursor, maxRecords: count.map { $0 - sent }) else { break }
+                cursor = chunk.next
+                if chunk.records > 0 {
+                    try await writer.write(ByteBuffer(bytes: chunk.data))
+                    sent += chunk.records
+                } else {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: .ok, headers: [.contentType: contentType, .cacheControl: "no-store"], body: body)
     }
 
     /// `GET /polycube/v1/schema/<service>/<path...>`: what pcnctl needs for help and completion.
@@ -114,6 +154,7 @@ struct ServiceRoutes: Sendable {
         if !node.keys.isEmpty { out["keys"] = node.keys }
         if node.mandatory { out["mandatory"] = true }
         if node.initOnly { out["init-only"] = true }
+        if let stream = node.stream { out["stream"] = stream }
         if depth > 0 {
             if !node.children.isEmpty { out["children"] = node.children.map { describe($0, depth: depth - 1) } }
             if !node.input.isEmpty { out["input"] = node.input.map { describe($0, depth: depth - 1) } }

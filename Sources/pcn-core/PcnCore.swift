@@ -174,6 +174,11 @@ struct CoreEndpoint: Service {
                 reply = try .answer(PacketInSubscribe.self, Done())
             case .cubeReload:
                 let body = try message.request(CubeReload.self)
+                // A cube-host loads code into its own service's cubes only.
+                let owner = try await datapath.service(of: body.name)
+                guard !message.source.hasPrefix(BusName.cubeHostPrefix) || message.source == BusName.cubeHost(owner) else {
+                    throw BusError(code: .failed, message: "\(message.source) may not load code into cube '\(body.name)' (service \(owner))")
+                }
                 let direction: Datapath.Direction
                 switch body.direction?.lowercased() ?? "ingress" {
                 case "ingress": direction = .ingress

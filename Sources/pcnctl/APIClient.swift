@@ -29,6 +29,24 @@ struct APIClient {
         return node?["kind"] as? String == "action"
     }
 
+    /// The content type of the stream `service cube member...` names (polycube-base's `stream`), if any.
+    func streamType(_ path: [String]) async -> String? {
+        guard path.count >= 3, !Self.genericPaths.contains(path[0]) else { return nil }
+        let node = (try? await getJSON("schema/" + ([path[0]] + path.dropFirst(2)).joined(separator: "/"))) as? [String: Any]
+        return node?["stream"] as? String
+    }
+
+    /// GETs the stream at `path` and writes it to standard output as it comes; the status and, when
+    /// it is not 200, the error body.
+    func stream(_ path: [String], query: [(String, String)], contentType: String) throws -> (Int, Data) {
+        let escaped = path.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        var components = URLComponents(string: base + "/polycube/v1/" + escaped.joined(separator: "/"))
+        if !query.isEmpty { components?.queryItems = query.map { URLQueryItem(name: $0.0, value: $0.1) } }
+        guard let url = components?.url?.absoluteString else { throw CommandFailure(message: "'\(base)' is not a valid URL", code: 64) }
+        signal(SIGPIPE, SIG_IGN)  // a reader that stops (tcpdump -c N) ends the stream, not pcnctl
+        return try transfer("GET", url, accept: contentType, timeout: 30, streamTo: STDOUT_FILENO)
+    }
+
     /// GET /polycube/v1/<path> as JSON, nil on any failure.
     func getJSON(_ path: String) async throws -> Any? {
         let (status, data) = try transfer("GET", base + "/polycube/v1/" + path, timeout: 30)
@@ -59,13 +77,14 @@ struct APIClient {
     }
 
     /// One exchange with pcn-api: the status and body of its answer, whatever the status.
-    private func transfer(_ method: String, _ url: String, body: Data? = nil, timeout: Int) throws -> (Int, Data) {
-        var headers = ["Accept: application/json"]
+    private func transfer(_ method: String, _ url: String, body: Data? = nil, accept: String = "application/json", timeout: Int,
+                          streamTo fd: Int32 = -1) throws -> (Int, Data) {
+        var headers = ["Accept: " + accept]
         if body != nil { headers.append("Content-Type: application/json") }
         if let token { headers.append("Authorization: Bearer " + token) }
         do {
             let response = try HTTPTransport.perform(method: method, url: url, body: body, headers: headers,
-                                                     caFile: caFile, timeoutSeconds: timeout)
+                                                     caFile: caFile, timeoutSeconds: timeout, streamTo: fd)
             return (response.status, response.body)
         } catch let failure as HTTPTransport.Failure {
             throw CommandFailure(message: "cannot reach pcn-api at \(base): \(failure.reason)"

@@ -14,7 +14,7 @@ enum HTTPTransport {
     }
 
     static func perform(method: String, url: String, body: Data?, headers: [String], caFile: String?,
-                        timeoutSeconds: Int) throws -> Response {
+                        timeoutSeconds: Int, streamTo fd: Int32 = -1) throws -> Response {
         var response = pcn_http_response()
         defer { pcn_http_response_free(&response) }
         let headerCopies = headers.map { strdup($0) }
@@ -23,7 +23,7 @@ enum HTTPTransport {
             (body ?? Data()).withUnsafeBytes { bytes in
                 pcn_http_perform(url, method, body == nil ? nil : bytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
                                  body?.count ?? 0, headerList.baseAddress, headers.count, caFile,
-                                 timeoutSeconds, &response)
+                                 timeoutSeconds, fd, &response)
             }
         }
         guard outcome == 0 else {

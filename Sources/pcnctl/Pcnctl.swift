@@ -41,6 +41,7 @@ struct Pcnctl: AsyncParsableCommand {
               pcnctl detach fw1
               pcnctl topology | cubes | netdevs | services | bus | version
               pcnctl logs [CUBE] [--follow] [--level L] [--tail N]
+              pcnctl pc1 capture [count=N] [seconds=T] | tcpdump -r -    a stream (pcap) on stdout
               pcnctl router ports help              what a node has, from the service's model
               pcnctl completion bash                a bash completion script
             Values are typed from the model (pcn-api converts them). With add/set and no key=value,
@@ -91,6 +92,13 @@ struct Pcnctl: AsyncParsableCommand {
         }
         var request = try CommandLineRequest(words: words, stdin: Self.standardInputBody)
         request.path = await client.withService(request.path)
+        if !request.explicitVerb, let contentType = await client.streamType(request.path) {
+            // `pcnctl pc1 capture [count=N] [seconds=T]`: the node's stream (pcap) on standard output.
+            let query = ((request.body as? [String: Any]) ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)") }
+            let (status, body) = try client.stream(request.path, query: query, contentType: contentType)
+            guard status == 200 else { throw CommandFailure(message: Render.error(status: status, body: body), code: 1) }
+            return
+        }
         if !request.explicitVerb, await client.isAction(request.path) {
             // Polycube's grammar: a YANG action is called by naming it (`b1 fdb flush`).
             request.method = "POST"
