@@ -108,6 +108,8 @@ let package = Package(
         .testTarget(name: "IPCTests", dependencies: ["IPC", "CShims", "BPFKit", "CBPF", "TestSupport",
             "pcn-bus-peer", "pcn-core", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BPFKitTests", dependencies: ["BPFKit"]),
+        .testTarget(name: "CaptureKitTests", dependencies: ["CaptureKit", "DatapathKit", "BPFKit", "CLibbpfShims",
+            .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PcnctlTests", dependencies: ["pcnctl"]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "IPC", "PCNProtocol"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
