@@ -79,6 +79,9 @@ public final class Packetcapture: CubeService {
     func output(_ change: Change<Config>) throws {
         let config = change.config
         let session = try session(of: change.cube)
+        // The ring is drained once the file is settled: records queued while the cube-host was
+        // down go to the file they belong to.
+        defer { session.startReading() }
         guard config.capture != .OFF, !config.networkmode else {
             session.closeFile()
             return
@@ -136,10 +139,16 @@ final class CaptureSession: @unchecked Sendable {
     private var captured: UInt64 = 0
     private var streamDropped: UInt64 = 0
 
+    private var reading = false
+
     init(ring: BPFMap) throws {
-        let reader = try RingBufferReader(map: ring) { [weak self] bytes in self?.take(bytes) }
-        self.reader = reader
-        reader.start { [weak self] in self?.flush() }
+        reader = try RingBufferReader(map: ring) { [weak self] bytes in self?.take(bytes) }
+    }
+
+    func startReading() {
+        guard !reading else { return }
+        reading = true
+        reader?.start { [weak self] in self?.flush() }
     }
 
     private static let headerSize = MemoryLayout<packetcapture_record>.size
