@@ -99,6 +99,8 @@ let package = Package(
         .executableTarget(name: "bench-api", dependencies: ["BenchSupport"], path: "bench/api"),
         .executableTarget(name: "bench-firewall", dependencies: ["BenchSupport"], path: "bench/firewall"),
         .executableTarget(name: "bench-bridge", dependencies: ["BenchSupport"], path: "bench/bridge"),
+        .executableTarget(name: "bench-capture", dependencies: ["BenchSupport", "DatapathKit", "BPFKit", "CLibbpfShims",
+            .product(name: "Logging", package: "swift-log")], path: "bench/capture"),
         .executableTarget(name: "bench-loadbalancer", dependencies: ["BenchSupport", "Services"], path: "bench/loadbalancer"),
         .executableTarget(name: "bench-ipc", dependencies: ["IPC", "CShims",
             .product(name: "Logging", package: "swift-log")], path: "bench/ipc"),

@@ -181,3 +181,15 @@ int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repe
     *duration = opts.duration;
     return 0;
 }
+
+int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsigned int repeat, unsigned int batch) {
+    struct bpf_test_run_opts opts;
+    memset(&opts, 0, sizeof(opts));
+    opts.sz = sizeof(opts);
+    opts.data_in = data;
+    opts.data_size_in = size;
+    opts.repeat = repeat;
+    opts.batch_size = batch;
+    opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
+    return bpf_prog_test_run_opts(prog_fd, &opts) ? -errno : 0;
+}

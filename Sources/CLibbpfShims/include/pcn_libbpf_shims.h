@@ -44,4 +44,8 @@ int pcn_tc_detach(int ifindex, int egress, unsigned int handle, unsigned int pri
 int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
                       unsigned int *retval, unsigned int *duration);
 
+/* BPF_PROG_TEST_RUN of an XDP program in live-frames mode: `repeat` copies of data are run through
+ * prog_fd `batch` at a time and what it redirects is really sent (a traffic generator). 0 or -errno. */
+int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsigned int repeat, unsigned int batch);
+
 #endif

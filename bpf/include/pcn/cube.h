@@ -254,15 +254,23 @@ int pcn_transparent(struct CTXTYPE *ctx) {
     pcn_md_load(ctx, &md);
     md.in_port = PCN_TRANSPARENT_DIRECTION;
     md.reason = 0;
-    struct pcn_cube_stats *stats = pcn_stats_slot();
+    /* One slot counts both what entered and what left in this direction: one lookup, not two. */
+    struct pcn_port_stats *counters = pcn_port_stats_slot(PCN_TRANSPARENT_DIRECTION);
 #if PCN_UCUBE_INDEX == 0
-    pcn_count_rx(&md, PCN_TRANSPARENT_DIRECTION);
+    if (counters) {
+        counters->rx_packets++;
+        counters->rx_bytes += md.packet_len;
+    }
 #endif
     int verdict = handle_rx(ctx, &md);
+    struct pcn_cube_stats *stats = pcn_stats_slot();
     if (verdict == RX_OK) {
         if (stats)
             stats->passed++;
-        pcn_count_tx(ctx, PCN_TRANSPARENT_DIRECTION);
+        if (counters) {
+            counters->tx_packets++;
+            counters->tx_bytes += pcn_len(ctx);
+        }
         return pcn_go(ctx, &md, &pcn_config.peers[0], 32);
     }
     if (verdict == RX_REDIRECT)
