@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "ServiceKit", dependencies: ["IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "JSONText",
             .product(name: "Logging", package: "swift-log")]),
         // The services: one folder each (their YANG models are in yang/, their datapaths in bpf/services/).
-        .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit", "CaptureKit"],
+        .target(name: "Services", dependencies: ["ServiceKit", "ServiceABI", "PCNDatapathABI", "BPFKit", "CBPF", "CaptureKit"],
                 plugins: ["ServiceCatalog"]),
         // Writes the catalog of the services (every CubeService class of Sources/Services) at build time.
         .plugin(name: "ServiceCatalog", capability: .buildTool(), path: "Plugins/ServiceCatalog"),

@@ -1,4 +1,5 @@
 import CBPF
+import CLibbpfShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -130,6 +131,42 @@ public final class BPFMap: @unchecked Sendable {
         return raw.withUnsafeBytes { buffer in
             (0..<cpus).map { buffer.loadUnaligned(fromByteOffset: $0 * stride, as: V.self) }
         }
+    }
+
+    /// The value bytes under `key` (nil for a queue or stack: its next element), one array per CPU for
+    /// a per-CPU map, else one; `andDelete` takes the entry out in the same call (a queue or stack
+    /// pops it). nil when absent or empty.
+    public func values(at key: [UInt8]?, andDelete: Bool = false) throws(BPFError) -> [[UInt8]]? {
+        let slots = isPerCPU ? Self.possibleCPUs : 1
+        let stride = isPerCPU ? (valueSize + 7) & ~7 : valueSize
+        var raw = [UInt8](repeating: 0, count: max(1, stride * slots))
+        let result = raw.withUnsafeMutableBytes { v in
+            key.map { key in
+                key.withUnsafeBytes { k in andDelete ? bpf_map_lookup_and_delete_elem(fd, k.baseAddress, v.baseAddress) : bpf_map_lookup_elem(fd, k.baseAddress, v.baseAddress) }
+            } ?? (andDelete ? bpf_map_lookup_and_delete_elem(fd, nil, v.baseAddress) : bpf_map_lookup_elem(fd, nil, v.baseAddress))
+        }
+        if result < 0 {
+            let err = result == -1 ? Glibc.errno : -result
+            if err == ENOENT { return nil }
+            throw BPFError("read map '\(name)'", errno: err)
+        }
+        return (0..<slots).map { Array(raw[($0 * stride)..<($0 * stride + valueSize)]) }
+    }
+
+    /// Sets the value under `key` to zeros (every CPU's, for a per-CPU map).
+    public func zero(key: [UInt8]) throws(BPFError) {
+        let size = isPerCPU ? ((valueSize + 7) & ~7) * Self.possibleCPUs : valueSize
+        let zeros = [UInt8](repeating: 0, count: size)
+        let result = key.withUnsafeBytes { k in zeros.withUnsafeBytes { v in bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, UInt64(BPF_ANY)) } }
+        try BPFError.check(result, "zero an entry of map '\(name)'")
+    }
+
+    /// The JSON the kernel's BTF gives for the key and value types (nil: the map has no BTF); see
+    /// `pcn_map_btf_types` for the shape.
+    public func typeDescriptions() -> (key: String, value: String)? {
+        var key = [CChar](repeating: 0, count: 1 << 16), value = [CChar](repeating: 0, count: 1 << 16)
+        guard pcn_map_btf_types(fd, &key, key.count, &value, value.count) == 0 else { return nil }
+        return (String(cString: key), String(cString: value))
     }
 
     /// The number of values a per-CPU map holds per key.

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <limits.h>
 #include <unistd.h>
 
@@ -192,4 +193,86 @@ int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsign
     opts.batch_size = batch;
     opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
     return bpf_prog_test_run_opts(prog_fd, &opts) ? -errno : 0;
+}
+
+struct pcn_json {
+    char *out;
+    size_t size;
+    size_t used;
+    int overflow;
+};
+
+static void pcn_json_put(struct pcn_json *json, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    size_t left = json->used < json->size ? json->size - json->used : 0;
+    int wrote = vsnprintf(json->out + json->used, left, format, args);
+    va_end(args);
+    if (wrote < 0 || (size_t)wrote >= left)
+        json->overflow = 1;
+    else
+        json->used += (size_t)wrote;
+}
+
+static void pcn_btf_describe(const struct btf *btf, __u32 id, struct pcn_json *json, int depth) {
+    const struct btf_type *t = btf__type_by_id(btf, id);
+    while (t && (btf_is_typedef(t) || btf_is_const(t) || btf_is_volatile(t) || btf_is_restrict(t) || btf_is_type_tag(t))) {
+        id = t->type;
+        t = btf__type_by_id(btf, id);
+    }
+    __s64 size = btf__resolve_size(btf, id);
+    if (!t || depth > 8) {
+        pcn_json_put(json, "{\"kind\":\"bytes\",\"size\":%lld}", (long long)(size < 0 ? 0 : size));
+        return;
+    }
+    if (btf_is_int(t)) {
+        pcn_json_put(json, "{\"kind\":\"int\",\"size\":%u,\"signed\":%s}", t->size,
+                     (btf_int_encoding(t) & BTF_INT_SIGNED) ? "true" : "false");
+    } else if (btf_is_array(t)) {
+        const struct btf_array *array = btf_array(t);
+        pcn_json_put(json, "{\"kind\":\"array\",\"count\":%u,\"element\":", array->nelems);
+        pcn_btf_describe(btf, array->type, json, depth + 1);
+        pcn_json_put(json, "}");
+    } else if (btf_is_composite(t)) {
+        const struct btf_member *member = btf_members(t);
+        pcn_json_put(json, "{\"kind\":\"%s\",\"size\":%u,\"members\":[", btf_is_union(t) ? "union" : "struct", t->size);
+        for (int i = 0; i < btf_vlen(t); i++, member++) {
+            const char *name = btf__name_by_offset(btf, member->name_off);
+            __u32 bits = btf_member_bitfield_size(t, i), offset = btf_member_bit_offset(t, i);
+            pcn_json_put(json, "%s{\"name\":\"%s\",\"offset\":%u,\"bits\":%u,\"type\":", i ? "," : "",
+                         name && *name ? name : "", bits ? offset : offset / 8, bits);
+            pcn_btf_describe(btf, member->type, json, depth + 1);
+            pcn_json_put(json, "}");
+        }
+        pcn_json_put(json, "]}");
+    } else if (btf_is_enum(t)) {
+        const struct btf_enum *value = btf_enum(t);
+        pcn_json_put(json, "{\"kind\":\"enum\",\"size\":%u,\"values\":[", t->size);
+        for (int i = 0; i < btf_vlen(t); i++, value++)
+            pcn_json_put(json, "%s{\"name\":\"%s\",\"value\":%d}", i ? "," : "", btf__name_by_offset(btf, value->name_off), value->val);
+        pcn_json_put(json, "]}");
+    } else {
+        pcn_json_put(json, "{\"kind\":\"bytes\",\"size\":%lld}", (long long)(size < 0 ? 0 : size));
+    }
+}
+
+int pcn_map_btf_types(int map_fd, char *key_json, size_t key_size, char *value_json, size_t value_size) {
+    struct bpf_map_info info;
+    __u32 length = sizeof(info);
+    memset(&info, 0, sizeof(info));
+    if (bpf_obj_get_info_by_fd(map_fd, &info, &length))
+        return -errno;
+    if (!info.btf_id || !info.btf_value_type_id)
+        return -ENOENT;
+    struct btf *btf = btf__load_from_kernel_by_id(info.btf_id);
+    if (!btf)
+        return -errno;
+    struct pcn_json key = {key_json, key_size, 0, 0}, value = {value_json, value_size, 0, 0};
+    if (info.btf_key_type_id)
+        pcn_btf_describe(btf, info.btf_key_type_id, &key, 0);
+    else
+        pcn_json_put(&key, "null");
+    pcn_btf_describe(btf, info.btf_value_type_id, &value, 0);
+    btf__free(btf);
+    return key.overflow || value.overflow ? -ENOSPC : 0;
 }

@@ -175,7 +175,12 @@ public struct TableDescription: Codable, Sendable {
     public var keySize: Int
     public var valueSize: Int
     public var maxEntries: Int
-    public init(name: String, type: UInt32, keySize: Int, valueSize: Int, maxEntries: Int) {
+    /// The key's and value's types from the map's BTF, as JSON (BPFMap.typeDescriptions); nil without BTF.
+    public var keyType: String?
+    public var valueType: String?
+    public init(name: String, type: UInt32, keySize: Int, valueSize: Int, maxEntries: Int, keyType: String? = nil, valueType: String? = nil) {
+        self.keyType = keyType
+        self.valueType = valueType
         self.name = name
         self.type = type
         self.keySize = keySize

@@ -66,6 +66,16 @@ public final class Cube<Config> {
         self.logger = logger
     }
 
+    var layouts: [String: (key: TableLayout?, value: TableLayout?)] = [:]
+
+    /// The names of the cube's tables (those of its µCubes as `private/<program>-<index>/<table>`).
+    public var tableNames: [String] { tables.keys.sorted() }
+
+    /// A table's key and value types from its BTF (nil where it has none).
+    public func layout(of table: String) -> (key: TableLayout?, value: TableLayout?) {
+        layouts[table] ?? (nil, nil)
+    }
+
     /// A table of the cube's datapath, by the name its C source gives it.
     public func table(_ name: String) throws -> BPFMap {
         guard let table = tables[name] else {

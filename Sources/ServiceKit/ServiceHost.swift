@@ -288,20 +288,25 @@ public actor ServiceHost<Service: CubeService> {
             throw ServiceFailure.invalid(path: wanted.path, error.message)
         }
         cube.loadedCode = wanted
+        // The new code may declare other tables.
+        try await openTables(cube)
     }
 
     /// Opens the cube's tables: fds that pcn-core hands to this cube-host only.
     private func openTables(_ cube: Cube<Service.Config>) async throws {
         let answer = try await core.message(CubeTables(name: cube.name), timeout: .seconds(30))
-        let names = try answer.decode(CubeTables.Answer.self).map(\.name)
-        guard names.count == answer.fds.count else {
-            throw BusError(code: .failed, message: "cube.tables answered \(names.count) names and \(answer.fds.count) fds")
+        let described = try answer.decode(CubeTables.Answer.self)
+        guard described.count == answer.fds.count else {
+            throw BusError(code: .failed, message: "cube.tables answered \(described.count) names and \(answer.fds.count) fds")
         }
         var opened: [String: BPFMap] = [:]
-        for (name, fd) in zip(names, answer.fds) {
-            opened[name] = try BPFMap(adopting: fd.take())
+        var layouts: [String: (key: TableLayout?, value: TableLayout?)] = [:]
+        for (table, fd) in zip(described, answer.fds) {
+            opened[table.name] = try BPFMap(adopting: fd.take())
+            layouts[table.name] = (table.keyType.flatMap(TableLayout.init(json:)), table.valueType.flatMap(TableLayout.init(json:)))
         }
         cube.tables = opened
+        cube.layouts = layouts
     }
 
     // MARK: - State and actions

@@ -32,6 +32,8 @@ public final class SchemaNode: @unchecked Sendable {
     public let metric: Metric?
     /// The content type of the byte stream the node also names (polycube-base's `stream`).
     public let stream: String?
+    /// A config-false string leaf holding OpenMetrics families the service renders (polycube-base's `metrics-text`).
+    public let metricsText: Bool
     /// The XPath expressions its validity depends on (must, when, leafref paths; those of the
     /// choices and cases it sits in too); "*" for an instance-identifier, which may point anywhere.
     public let expressions: [String]
@@ -85,6 +87,7 @@ public final class SchemaNode: @unchecked Sendable {
         let metric = Metric(name: extensionArgument("name-metric"), type: extensionArgument("type-metric"), help: extensionArgument("help-metric"))
         self.metric = (metric.name ?? metric.type ?? metric.help) == nil ? nil : metric
         stream = extensionArgument("stream")
+        metricsText = pcn_ly_has_extension(raw, "polycube-base", "metrics-text") == 1
         var keys: [String] = []
         if kind == .list {
             var child = pcn_ly_child(raw)

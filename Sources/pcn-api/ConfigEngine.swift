@@ -185,4 +185,18 @@ actor ConfigEngine {
         }
     }
 
+    /// The OpenMetrics text the services render themselves (a top-level leaf with `pb:metrics-text`),
+    /// per cube, read from the cube-hosts' state now.
+    func serviceMetricsTexts() async -> [(service: String, cube: String, text: String)] {
+        var out: [(service: String, cube: String, text: String)] = []
+        for service in tops.keys.sorted() {
+            guard let leaf = tops[service]?.children.first(where: { $0.metricsText && $0.kind == .leaf })?.name else { continue }
+            for cube in (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap({ $0 as? [String: Any] }) {
+                let merged = await withState(cube, service: service)
+                if let text = merged[leaf] as? String, let name = cube["name"] as? String { out.append((service, name, text)) }
+            }
+        }
+        return out
+    }
+
 }

@@ -15,7 +15,7 @@ struct MetricsRoute: Sendable {
             for cube in try await core.cubes() {
                 stats.append((cube, try await core.call(CubeStatsQuery(name: cube.name), timeout: .seconds(10))))
             }
-            let text = Self.render(stats, services: await engine.serviceMetrics())
+            let text = Self.render(stats, services: await engine.serviceMetrics(), texts: await engine.serviceMetricsTexts())
             return Response(status: .ok, headers: [.contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         } catch {
@@ -28,7 +28,8 @@ struct MetricsRoute: Sendable {
     }
 
     private static func render(_ stats: [(CubeDescription, CubeStats)],
-                               services: [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])]) -> String {
+                               services: [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])],
+                               texts: [(service: String, cube: String, text: String)]) -> String {
         var out: [String] = []
         func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             out.append("# TYPE \(name) \(type)")
@@ -59,6 +60,38 @@ struct MetricsRoute: Sendable {
                 let keys = sample.labels.map { "\($0.0)=\"\(label($0.1))\"" }
                 return ((["cube=\"\(label(sample.cube))\",service=\"\(label(metric.service))\""] + keys).joined(separator: ","), sample.value)
             })
+        }
+        // Families the services render themselves: merged across cubes, each sample labelled with its cube.
+        var order: [String] = []
+        var families: [String: (type: String, help: String, samples: [String])] = [:]
+        for (service, cube, text) in texts {
+            var current = ""
+            for line in text.split(separator: "\n") {
+                let words = line.split(separator: " ", maxSplits: 3).map(String.init)
+                if words.count >= 3 && words[0] == "#" && (words[1] == "TYPE" || words[1] == "HELP") {
+                    current = words[2]
+                    if families[current] == nil { order.append(current); families[current] = ("unknown", "", []) }
+                    if words[1] == "TYPE" { families[current]!.type = words.count > 3 ? words[3] : "unknown" }
+                    else { families[current]!.help = words.count > 3 ? words[3] : "" }
+                    continue
+                }
+                guard !line.hasPrefix("#"), !current.isEmpty else { continue }
+                let labels = "cube=\"\(label(cube))\",service=\"\(label(service))\""
+                let sample: String
+                if let brace = line.firstIndex(of: "{") {
+                    let rest = line[line.index(after: brace)...]
+                    sample = line[..<brace] + "{" + labels + (rest.hasPrefix("}") ? "" : ",") + rest
+                } else if let space = line.firstIndex(of: " ") {
+                    sample = line[..<space] + "{" + labels + "}" + line[space...]
+                } else { continue }
+                families[current]!.samples.append(sample)
+            }
+        }
+        for name in order {
+            let family = families[name]!
+            out.append("# TYPE \(name) \(family.type)")
+            if !family.help.isEmpty { out.append("# HELP \(name) \(family.help)") }
+            out.append(contentsOf: family.samples)
         }
         out.append("# EOF")
         return out.joined(separator: "\n") + "\n"

@@ -223,8 +223,9 @@ struct CoreEndpoint: Service {
                     throw BusError(code: .badRequest, message: "cube '\(body.name)' has \(tables.count) tables, more than one answer carries (16): ask for some by name (\(tables.map(\.name).joined(separator: ", ")))")
                 }
                 reply = try .answer(CubeTables.self, tables.map {
-                    TableDescription(name: $0.name, type: $0.map.type.rawValue, keySize: $0.map.keySize,
-                                     valueSize: $0.map.valueSize, maxEntries: $0.map.maxEntries)
+                    let types = $0.map.typeDescriptions()
+                    return TableDescription(name: $0.name, type: $0.map.type.rawValue, keySize: $0.map.keySize,
+                                            valueSize: $0.map.valueSize, maxEntries: $0.map.maxEntries, keyType: types?.key, valueType: types?.value)
                 }, fds: tables.map(\.map.fd))
                 keepAlive = tables.map(\.map)
             case .logFormats:

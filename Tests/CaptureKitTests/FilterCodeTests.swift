@@ -63,7 +63,13 @@ final class FilterCodeTests: XCTestCase {
         guard let clang = BPFCompiler.locateClang() else { throw XCTSkip("no clang on PATH") }
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let cache = FileManager.default.temporaryDirectory.appendingPathComponent("pcn-filter-test-\(getpid())").path
-        defer { try? FileManager.default.removeItem(atPath: cache) }
+        // The framework's maps are pinned by name: under a root of this test's own, removed after.
+        let pins = "/sys/fs/bpf/pcntest-filter-\(getpid())"
+        try FileManager.default.createDirectory(atPath: pins, withIntermediateDirectories: true)
+        defer {
+            try? FileManager.default.removeItem(atPath: cache)
+            try? FileManager.default.removeItem(atPath: pins)
+        }
         let compiler = BPFCompiler(clang: clang, includeDirectory: root.appendingPathComponent("bpf/include").path, cacheDirectory: cache,
                                    logger: Logger(label: "test"))
         let frames = Self.frames()
@@ -79,7 +85,8 @@ final class FilterCodeTests: XCTestCase {
                     SEC("\(hook == "TC" ? "tc" : "xdp")") int run(struct CTXTYPE *ctx) { return filter(ctx); }
                     char LICENSE[] SEC("license") = "GPL";
                     """
-                let object = try BPFObject(path: try compiler.compile(sourceText: source, name: "filter", defines: hook == "XDP" ? ["PCN_XDP"] : []))
+                let object = try BPFObject(path: try compiler.compile(sourceText: source, name: "filter", defines: hook == "XDP" ? ["PCN_XDP"] : []),
+                                           pinRoot: pins)
                 do {
                     try object.load()
                 } catch {

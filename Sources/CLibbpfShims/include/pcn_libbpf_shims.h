@@ -44,6 +44,14 @@ int pcn_tc_detach(int ifindex, int egress, unsigned int handle, unsigned int pri
 int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
                       unsigned int *retval, unsigned int *duration);
 
+/* The key and value types of a map, from the BTF the kernel holds for it, as JSON:
+ *   {"kind":"int","size":4,"signed":false}   {"kind":"array","count":4,"element":{...}}
+ *   {"kind":"struct"|"union","size":8,"members":[{"name":"a","offset":0,"bits":0,"type":{...}}]}
+ *   {"kind":"enum","size":4,"values":[{"name":"X","value":0}]}   {"kind":"bytes","size":N} (other kinds)
+ * (typedefs and qualifiers resolved; "bits" is a bitfield's width, its "offset" then in bits).
+ * Returns 0, -ENOENT when the map has no BTF, -ENOSPC when a buffer is too small, or -errno. */
+int pcn_map_btf_types(int map_fd, char *key_json, size_t key_size, char *value_json, size_t value_size);
+
 /* BPF_PROG_TEST_RUN of an XDP program in live-frames mode: `repeat` copies of data are run through
  * prog_fd `batch` at a time and what it redirects is really sent (a traffic generator). 0 or -errno. */
 int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsigned int repeat, unsigned int batch);
