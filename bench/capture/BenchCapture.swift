@@ -15,6 +15,7 @@ import Logging
 ///   whole chain tail-called included) with a capture whose filter matches nothing, minus the same
 ///   path without the capture; alternated 15 times, median of the differences. `live_nomatch_extra_ns`
 ///   is the same under the generator's traffic (kernel.bpf_stats_enabled), noisier.
+/// * `dynmon_extra_ns`: the same for a dynmon cube whose code counts every packet in an array.
 /// * `captured_pps`: packets written to the pcap file per second with the filter `all`, against the
 ///   frames the path carried per second without a capture (`baseline_pps`), same generator.
 @main
@@ -83,10 +84,11 @@ struct BenchCapture {
         let stack = try BenchStack(name: "capture")
         defer { stack.stop() }
         let apiPort = 19_000 + Int.random(in: 0...999)
-        try stack.startDaemons(apiPort: apiPort, services: ["packetcapture", "helloworld"], repository: repository)
+        try stack.startDaemons(apiPort: apiPort, services: ["packetcapture", "helloworld", "dynmon"], repository: repository)
         let rest = BenchREST(port: apiPort)
         try await rest.waitFor("GET", "/packetcapture")
         try await rest.waitFor("GET", "/helloworld")
+        try await rest.waitFor("GET", "/dynmon")
 
         let g = prefix + "g", i = prefix + "i", o = prefix + "o", x = prefix + "x"
         try run(["ip", "link", "add", g, "type", "veth", "peer", "name", i])
@@ -115,8 +117,8 @@ struct BenchCapture {
         let generator = Generator(program: try object.programFD("generate"), frame: frame)
 
         try await rest.call("POST", "/packetcapture/pc1", #"{"filter":"icmp and host 10.99.99.99","capture":"INGRESS","networkmode":true}"#)
-        func attached(_ on: Bool) async throws {
-            try await rest.call("POST", on ? "/attach" : "/detach", on ? #"{"cube":"pc1","port":"h1:in"}"# : #"{"cube":"pc1"}"#)
+        func attached(_ on: Bool, cube: String = "pc1") async throws {
+            try await rest.call("POST", on ? "/attach" : "/detach", on ? #"{"cube":"\#(cube)","port":"h1:in"}"# : #"{"cube":"\#(cube)"}"#)
             try await Task.sleep(for: .milliseconds(300))
         }
 
@@ -147,6 +149,27 @@ struct BenchCapture {
         }
         try await attached(false)
         print(String(format: "test run: path %.1f ns, a non-matching capture adds %.1f ns (median of 15)", median(runPlain), median(runExtra)))
+
+        // dynmon counting every packet (one array increment), measured the same way.
+        let counter = #"BPF_ARRAY(packets, u64, 1); static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) { u32 zero = 0; u64 *count = bpf_map_lookup_elem(&packets, &zero); if (count) __sync_fetch_and_add(count, 1); return RX_OK; }"#
+        let dynmonBody = try JSONSerialization.data(withJSONObject: ["dataplane-config": ["ingress-path": ["code": counter, "metric-configs": [["name": "packets", "map-name": "packets"]]]]])
+        try await rest.call("POST", "/dynmon/d1", String(decoding: dynmonBody, as: UTF8.self))
+        var dynmonExtra: [Double] = []
+        for rep in 0..<15 {
+            var plain = 0.0, counted = 0.0
+            if rep % 2 == 0 {
+                plain = try testRun()
+                try await attached(true, cube: "d1")
+                counted = try testRun()
+            } else {
+                counted = try testRun()
+                try await attached(false, cube: "d1")
+                plain = try testRun()
+            }
+            dynmonExtra.append(counted - plain)
+        }
+        try await attached(false, cube: "d1")
+        print(String(format: "test run: dynmon counting every packet adds %.1f ns (median of 15)", median(dynmonExtra)))
 
         try run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"])
         generator.start()
@@ -205,7 +228,7 @@ struct BenchCapture {
         let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? Int) ?? 0
         print("pcap file: \(size / 1_000_000) MB")
 
-        print(String(format: "RESULT captured_pps=%.0f baseline_pps=%.0f nomatch_extra_ns=%.1f path_ns=%.1f live_nomatch_extra_ns=%.1f lost_pps=%.0f",
-                     median(capturedPPS), median(baselinePPS), median(runExtra), median(runPlain), median(extra), median(lostPPS)))
+        print(String(format: "RESULT captured_pps=%.0f nomatch_extra_ns=%.1f dynmon_extra_ns=%.1f baseline_pps=%.0f path_ns=%.1f live_nomatch_extra_ns=%.1f lost_pps=%.0f",
+                     median(capturedPPS), median(runExtra), median(dynmonExtra), median(baselinePPS), median(runPlain), median(extra), median(lostPPS)))
     }
 }
