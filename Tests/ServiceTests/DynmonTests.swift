@@ -19,6 +19,7 @@ final class DynmonTests: ServiceStackTestCase {
         BPF_PERCPU_ARRAY(seen, u64, 1);
         BPF_PERCPU_HASH(flows, struct source, u64, 1024);
         BPF_ARRAY(all_ip, u64, 1);
+        BPF_QUEUE(lengths, u32, 64);
 
         static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
             void *data = pcn_data(ctx), *end = pcn_data_end(ctx);
@@ -46,6 +47,8 @@ final class DynmonTests: ServiceStackTestCase {
             u64 *count = bpf_map_lookup_elem(&icmp_counter, &zero);
             if (count)
                 __sync_fetch_and_add(count, 1);
+            u32 length = pcn_len(ctx);
+            bpf_map_push_elem(&lengths, &length, BPF_EXIST);
             u64 *mine = bpf_map_lookup_elem(&seen, &zero);
             if (mine)
                 (*mine)++;
@@ -92,6 +95,7 @@ final class DynmonTests: ServiceStackTestCase {
                 ["name": "seen_since_read", "map-name": "seen", "extraction-options": ["empty-on-read": true]],
                 ["name": "flows_swapped", "map-name": "flows", "extraction-options": ["swap-on-read": true]],
                 ["name": "all_ip", "map-name": "all_ip"],
+                ["name": "icmp_lengths", "map-name": "lengths"],
             ]],
             "egress-path": ["name": "replies", "code": egressCode, "metric-configs": [
                 ["name": "echo_replies", "map-name": "replies", "open-metrics-metadata": ["type": "Gauge"]],
@@ -112,6 +116,22 @@ final class DynmonTests: ServiceStackTestCase {
         return (rows.first?["value"] as? NSNumber)?.intValue ?? -1
     }
 
+    /// The same code in an XDP_SKB cube on a netdev (ingress in XDP, egress in its TC twin).
+    func testCountersInXDP() async throws {
+        let a = try network.host("a", address: "10.238.0.1/24")
+        _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.238.0.2/24", "dev", a.interface])
+        var config = try JSONSerialization.jsonObject(with: Data(try Self.body(ingress: Self.ingressCode).utf8)) as! [String: Any]
+        config["type"] = "XDP_SKB"
+        try await must("POST", "/dynmon/d1", String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+        try await must("POST", "/attach", #"{"cube":"d1","port":"\#(a.interface)"}"#)
+        let result = try network.exec(a.namespace, ["ping", "-c", "4", "-i", "0.05", "-W", "2", "10.238.0.2"])
+        XCTAssertEqual(result.status, 0, result.stdout)
+        let counted = try await arrayValue("ingress-metrics", "icmp_packets")
+        XCTAssertEqual(counted, 4)
+        let replies = try await arrayValue("egress-metrics", "echo_replies")
+        XCTAssertEqual(replies, 4, "the egress code (TC twin of the XDP cube) saw the host's replies")
+    }
+
     func testCountersAsJSONAndOpenMetrics() async throws {
         let a = try network.host("a", address: "10.237.0.1/24")
         _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.237.0.2/24", "dev", a.interface])
@@ -122,6 +142,9 @@ final class DynmonTests: ServiceStackTestCase {
             XCTAssertEqual(result.status, 0, result.stdout)
         }
         try ping(5)
+        // A queue is read by taking its elements out, oldest first.
+        let queue = try await metric("ingress-metrics", "icmp_lengths")
+        XCTAssertEqual(queue as? [NSNumber], Array(repeating: 98, count: 5), "\(String(describing: queue))")
         let source = UInt64(10) | UInt64(237) << 8 | UInt64(0) << 16 | UInt64(1) << 24  // 10.237.0.1 as the datapath's __u32
         let counted = try await arrayValue("ingress-metrics", "icmp_packets")
         XCTAssertEqual(counted, 5)

@@ -103,8 +103,11 @@ public final class Dynmon: CubeService {
         let layout = cube.layout(of: metric.map)
         let each = metric.options?.perCPU == "EACH"
         let take = metric.options?.swapOnRead == true || metric.options?.emptyOnRead == true
+        // Without BTF (the kernel keeps none for queues and stacks) 1, 2, 4 or 8 bytes read as an
+        // unsigned integer, anything else as its bytes.
         func decode(_ bytes: [UInt8], _ layout: TableLayout?) -> Any {
-            bytes.withUnsafeBytes { raw in layout?.decode(raw) ?? bytes.map { NSNumber(value: $0) } }
+            let shape = layout ?? ([1, 2, 4, 8].contains(bytes.count) ? .integer(size: bytes.count, signed: false) : .bytes(size: bytes.count))
+            return bytes.withUnsafeBytes { shape.decode($0) }
         }
         func value(_ copies: [[UInt8]]) -> Any {
             let decoded = copies.map { decode($0, layout.value) }

@@ -19,12 +19,12 @@ typedef __s64 s64;
 #define BPF_LRU_HASH(name, key, value, entries) PCN_TABLE(BPF_MAP_TYPE_LRU_HASH, key, value, name, entries)
 #define BPF_LRU_PERCPU_HASH(name, key, value, entries) PCN_TABLE(BPF_MAP_TYPE_LRU_PERCPU_HASH, key, value, name, entries)
 /* Queues and stacks have no key. */
-#define BPF_QUEUESTACK(type_, name, value, entries) \
+#define BPF_QUEUESTACK(type_, name_, value_, entries_) \
     struct { \
         __uint(type, type_); \
-        __uint(max_entries, entries); \
-        __type(value, value); \
-    } name SEC(".maps")
+        __uint(max_entries, entries_); \
+        __type(value, value_); \
+    } name_ SEC(".maps")
 #define BPF_QUEUE(name, value, entries) BPF_QUEUESTACK(BPF_MAP_TYPE_QUEUE, name, value, entries)
 #define BPF_STACK(name, value, entries) BPF_QUEUESTACK(BPF_MAP_TYPE_STACK, name, value, entries)
 #endif
