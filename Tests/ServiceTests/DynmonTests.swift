@@ -20,6 +20,7 @@ final class DynmonTests: ServiceStackTestCase {
         BPF_PERCPU_HASH(flows, struct source, u64, 1024);
         BPF_ARRAY(all_ip, u64, 1);
         BPF_QUEUE(lengths, u32, 64);
+        BPF_PERCPU_ARRAY(ip_swapped, u64, 1);
 
         static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
             void *data = pcn_data(ctx), *end = pcn_data_end(ctx);
@@ -34,6 +35,9 @@ final class DynmonTests: ServiceStackTestCase {
             u64 *all = bpf_map_lookup_elem(&all_ip, &zero);
             if (all)
                 __sync_fetch_and_add(all, 1);
+            u64 *swapped = bpf_map_lookup_elem(&ip_swapped, &zero);
+            if (swapped)
+                (*swapped)++;
             u64 *flow = bpf_map_lookup_elem(&flows, &key);
             if (!flow) {
                 u64 none = 0;
@@ -96,6 +100,7 @@ final class DynmonTests: ServiceStackTestCase {
                 ["name": "flows_swapped", "map-name": "flows", "extraction-options": ["swap-on-read": true]],
                 ["name": "all_ip", "map-name": "all_ip"],
                 ["name": "icmp_lengths", "map-name": "lengths"],
+                ["name": "ip_swapped", "map-name": "ip_swapped", "extraction-options": ["swap-on-read": true]],
             ]],
             "egress-path": ["name": "replies", "code": egressCode, "metric-configs": [
                 ["name": "echo_replies", "map-name": "replies", "open-metrics-metadata": ["type": "Gauge"]],
@@ -175,14 +180,15 @@ final class DynmonTests: ServiceStackTestCase {
 
         // swap-on-read under an iperf3 flow: the snapshots add up to every packet counted, none lost.
         // One read gives both the swapped-out map and the plain counter read just after it.
-        func snapshot() async throws -> (flows: Int, all: Int) {
+        func snapshot() async throws -> (flows: Int, array: Int, all: Int) {
             let rows = try await must("GET", "/dynmon/d1/metrics/ingress-metrics") as? [[String: Any]] ?? []
             func value(_ name: String) throws -> Any? {
                 (rows.first { $0["name"] as? String == name }?["value"] as? String).flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) }
             }
             let flows = (try value("flows_swapped") as? [[String: Any]] ?? []).reduce(0) { $0 + (($1["value"] as? NSNumber)?.intValue ?? 0) }
             let all = ((try value("all_ip") as? [[String: Any]])?.first?["value"] as? NSNumber)?.intValue ?? -1
-            return (flows, all)
+            let array = ((try value("ip_swapped") as? [[String: Any]])?.first?["value"] as? NSNumber)?.intValue ?? -1
+            return (flows, array, all)
         }
         let baseline = try await snapshot()
         let port = Int.random(in: 30_000...39_000)
@@ -193,9 +199,11 @@ final class DynmonTests: ServiceStackTestCase {
         async let flow = onThread {
             try runCommand("/usr/bin/ip", ["netns", "exec", namespace, "iperf3", "-c", "10.237.0.2", "-p", "\(port)", "-t", "3", "-u", "-b", "50M", "-l", "200"], timeout: 60)
         }
-        var swapped = 0
+        var swapped = 0, swappedArray = 0
         for _ in 0..<20 {
-            swapped += try await snapshot().flows
+            let taken = try await snapshot()
+            swapped += taken.flows
+            swappedArray += taken.array
             try await Task.sleep(for: .milliseconds(150))
         }
         let client = try await flow
@@ -203,14 +211,25 @@ final class DynmonTests: ServiceStackTestCase {
         try await Task.sleep(for: .milliseconds(500))
         let last = try await snapshot()
         swapped += last.flows
+        swappedArray += last.array
         XCTAssertGreaterThan(last.all - baseline.all, 10_000, "the flow passed")
-        XCTAssertEqual(swapped, last.all - baseline.all, "the swapped snapshots add up to every IPv4 packet counted")
+        XCTAssertEqual(swapped, last.all - baseline.all, "the swapped snapshots of a per-CPU hash add up to every IPv4 packet counted")
+        XCTAssertEqual(swappedArray, last.all - baseline.all, "and those of a per-CPU array")
 
         // Bad code: the compiler's message with the user's line; the old code goes on counting.
         let broken = Self.ingressCode.replacingOccurrences(of: "struct traffic { __u64 packets; __u64 bytes; };", with: "struct traffic { __u64 packets __u64 bytes; };")
         let refused = try await rest.call("PUT", "/dynmon/d1", try Self.body(ingress: broken))
         XCTAssertEqual(refused.status, 400, refused.text)
         XCTAssertTrue(refused.text.contains("ingress-path/code:7"), refused.text)
+        // swap-on-read of a map that cannot have a second copy (a queue): refused before anything changes.
+        var config = try JSONSerialization.jsonObject(with: Data(try Self.body(ingress: Self.ingressCode).utf8)) as! [String: Any]
+        var dataplane = config["dataplane-config"] as! [String: Any], ingressPath = dataplane["ingress-path"] as! [String: Any]
+        ingressPath["metric-configs"] = (ingressPath["metric-configs"] as! [[String: Any]]) + [["name": "q", "map-name": "lengths", "extraction-options": ["swap-on-read": true]]]
+        dataplane["ingress-path"] = ingressPath
+        config["dataplane-config"] = dataplane
+        let unswappable = try await rest.call("PUT", "/dynmon/d1", String(decoding: try JSONSerialization.data(withJSONObject: config), as: UTF8.self))
+        XCTAssertEqual(unswappable.status, 400, unswappable.text)
+        XCTAssertTrue(unswappable.text.contains("swap-on-read of 'lengths' needs it declared with one of"), unswappable.text)
         let kept = try await arrayValue("ingress-metrics", "icmp_packets")
         try ping(2)
         let counting = try await arrayValue("ingress-metrics", "icmp_packets")

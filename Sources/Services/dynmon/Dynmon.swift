@@ -52,10 +52,50 @@ public final class Dynmon: CubeService {
         [.on(\.dataplane, apply: Dynmon.program)]
     }
 
+    /// The maps a path reads with swap-on-read.
+    static func swapped(_ path: Config.Path?) -> [String] {
+        (path?.metrics ?? []).filter { $0.options?.swapOnRead == true }.map(\.map)
+    }
+
+    private static let swappable = "BPF_ARRAY|BPF_PERCPU_ARRAY|BPF_HASH|BPF_PERCPU_HASH|BPF_LRU_HASH|BPF_LRU_PERCPU_HASH"
+
+    /// The user's code with each swap-on-read map declared twice behind a selector (dynmon.h's
+    /// DYNMON_SWAP) and its name, from the declaration on, meaning the selected copy. The line count
+    /// stays, so compiler messages keep naming the user's lines.
+    static func withSwaps(_ code: String, maps: [String], direction: String) throws -> String {
+        var found: [(map: String, range: Range<String.Index>)] = []
+        for map in Set(maps).sorted() {
+            let pattern = "\\b(\(swappable))\\s*\\(\\s*\(map)\\s*,([^;]*)\\)\\s*;"
+            guard let range = code.range(of: pattern, options: .regularExpression) else {
+                throw ServiceFailure.invalid(path: "dataplane-config/\(direction)/code",
+                                             "swap-on-read of '\(map)' needs it declared with one of \(swappable.replacingOccurrences(of: "|", with: ", ")) (dynmon.h)")
+            }
+            found.append((map, range))
+        }
+        var code = code
+        // From the last declaration up, so the lines counted before each are the user's own.
+        for (map, range) in found.sorted(by: { $0.range.lowerBound > $1.range.lowerBound }) {
+            let declaration = code[range]
+            let open = declaration.firstIndex(of: "(")!
+            let kind = declaration[..<open].trimmingCharacters(in: .whitespaces)
+            let arguments = declaration[declaration.index(after: open)...].drop { $0 != "," }.dropFirst()
+            let rest = arguments[..<arguments.lastIndex(of: ")")!]
+            let line = code[..<range.lowerBound].reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
+            let lineEnd = code[range.upperBound...].firstIndex(of: "\n") ?? code.endIndex
+            // A directive needs a line of its own: the #define goes after the declaration's line, and
+            // #line puts the numbering back.
+            let define = "\n#define \(map) (*(typeof(\(map)__0) *)(dynmon_selected(&\(map)__select) ? (void *)&\(map)__1 : (void *)&\(map)__0))\n#line \(line + 1)"
+            code.insert(contentsOf: define, at: lineEnd)
+            code.replaceSubrange(range, with: "DYNMON_SWAP(\(kind), \(map), \(rest));")
+        }
+        return code
+    }
+
     /// The cube's program: the ingress code in the ingress build, the egress code in the egress build
     /// (`#line` makes clang's messages name the user's own lines). nil: no code, every packet goes on.
-    static func code(_ dataplane: Config.Dataplane?) -> String? {
-        let ingress = dataplane?.ingress?.code, egress = dataplane?.egress?.code
+    static func code(_ dataplane: Config.Dataplane?) throws -> String? {
+        let ingress = try dataplane?.ingress?.code.map { try withSwaps($0, maps: swapped(dataplane?.ingress), direction: "ingress-path") }
+        let egress = try dataplane?.egress?.code.map { try withSwaps($0, maps: swapped(dataplane?.egress), direction: "egress-path") }
         guard ingress != nil || egress != nil else { return nil }
         let pass = "static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) { return RX_OK; }"
         return """
@@ -73,6 +113,7 @@ public final class Dynmon: CubeService {
     }
 
     public func validate(_ change: Change<Config>) throws {
+        _ = try Self.code(change.config.dataplane)
         for (direction, path) in [("ingress-path", change.config.dataplane?.ingress), ("egress-path", change.config.dataplane?.egress)] {
             for metric in path?.metrics ?? [] where metric.options?.swapOnRead == true && metric.options?.emptyOnRead == true {
                 throw ServiceFailure.invalid(path: "dataplane-config/\(direction)/metric-configs[name='\(metric.name)']/extraction-options",
@@ -82,7 +123,7 @@ public final class Dynmon: CubeService {
     }
 
     func program(_ change: Change<Config>) throws {
-        change.cube.load(code: Self.code(change.config.dataplane), blaming: "dataplane-config")
+        change.cube.load(code: try Self.code(change.config.dataplane), blaming: "dataplane-config")
     }
 
     // MARK: - Reading the maps
@@ -99,8 +140,18 @@ public final class Dynmon: CubeService {
 
     /// One map read as its metric configuration says (emptied or swapped out as asked).
     func read(_ metric: Config.Metric, on cube: Cube<Config>) throws -> Reading {
-        let map = try cube.table(metric.map)
-        let layout = cube.layout(of: metric.map)
+        var name = metric.map
+        if metric.options?.swapOnRead == true {
+            // Counting moves to the other copy; once the packets in flight are done with this one,
+            // it is read and emptied whole.
+            let selector = try cube.table(metric.map + "__select")
+            let current = try selector.lookup(UInt32(0), as: UInt32.self) ?? 0
+            try selector.update(UInt32(0), UInt32(1 - min(current, 1)))
+            usleep(1_000)
+            name = metric.map + "__\(min(current, 1))"
+        }
+        let map = try cube.table(name)
+        let layout = cube.layout(of: name)
         let each = metric.options?.perCPU == "EACH"
         let take = metric.options?.swapOnRead == true || metric.options?.emptyOnRead == true
         // Without BTF (the kernel keeps none for queues and stacks) 1, 2, 4 or 8 bytes read as an
@@ -118,14 +169,11 @@ public final class Dynmon: CubeService {
         let type = map.type.rawValue
         if Self.hashTypes.contains(type) {
             for key in try map.keys() {
-                // Taken out atomically: what the datapath adds after this starts a new entry.
+                // Taken out atomically (empty-on-read: what the datapath adds after this starts anew).
                 guard let copies = try map.values(at: key, andDelete: take) else { continue }
                 entries.append((decode(key, layout.key), value(copies)))
             }
         } else if Self.arrayTypes.contains(type) {
-            if metric.options?.swapOnRead == true {
-                throw ServiceFailure.invalid(path: "dataplane-config", "metric '\(metric.name)': swap-on-read needs a hash map; '\(metric.map)' is an array (use empty-on-read)")
-            }
             for index in 0..<map.maxEntries {
                 let key = withUnsafeBytes(of: UInt32(index).littleEndian, Array.init)
                 guard let copies = try map.values(at: key) else { continue }
