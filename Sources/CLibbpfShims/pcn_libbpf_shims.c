@@ -167,23 +167,9 @@ int pcn_tc_detach(int ifindex, int egress, unsigned int handle, unsigned int pri
 }
 
 
-int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
-                      unsigned int *retval, unsigned int *duration) {
-    struct bpf_test_run_opts opts;
-    memset(&opts, 0, sizeof(opts));
-    opts.sz = sizeof(opts);
-    opts.data_in = data;
-    opts.data_size_in = size;
-    opts.repeat = repeat;
-    int err = bpf_prog_test_run_opts(prog_fd, &opts);
-    if (err)
-        return -errno;
-    *retval = opts.retval;
-    *duration = opts.duration;
-    return 0;
-}
-
-int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsigned int repeat, unsigned int batch) {
+/* One BPF_PROG_TEST_RUN, its opts zeroed here (padding included). */
+static int test_run(int prog_fd, const void *data, unsigned int size, unsigned int repeat, unsigned int batch,
+                    unsigned int flags, unsigned int *retval, unsigned int *duration) {
     struct bpf_test_run_opts opts;
     memset(&opts, 0, sizeof(opts));
     opts.sz = sizeof(opts);
@@ -191,8 +177,23 @@ int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsign
     opts.data_size_in = size;
     opts.repeat = repeat;
     opts.batch_size = batch;
-    opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES;
-    return bpf_prog_test_run_opts(prog_fd, &opts) ? -errno : 0;
+    opts.flags = flags;
+    if (bpf_prog_test_run_opts(prog_fd, &opts))
+        return -errno;
+    if (retval)
+        *retval = opts.retval;
+    if (duration)
+        *duration = opts.duration;
+    return 0;
+}
+
+int pcn_prog_test_run(int prog_fd, const void *data, unsigned int size, int repeat,
+                      unsigned int *retval, unsigned int *duration) {
+    return test_run(prog_fd, data, size, (unsigned int)repeat, 0, 0, retval, duration);
+}
+
+int pcn_xdp_live_frames(int prog_fd, const void *data, unsigned int size, unsigned int repeat, unsigned int batch) {
+    return test_run(prog_fd, data, size, repeat, batch, BPF_F_TEST_XDP_LIVE_FRAMES, NULL, NULL);
 }
 
 struct pcn_json {

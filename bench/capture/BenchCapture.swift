@@ -137,43 +137,34 @@ struct BenchCapture {
             }
             return median(runs)
         }
-        var runExtra: [Double] = [], runPlain: [Double] = []
-        for rep in 0..<15 {
-            var plain = 0.0, captured = 0.0
-            if rep % 2 == 0 {
-                plain = try testRun()
-                try await attached(true)
-                captured = try testRun()
-            } else {
-                captured = try testRun()
-                try await attached(false)
-                plain = try testRun()
+        /// 15 alternated pairs (A-B, then B-A) of the path without and with `cube` attached.
+        func alternated(_ cube: String) async throws -> (plain: [Double], extra: [Double]) {
+            var plain: [Double] = [], extra: [Double] = []
+            for rep in 0..<15 {
+                var without = 0.0, with = 0.0
+                if rep % 2 == 0 {
+                    without = try testRun()
+                    try await attached(true, cube: cube)
+                    with = try testRun()
+                } else {
+                    with = try testRun()
+                    try await attached(false, cube: cube)
+                    without = try testRun()
+                }
+                plain.append(without)
+                extra.append(with - without)
             }
-            runPlain.append(plain)
-            runExtra.append(captured - plain)
+            try await attached(false, cube: cube)
+            return (plain, extra)
         }
-        try await attached(false)
+        let (runPlain, runExtra) = try await alternated("pc1")
         print(String(format: "test run: path %.1f ns, a non-matching capture adds %.1f ns (median of 15; each: %@)", median(runPlain), median(runExtra), runExtra.map { String(Int($0)) }.joined(separator: " ")))
 
         // dynmon counting every packet (one array increment), measured the same way.
         let counter = #"BPF_ARRAY(packets, u64, 1); static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) { u32 zero = 0; u64 *count = bpf_map_lookup_elem(&packets, &zero); if (count) __sync_fetch_and_add(count, 1); return RX_OK; }"#
         let dynmonBody = try JSONSerialization.data(withJSONObject: ["dataplane-config": ["ingress-path": ["code": counter, "metric-configs": [["name": "packets", "map-name": "packets"]]]]])
         try await rest.call("POST", "/dynmon/d1", String(decoding: dynmonBody, as: UTF8.self))
-        var dynmonExtra: [Double] = []
-        for rep in 0..<15 {
-            var plain = 0.0, counted = 0.0
-            if rep % 2 == 0 {
-                plain = try testRun()
-                try await attached(true, cube: "d1")
-                counted = try testRun()
-            } else {
-                counted = try testRun()
-                try await attached(false, cube: "d1")
-                plain = try testRun()
-            }
-            dynmonExtra.append(counted - plain)
-        }
-        try await attached(false, cube: "d1")
+        let dynmonExtra = try await alternated("d1").extra
         print(String(format: "test run: dynmon counting every packet adds %.1f ns (median of 15; each: %@)", median(dynmonExtra), dynmonExtra.map { String(Int($0)) }.joined(separator: " ")))
 
         try run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"])
