@@ -116,6 +116,14 @@ final class DynmonTests: ServiceStackTestCase {
         return try JSONSerialization.jsonObject(with: Data(text.utf8))
     }
 
+    /// The same, nil while the cube-host is not back (a restart): for `eventually`.
+    private func arrayValueWhenBack(_ list: String, _ name: String) async -> Int? {
+        guard let answer = try? await rest.call("GET", "/dynmon/d1/metrics/\(list)"), answer.status == 200,
+              let text = (answer.json as? [[String: Any]])?.first(where: { $0["name"] as? String == name })?["value"] as? String,
+              let rows = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]] else { return nil }
+        return (rows.first?["value"] as? NSNumber)?.intValue
+    }
+
     private func arrayValue(_ list: String, _ name: String) async throws -> Int {
         let rows = try await metric(list, name) as? [[String: Any]] ?? []
         return (rows.first?["value"] as? NSNumber)?.intValue ?? -1
@@ -239,12 +247,12 @@ final class DynmonTests: ServiceStackTestCase {
         kill9("cube-host/dynmon")
         try ping(2)
         try startCubeHost("dynmon")
-        try await eventually(timeout: 20) { (try? await self.arrayValue("ingress-metrics", "icmp_packets")) == kept + 4 }
+        try await eventually(timeout: 20) { await self.arrayValueWhenBack("ingress-metrics", "icmp_packets") == kept + 4 }
         kill9("pcn-core")
         try ping(2)
         try start("pcn-core", ["--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path])
         try ping(1)
-        try await eventually(timeout: 30) { (try? await self.arrayValue("ingress-metrics", "icmp_packets")) == kept + 7 }
+        try await eventually(timeout: 30) { await self.arrayValueWhenBack("ingress-metrics", "icmp_packets") == kept + 7 }
         let repliesNow = try await arrayValue("egress-metrics", "echo_replies")
         XCTAssertEqual(repliesNow, 5 + 3 + 2 + 2 + 2 + 2 + 1, "every echo reply, across both restarts")
     }

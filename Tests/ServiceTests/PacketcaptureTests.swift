@@ -17,9 +17,19 @@ final class PacketcaptureTests: ServiceStackTestCase {
     private func read(_ file: String) throws -> (lines: [String], lengths: [String]) {
         let dump = try runCommand("/usr/bin/tcpdump", ["-r", file, "-n", "-tt"])
         XCTAssertEqual(dump.status, 0, dump.stderr)
+        return try lengths(file, dump.stdout)
+    }
+
+    /// The number of packets in `file`, nil while it cannot be read whole (being written): for `eventually`.
+    private func count(_ file: String) -> Int? {
+        guard let dump = try? runCommand("/usr/bin/tcpdump", ["-r", file, "-n"]), dump.status == 0 else { return nil }
+        return dump.stdout.split(separator: "\n").count
+    }
+
+    private func lengths(_ file: String, _ lines: String) throws -> (lines: [String], lengths: [String]) {
         let shark = try runCommand("/usr/bin/tshark", ["-r", file, "-T", "fields", "-e", "frame.len", "-e", "frame.cap_len"])
         XCTAssertEqual(shark.status, 0, shark.stderr)
-        return (dump.stdout.split(separator: "\n").map(String.init), shark.stdout.split(separator: "\n").map(String.init))
+        return (lines.split(separator: "\n").map(String.init), shark.stdout.split(separator: "\n").map(String.init))
     }
 
     private func stats(_ cube: String) async throws -> [String: Any] {
@@ -117,7 +127,7 @@ final class PacketcaptureTests: ServiceStackTestCase {
         kill9("cube-host/packetcapture")
         XCTAssertTrue(try network.ping(from: hosts[0].namespace, to: hosts[1].address, count: 2), "capture is down, forwarding is not")
         try startCubeHost("packetcapture")
-        try await eventually(timeout: 20) { (try? self.read(file).lines.count) == 5 }
+        try await eventually(timeout: 20) { self.count(file) == 5 }
         lines = try read(file).lines
         XCTAssertTrue(lines.allSatisfy { $0.contains("ICMP echo request") }, "\(lines)")
 
@@ -143,7 +153,7 @@ final class PacketcaptureTests: ServiceStackTestCase {
         let metrics = try await rest.call("GET", "/metrics").text
         XCTAssertTrue(metrics.contains(#"packetcapture_lost_packets_total{cube="pc2",service="packetcapture"} \#(lost)"#), metrics)
         // The file: the 3 from before the restart, and all captured since (the 2 from the ring among them).
-        try await eventually(timeout: 20) { (try? self.read(file).lines.count) == 3 + captured }
+        try await eventually(timeout: 20) { self.count(file) == 3 + captured }
         XCTAssertTrue(try network.ping(from: hosts[0].namespace, to: hosts[1].address, count: 2))
     }
 }

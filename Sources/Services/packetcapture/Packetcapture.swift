@@ -137,6 +137,7 @@ final class CaptureSession: @unchecked Sendable {
     private var snaplen = UInt32(PACKETCAPTURE_MAX_BYTES)
     private var recent = RecordBuffer(maxRecords: 65_536, maxBytes: 32 << 20)
     private var captured: UInt64 = 0
+    private var unflushed: UInt64 = 0
     private var streamDropped: UInt64 = 0
 
     private var reading = false
@@ -164,7 +165,7 @@ final class CaptureSession: @unchecked Sendable {
         record.reserveCapacity(16 + kept)
         PcapFormat.appendRecord(timestampNanoseconds: timestamp, length: header.packet_len, bytes: data, to: &record)
         lock.withLock {
-            captured += 1
+            unflushed += 1
             file?.write(timestampNanoseconds: timestamp, length: header.packet_len, bytes: data)
             recent.append(record)
         }
@@ -180,8 +181,14 @@ final class CaptureSession: @unchecked Sendable {
         return realNs &- monoNs
     }
 
+    /// After each batch: the file flushed, then the batch counted, so a count read says what the
+    /// file holds.
     private func flush() {
-        lock.withLock { file?.flush() }
+        lock.withLock {
+            file?.flush()
+            captured += unflushed
+            unflushed = 0
+        }
     }
 
     func setSnaplen(_ value: UInt32) {
