@@ -138,8 +138,8 @@ public final class BPFMap: @unchecked Sendable {
     /// pops it). nil when absent or empty.
     public func values(at key: [UInt8]?, andDelete: Bool = false) throws(BPFError) -> [[UInt8]]? {
         let slots = isPerCPU ? Self.possibleCPUs : 1
-        let stride = isPerCPU ? (valueSize + 7) & ~7 : valueSize
-        var raw = [UInt8](repeating: 0, count: max(1, stride * slots))
+        let stride = valueBytes / slots
+        var raw = [UInt8](repeating: 0, count: max(1, valueBytes))
         let result = raw.withUnsafeMutableBytes { v in
             key.map { key in
                 key.withUnsafeBytes { k in andDelete ? bpf_map_lookup_and_delete_elem(fd, k.baseAddress, v.baseAddress) : bpf_map_lookup_elem(fd, k.baseAddress, v.baseAddress) }
@@ -155,10 +155,7 @@ public final class BPFMap: @unchecked Sendable {
 
     /// Sets the value under `key` to zeros (every CPU's, for a per-CPU map).
     public func zero(key: [UInt8]) throws(BPFError) {
-        let size = isPerCPU ? ((valueSize + 7) & ~7) * Self.possibleCPUs : valueSize
-        let zeros = [UInt8](repeating: 0, count: size)
-        let result = key.withUnsafeBytes { k in zeros.withUnsafeBytes { v in bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, UInt64(BPF_ANY)) } }
-        try BPFError.check(result, "zero an entry of map '\(name)'")
+        try update(key: key, value: [UInt8](repeating: 0, count: valueBytes))
     }
 
     /// The JSON the kernel's BTF gives for the key and value types (nil: the map has no BTF); see

@@ -189,7 +189,7 @@ public struct CubeStateQuery: CubeHostCall {
 /// The next chunk of the byte stream a node of a cube names (polycube-base's `stream`): `path` the
 /// node's segments below the cube, `from` the cursor an earlier chunk returned (nil: from now on).
 /// The answer: `header` (base64; what a reader writes once, before any data), `data` (base64, at
-/// most `limit` bytes), `next` (the cursor to continue from), `packets` in `data` and `dropped`
+/// most `limit` bytes), `next` (the cursor to continue from), `records` in `data` and `dropped`
 /// (records that turned over before this reader got them).
 public struct CubeStreamRead: CubeHostCall {
     public typealias Answer = JSONObjectAnswer

@@ -45,7 +45,7 @@ public final class Cube<Config> {
     var node: UInt32 = 0
     var tables: [String: BPFMap] = [:]
     var outbox: [Outgoing] = []
-    /// The datapath code a binding asked for, and what pcn-core runs (`.unknown` until this host loaded it).
+    /// The datapath code a binding asked for, and what this host last had pcn-core run (nil: nothing yet).
     var wantedCode: DatapathCode?
     var loadedCode: DatapathCode?
 
@@ -67,9 +67,6 @@ public final class Cube<Config> {
     }
 
     var layouts: [String: (key: TableLayout?, value: TableLayout?)] = [:]
-
-    /// The names of the cube's tables (those of its µCubes as `private/<program>-<index>/<table>`).
-    public var tableNames: [String] { tables.keys.sorted() }
 
     /// A table's key and value types from its BTF (nil where it has none).
     public func layout(of table: String) -> (key: TableLayout?, value: TableLayout?) {

@@ -189,10 +189,12 @@ actor ConfigEngine {
     /// per cube, read from the cube-hosts' state now.
     func serviceMetricsTexts() async -> [(service: String, cube: String, text: String)] {
         var out: [(service: String, cube: String, text: String)] = []
+        var coreCubes: [CubeDescription]?  // asked once, and only if some model has such a leaf
         for service in tops.keys.sorted() {
             guard let leaf = tops[service]?.children.first(where: { $0.metricsText && $0.kind == .leaf })?.name else { continue }
+            if coreCubes == nil { coreCubes = (try? await core.cubes(timeout: .seconds(5))) ?? [] }
             for cube in (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap({ $0 as? [String: Any] }) {
-                let merged = await withState(cube, service: service)
+                let merged = await withState(cube, service: service, coreCubes: coreCubes)
                 if let text = merged[leaf] as? String, let name = cube["name"] as? String { out.append((service, name, text)) }
             }
         }
