@@ -30,11 +30,28 @@ extension ConfigEngine {
         try store.commit(store.document, changed: [], attachments: attachments)
     }
 
-    func detach(_ cube: String) async throws {
-        try await exclusively { try await detachNow(cube) }
+    /// Detaches `cube`; with `from` (Polycube's `detach CUBE PORT`), only if that is where it is attached.
+    func detach(_ cube: String, from: String? = nil) async throws {
+        try await exclusively { try await detachNow(cube, from: from) }
     }
 
-    func detachNow(_ cube: String) async throws {
+    func detachNow(_ cube: String, from: String? = nil) async throws {
+        if let from {
+            let parent: String?
+            do {
+                guard let found = try await core.cubes().first(where: { $0.name == cube }) else {
+                    throw RestFailure(404, tag: "data-missing", "cube '\(cube)' does not exist")
+                }
+                parent = found.parent
+            } catch let failure as RestFailure {
+                throw failure
+            } catch {
+                throw RestFailure(core: error)
+            }
+            guard parent == from else {
+                throw RestFailure(409, tag: "data-missing", parent.map { "'\(cube)' is attached to \($0), not to \(from)" } ?? "'\(cube)' is not attached (asked to detach it from \(from))")
+            }
+        }
         do {
             _ = try await core.call(CubeDetach(name: cube))
         } catch {

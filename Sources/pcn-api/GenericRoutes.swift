@@ -21,6 +21,15 @@ struct GenericRoutes: Sendable {
                 try JSONEncoder().encode(Topology(cubes: try await core.cubes(), netdevs: try await core.call(NetdevChains(), timeout: .seconds(10))))
             }
         }
+        v1.get("topology/:netdev") { _, context -> Response in
+            await run {
+                let name = context.parameters.get("netdev") ?? ""
+                guard FileManager.default.fileExists(atPath: "/sys/class/net/\(name)") else {
+                    throw RestFailure(404, tag: "data-missing", "no netdev '\(name)' on this machine")
+                }
+                return await proxy { try JSONText.data(try await netdevTopology(name)) }
+            }
+        }
         v1.get("netdevs") { _, _ in Self.json((try? JSONText.data(Self.netdevs())) ?? Data("[]".utf8)) }
         v1.post("connect") { request, _ in await link(request, connect: true) }
         v1.post("disconnect") { request, _ in await link(request, connect: false) }
@@ -35,10 +44,20 @@ struct GenericRoutes: Sendable {
             await run {
                 let body = try await Self.object(request)
                 guard let cube = body["cube"] as? String else { throw RestFailure(400, tag: "missing-element", "detach needs {\"cube\": name}") }
-                try await engine.detach(cube)
+                try await engine.detach(cube, from: body["port"] as? String)
                 return Response(status: .noContent)
             }
         }
+    }
+
+    /// What `netdev`'s packets go through, as Polycube's `topology show NETDEV` prints it: ingress
+    /// from the wire through the transparent cubes to the cube port it is the peer of (or the host's
+    /// stack); egress the same cubes the other way.
+    private func netdevTopology(_ netdev: String) async throws -> [String: Any] {
+        let chain = try await core.call(NetdevChains(), timeout: .seconds(10))[netdev] ?? []
+        let peer = try await core.cubes().lazy.flatMap { cube in cube.ports.filter { $0.peer == netdev }.map { "\(cube.name):\($0.name)" } }.first
+        let end = peer ?? "stack"
+        return ["name": netdev, "peer": peer ?? "", "ingress": chain + [end], "egress": chain.reversed() + [end]]
     }
 
     /// `connect {peer1, peer2}`: a cube port with a netdev or another cube's port (the link is set on

@@ -4,20 +4,46 @@ import IPC
 import PCNProtocol
 import NIOCore
 
-/// `GET /polycube/v1/metrics`: OpenMetrics text of every cube's counters, read from pcn-core.
+/// `GET /polycube/v1/metrics`: every cube's counters, read from pcn-core, as OpenMetrics when the
+/// client's `Accept` asks for it (a Prometheus server does), else as Prometheus text 0.0.4 (curl,
+/// `promtool check metrics`, older scrapers).
 struct MetricsRoute: Sendable {
     let core: CoreClient
     let engine: ConfigEngine
 
-    func handle() async -> Response {
+    enum Format {
+        case openMetrics, text004
+
+        init(accept: [String]) {
+            self = accept.contains { $0.lowercased().contains("application/openmetrics-text") } ? .openMetrics : .text004
+        }
+
+        var contentType: String {
+            switch self {
+            case .openMetrics: return "application/openmetrics-text; version=1.0.0; charset=utf-8"
+            case .text004: return "text/plain; version=0.0.4; charset=utf-8"
+            }
+        }
+    }
+
+    /// One metric family: `name` without the `_total` its counter samples carry.
+    struct Family {
+        var name: String
+        var type: String
+        var help: String
+        var samples: [String]
+    }
+
+    func handle(accept: [String]) async -> Response {
         do {
             var stats: [(CubeDescription, CubeStats)] = []
             for cube in try await core.cubes() {
                 stats.append((cube, try await core.call(CubeStatsQuery(name: cube.name), timeout: .seconds(10))))
             }
-            let text = Self.render(stats, services: await engine.serviceMetrics(), texts: await engine.serviceMetricsTexts())
-            return Response(status: .ok, headers: [.contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8"],
-                            body: .init(byteBuffer: ByteBuffer(string: text)))
+            let format = Format(accept: accept)
+            let families = Self.families(stats, services: await engine.serviceMetrics(), texts: await engine.serviceMetricsTexts())
+            return Response(status: .ok, headers: [.contentType: format.contentType],
+                            body: .init(byteBuffer: ByteBuffer(string: Self.render(families, as: format))))
         } catch {
             return RestError.response(RestFailure(core: error))
         }
@@ -27,15 +53,31 @@ struct MetricsRoute: Sendable {
         value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     }
 
-    private static func render(_ stats: [(CubeDescription, CubeStats)],
-                               services: [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])],
-                               texts: [(service: String, cube: String, text: String)]) -> String {
+    /// The two formats differ only in the comment lines: Prometheus text names a counter family
+    /// by its samples' name (`x_total`), calls `unknown` `untyped`, and has no `# EOF`.
+    static func render(_ families: [Family], as format: Format) -> String {
         var out: [String] = []
-        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+        for family in families {
+            var name = family.name, type = family.type
+            if format == .text004 {
+                if type == "counter" { name += "_total" }
+                if type == "unknown" { type = "untyped" }
+            }
             out.append("# TYPE \(name) \(type)")
-            out.append("# HELP \(name) \(help)")
+            if !family.help.isEmpty { out.append("# HELP \(name) \(family.help)") }
+            out.append(contentsOf: family.samples)
+        }
+        if format == .openMetrics { out.append("# EOF") }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    private static func families(_ stats: [(CubeDescription, CubeStats)],
+                                 services: [(metric: ServiceMetric, samples: [(cube: String, labels: [(String, String)], value: String)])],
+                                 texts: [(service: String, cube: String, text: String)]) -> [Family] {
+        var out: [Family] = []
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
             let suffix = type == "counter" ? "_total" : ""
-            for (labels, value) in samples { out.append("\(name)\(suffix){\(labels)} \(value)") }
+            out.append(Family(name: name, type: type, help: help, samples: samples.map { "\(name)\(suffix){\($0.0)} \($0.1)" }))
         }
         func cube(_ c: CubeDescription) -> String { "cube=\"\(label(c.name))\",service=\"\(label(c.service))\"" }
         family("pcn_cube_rx_packets", "counter", "Packets the cube received (all ports).", stats.map { (cube($0.0), "\($0.1.rxPackets)") })
@@ -89,11 +131,8 @@ struct MetricsRoute: Sendable {
         }
         for name in order {
             let family = families[name]!
-            out.append("# TYPE \(name) \(family.type)")
-            if !family.help.isEmpty { out.append("# HELP \(name) \(family.help)") }
-            out.append(contentsOf: family.samples)
+            out.append(Family(name: name, type: family.type, help: family.help, samples: family.samples))
         }
-        out.append("# EOF")
-        return out.joined(separator: "\n") + "\n"
+        return out
     }
 }

@@ -48,7 +48,7 @@ struct RestRoutes: Sendable {
             let body = try await request.collectBody(upTo: 16 << 20)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
         }
-        v1.get("metrics") { _, _ in await MetricsRoute(core: core, engine: services.engine).handle() }
+        v1.get("metrics") { request, _ in await MetricsRoute(core: core, engine: services.engine).handle(accept: request.headers[values: .accept]) }
         v1.get("schema/**") { request, _ in
             let rest = request.uri.path.components(separatedBy: "/polycube/v1/schema/").last ?? ""
             return await services.schema(segments: rest.split(separator: "/").map(String.init))

@@ -29,6 +29,50 @@ struct APIClient {
         return node?["kind"] as? String == "action"
     }
 
+    /// Where `service cube words...` is in the service's model: the member names from the
+    /// service down (list keys left out) and whether the words stop at a whole list (no entry key).
+    func schemaPosition(_ path: [String]) async -> (members: [String], wholeList: Bool)? {
+        guard path.count >= 2, !Self.genericPaths.contains(path[0]) else { return nil }
+        var members: [String] = []
+        var pendingKeys = 0, wholeList = false
+        var node = (try? await getJSON("schema/" + path[0])) as? [String: Any]
+        for word in path.dropFirst(2) {
+            if pendingKeys > 0 { pendingKeys -= 1; wholeList = false; continue }
+            let children = node?["children"] as? [[String: Any]] ?? []
+            guard let child = children.first(where: { $0["name"] as? String == word }) else { return nil }
+            members.append(word)
+            node = ((try? await getJSON("schema/" + ([path[0]] + members).joined(separator: "/"))) as? [String: Any]) ?? child
+            wholeList = child["kind"] as? String == "list"
+            pendingKeys = wholeList ? (child["keys"] as? [String])?.count ?? 1 : 0
+        }
+        return (members, wholeList)
+    }
+
+    /// True if `path` names a list of the model, not one of its entries.
+    func isWholeList(_ path: [String]) async -> Bool {
+        await schemaPosition(path)?.wholeList ?? false
+    }
+
+    /// The model's member order for `value` shown at `path` and each container and list inside it,
+    /// keyed by the member names below the shown node.
+    func memberOrder(_ path: [String], value: Any) async -> [[String]: [String]] {
+        guard let position = await schemaPosition(path) else { return [:] }
+        var order: [[String]: [String]] = [:]
+        var pending: [([String], Any)] = [([], value)]
+        while let (relative, item) = pending.popLast() {
+            var objects: [[String: Any]] = []
+            if let object = item as? [String: Any] { objects = [object] }
+            if let list = item as? [Any] { objects = list.compactMap { $0 as? [String: Any] } }
+            guard !objects.isEmpty, order[relative] == nil else { continue }
+            let schema = (try? await getJSON("schema/" + ([path[0]] + position.members + relative).joined(separator: "/"))) as? [String: Any]
+            order[relative] = (schema?["children"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+            for object in objects {
+                for (key, inner) in object where inner is [String: Any] || inner is [Any] { pending.append((relative + [key], inner)) }
+            }
+        }
+        return order
+    }
+
     /// The content type of the stream `service cube member...` names (polycube-base's `stream`), if any.
     func streamType(_ path: [String]) async -> String? {
         guard path.count >= 3, !Self.genericPaths.contains(path[0]) else { return nil }

@@ -34,8 +34,9 @@ struct CommandLineRequest {
                 body["cube"] = positional[0]
                 body["port"] = positional[1]
             default:
-                guard positional.count == 1 else { throw CommandFailure(message: "usage: pcnctl detach CUBE", code: 64) }
+                guard (1...2).contains(positional.count) else { throw CommandFailure(message: "usage: pcnctl detach CUBE [CUBE:PORT|NETDEV]", code: 64) }
                 body["cube"] = positional[0]
+                if positional.count == 2 { body["port"] = positional[1] }
             }
             method = "POST"
             path = [command]

@@ -33,12 +33,14 @@ struct Pcnctl: AsyncParsableCommand {
               pcnctl router add r1 type=TC          create cube r1 of service router
               pcnctl r1 ports add p1 peer=veth1     add a port (the cube's service is found for you)
               pcnctl r1 ports p1 set peer=veth2     change it
-              pcnctl r1 show                        show the cube (-json, -yaml, -brief)
+              pcnctl r1 show                        show the cube (polycubectl's layout; -json, -yaml, -brief)
+              pcnctl topology show veth1            the chains a netdev's packets go through
+              pcnctl ?   pcnctl r1 ports ?          what can follow (exit 0 once pcn-api answers)
               pcnctl r1 del                         delete it
               pcnctl connect r1:p1 r2:p1            link two ports (or a port and a netdev)
               pcnctl disconnect r1:p1
               pcnctl attach fw1 r1:p1 position=first     (or before=X, after=X; auto by default)
-              pcnctl detach fw1
+              pcnctl detach fw1 [r1:p1]
               pcnctl topology | cubes | netdevs | services | bus | version
               pcnctl logs [CUBE] [--follow] [--level L] [--tail N]
               pcnctl pc1 capture [count=N] [seconds=T] | tcpdump -r -    a stream (pcap) on stdout
@@ -64,10 +66,11 @@ struct Pcnctl: AsyncParsableCommand {
         let settings = try ClientSettings(url: url, cacert: cacert, tokenFile: tokenFile)
         let client = APIClient(base: settings.url, caFile: settings.caFile, token: try settings.token())
         var words = self.words
-        var output = OutputFormat.pretty
+        var output = OutputFormat.text
         words.removeAll { word in
             switch word {
             case "-json", "--json": output = .json; return true
+            case "-pretty", "--pretty": output = .pretty; return true
             case "-yaml", "--yaml": output = .yaml; return true
             case "-brief", "--brief": output = .brief; return true
             default: return false
@@ -85,6 +88,13 @@ struct Pcnctl: AsyncParsableCommand {
             return
         default:
             break
+        }
+        if words.last == "?" {
+            // polycubectl's `?`: what can follow. Scripts poll `pcnctl ?` until pcn-api answers, so
+            // an unreachable pcn-api is an error (69), not an empty list.
+            _ = try await client.getJSON("version")
+            for candidate in await Completion.candidates(Array(words.dropLast()), client: client) { print(candidate) }
+            return
         }
         if words.last == "help" || words.last == "-h" || words.last == "--help" {
             print(try await Help.text(for: Array(words.dropLast()), client: client))
@@ -105,11 +115,26 @@ struct Pcnctl: AsyncParsableCommand {
             if request.body == nil { request.body = [String: Any]() }
         }
         let (status, body) = try await client.send(request)
-        if (200..<300).contains(status) {
-            if !body.isEmpty { print(Render.output(body, format: output)) }
-        } else {
+        guard (200..<300).contains(status) else {
+            // An empty list shows as nothing, as in polycubectl (pcn-api answers 404: no such node).
+            if status == 404, request.method == "GET", await client.isWholeList(request.path) { return }
             throw CommandFailure(message: Render.error(status: status, body: body), code: 1)
         }
+        guard !body.isEmpty else { return }
+        if output == .text, let value = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) {
+            if request.path.count == 2, request.path[0] == "topology", let chains = value as? [String: Any] {
+                // Polycube's `topology show NETDEV`.
+                for direction in ["ingress", "egress"] {
+                    print("\(direction) service chain: " + (chains[direction] as? [String] ?? []).joined(separator: " ---> "))
+                }
+                return
+            }
+            let order = await client.memberOrder(request.path, value: value)
+            let text = TextLayout(order: { order[$0] ?? ["name"] }).render(value)
+            if !text.isEmpty { print(text) }
+            return
+        }
+        print(Render.output(body, format: output))
     }
 
     /// A YAML or JSON document on standard input, when it is not a terminal.
@@ -125,7 +150,8 @@ struct Pcnctl: AsyncParsableCommand {
     }
 }
 
-enum OutputFormat { case pretty, json, yaml, brief }
+/// `text`: polycubectl's layout (TextLayout); `json`/`pretty`: the answer as JSON.
+enum OutputFormat { case text, pretty, json, yaml, brief }
 
 struct CommandFailure: Error {
     let message: String

@@ -334,8 +334,23 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(x1?["parent"] as? String, "t1:p1")
         let stored = try String(contentsOfFile: directory + "/state/datastore.json", encoding: .utf8)
         XCTAssertTrue(stored.contains(#""to":"t1:p1""#), stored)
-        let detached = try await call("POST", "/detach", #"{"cube":"x1"}"#)
+        // Polycube's `detach CUBE PORT`: only from where it is attached.
+        let elsewhere = try await call("POST", "/detach", #"{"cube":"x1","port":"t2:p1"}"#)
+        XCTAssertEqual(elsewhere.status, 409)
+        XCTAssertEqual(elsewhere.errors.first?["error-message"], "'x1' is attached to t1:p1, not to t2:p1")
+        let parent = try await coreCubes().first { $0["name"] as? String == "x1" }?["parent"] as? String
+        XCTAssertEqual(parent, "t1:p1", "a refused detach changes nothing")
+        let detached = try await call("POST", "/detach", #"{"cube":"x1","port":"t1:p1"}"#)
         XCTAssertEqual(detached.status, 204)
+        let again = try await call("POST", "/detach", #"{"cube":"x1","port":"t1:p1"}"#)
+        XCTAssertEqual(again.status, 409)
+        XCTAssertEqual(again.errors.first?["error-message"], "'x1' is not attached (asked to detach it from t1:p1)")
+        // A netdev's chains: nothing attached to lo, so its packets go to the stack.
+        let lo = try await call("GET", "/topology/lo").json as? [String: Any]
+        XCTAssertEqual(lo?["ingress"] as? [String], ["stack"])
+        XCTAssertEqual(lo?["egress"] as? [String], ["stack"])
+        let missing = try await call("GET", "/topology/nosuchdev0")
+        XCTAssertEqual(missing.status, 404)
         cubes = try await coreCubes()
         XCTAssertNil(cubes.first { $0["name"] as? String == "x1" }?["parent"] as? String)
         let netdevs = try await call("GET", "/netdevs").json as? [[String: Any]]
@@ -381,7 +396,25 @@ final class RestTests: XCTestCase {
         // A YAML body on standard input.
         result = try pcnctl(["t1", "set"], input: "mtu: 1500\nmode: drop\n")
         XCTAssertEqual(result.status, 0, result.stderr)
-        XCTAssertEqual(try pcnctl(["t1", "mode", "show"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\"DROP\"")
+        // polycubectl's text layout: a leaf bare, a cube as `key: value` lines and tables.
+        XCTAssertEqual(try pcnctl(["t1", "mode", "show"]).stdout, "DROP\n")
+        result = try pcnctl(["t1", "show"])
+        XCTAssertTrue(result.stdout.hasPrefix("name: t1\n"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("\nports:\n name  status"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("limits:\n rate: 10\n"), result.stdout)
+        // An empty list prints nothing, exit 0; a missing entry is still an error.
+        result = try pcnctl(["t1", "rules", "show"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout, "")
+        XCTAssertEqual(try pcnctl(["t1", "rules", "9", "show"]).status, 1)
+        // `?`: what can follow, exit 0 while pcn-api answers, 69 when it does not.
+        result = try pcnctl(["?"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(result.stdout.split(separator: "\n").contains("testfwd"), result.stdout)
+        result = try pcnctl(["t1", "?"])
+        XCTAssertTrue(result.stdout.split(separator: "\n").contains("mtu"), result.stdout)
+        result = try runCommand(productsDirectory.appendingPathComponent("pcnctl").path, ["--url", "http://127.0.0.1:1", "?"])
+        XCTAssertEqual(result.status, 69, result.stderr)
 
         // Help from the model, completion.
         result = try pcnctl(["testfwd", "help"])
@@ -414,6 +447,8 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(created.status, 201)
         var request = URLRequest(url: URL(string: base + "/metrics")!)
         request.httpMethod = "GET"
+        // As a Prometheus server asks.
+        request.setValue("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1", forHTTPHeaderField: "Accept")
         let (data, response) = try await URLSession.shared.data(for: request)
         XCTAssertTrue(((response as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Type") ?? "").hasPrefix("application/openmetrics-text"))
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
@@ -434,6 +469,23 @@ final class RestTests: XCTestCase {
         let again = String(decoding: try await URLSession.shared.data(for: request).0, as: UTF8.self)
         XCTAssertTrue(again.contains(#"testfwd_rules{cube="t1",service="testfwd"} 2"#), again)
         XCTAssertTrue(again.contains("# HELP testfwd_rules Entries of list testfwd:rules"), "without help-metric nor description: \(again)")
+
+        // Without that Accept (curl, promtool): Prometheus text 0.0.4, counters named by their samples.
+        let (plainData, plainResponse) = try await URLSession.shared.data(from: URL(string: base + "/metrics")!)
+        XCTAssertEqual((plainResponse as? HTTPURLResponse)?.value(forHTTPHeaderField: "Content-Type"), "text/plain; version=0.0.4; charset=utf-8")
+        let plain = String(decoding: plainData, as: UTF8.self).split(separator: "\n").map(String.init)
+        XCTAssertFalse(plain.contains("# EOF"))
+        XCTAssertTrue(plain.contains("# TYPE pcn_port_rx_packets_total counter"), "\(plain)")
+        XCTAssertTrue(plain.contains("# HELP testfwd_hits_total Packets the test cube saw."), "\(plain)")
+        XCTAssertTrue(plain.contains("# TYPE pcn_cube_slow_path_queue_depth gauge"), "\(plain)")
+        XCTAssertTrue(plain.contains(#"testfwd_hits_total{cube="t1",service="testfwd"} 42"#), "\(plain)")
+        // Every sample line belongs to the family its TYPE line names, as the text format requires.
+        var family = ""
+        for line in plain {
+            if line.hasPrefix("# TYPE ") { family = String(line.split(separator: " ")[2]); continue }
+            if line.hasPrefix("#") { continue }
+            XCTAssertEqual(String(line.prefix { $0 != "{" && $0 != " " }), family, line)
+        }
     }
 
     /// A model whose metric declarations are wrong is refused at registration, with every problem named.

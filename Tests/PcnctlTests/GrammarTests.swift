@@ -37,6 +37,8 @@ final class GrammarTests: XCTestCase {
         XCTAssertEqual(body(r), ["peer1": "r1:p1", "peer2": "r2:p1"])
         r = try request("attach fw1 r1:p1 position=first")
         XCTAssertEqual(body(r), ["cube": "fw1", "port": "r1:p1", "position": "first"])
+        r = try request("detach fw1 r1:p1")
+        XCTAssertEqual(body(r), ["cube": "fw1", "port": "r1:p1"])
         r = try request("detach fw1")
         XCTAssertEqual(body(r), ["cube": "fw1"])
         r = try request("disconnect r1:p1")
@@ -54,5 +56,56 @@ final class GrammarTests: XCTestCase {
                 XCTAssertTrue(failure?.message.contains(words) == true, "\(line): \(failure?.message ?? "?")")
             }
         }
+    }
+
+    /// polycubectl's text layout, exactly, for a router with two ports (one with secondary
+    /// addresses), routes and an ARP table, members in the model's order.
+    func testTextLayoutOfARouter() throws {
+        let json = #"""
+        {"arp-table":[{"address":"10.0.1.1","interface":"p1","mac":"82:8e:ee:a1:dd:b7","type":"DYNAMIC"},
+                      {"address":"10.0.2.1","interface":"p2","mac":"56:e3:a2:8e:8a:a9","type":"STATIC"}],
+         "loglevel":"INFO","name":"r1","service-name":"router","type":"TC","shadow":false,
+         "ports":[{"ip":"10.0.1.254/24","mac":"02:2e:3f:22:e2:a1","name":"p1","peer":"veth1","status":"UP",
+                   "secondaryip":[{"ip":"10.1.0.1/30"},{"ip":"10.1.0.5/30"}]},
+                  {"ip":"10.0.2.254/24","mac":"02:7b:3d:22:e2:a1","name":"to_veth2","peer":"veth2","status":"UP"}],
+         "route":[{"interface":"p1","network":"10.0.1.0/24","nexthop":"local","pathcost":0},
+                  {"interface":"p2","network":"0.0.0.0/0","nexthop":"10.0.2.1","pathcost":5}]}
+        """#
+        let model: [[String]: [String]] = [
+            []: ["name", "uuid", "type", "loglevel", "service-name", "shadow", "ports", "route", "arp-table"],
+            ["ports"]: ["name", "uuid", "status", "peer", "ip", "secondaryip", "mac"],
+            ["ports", "secondaryip"]: ["ip"],
+            ["route"]: ["network", "nexthop", "interface", "pathcost"],
+            ["arp-table"]: ["address", "mac", "interface"],
+        ]
+        let value = try JSONSerialization.jsonObject(with: Data(json.utf8))
+        XCTAssertEqual(TextLayout(order: { model[$0] ?? [] }).render(value), """
+            name: r1
+            type: TC
+            loglevel: INFO
+            service-name: router
+            shadow: false
+
+            ports:
+             name      status  peer   ip             ip (secondaryip)  mac
+             p1        UP      veth1  10.0.1.254/24  10.1.0.1/30       02:2e:3f:22:e2:a1
+                                                     10.1.0.5/30
+             to_veth2  UP      veth2  10.0.2.254/24                    02:7b:3d:22:e2:a1
+
+            route:
+             network      nexthop   interface  pathcost
+             10.0.1.0/24  local     p1         0
+             0.0.0.0/0    10.0.2.1  p2         5
+
+            arp-table:
+             address   mac                interface  type
+             10.0.1.1  82:8e:ee:a1:dd:b7  p1         DYNAMIC
+             10.0.2.1  56:e3:a2:8e:8a:a9  p2         STATIC
+            """)
+        // A list shown alone is its table; a leaf its bare value; a leaf-list one value a line.
+        let ports = try JSONSerialization.jsonObject(with: Data(#"[{"name":"p1","peer":"veth1"},{"name":"p2"}]"#.utf8))
+        XCTAssertEqual(TextLayout(order: { _ in ["name", "peer"] }).render(ports), "name  peer\np1    veth1\np2")
+        XCTAssertEqual(TextLayout(order: { _ in [] }).render("veth1"), "veth1")
+        XCTAssertEqual(TextLayout(order: { _ in [] }).render(["a", "b"]), "a\nb")
     }
 }

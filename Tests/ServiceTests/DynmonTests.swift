@@ -172,7 +172,7 @@ final class DynmonTests: ServiceStackTestCase {
         for line in [#"icmp_packets_total{cube="d1",service="dynmon",site="lab",index="0"} 5"#,
                      #"icmp_by_source_total{cube="d1",service="dynmon",saddr="\#(source)",value="bytes"} 490"#,
                      #"icmp_by_source_total{cube="d1",service="dynmon",saddr="\#(source)",value="packets"} 5"#,
-                     #"echo_replies{cube="d1",service="dynmon",index="0"} 5"#, "# TYPE icmp_packets counter", "# HELP icmp_packets ICMP packets in"] {
+                     #"echo_replies{cube="d1",service="dynmon",index="0"} 5"#, "# TYPE icmp_packets_total counter", "# HELP icmp_packets_total ICMP packets in"] {
             XCTAssertTrue(metrics.contains(line), "\(line) in:\n\(metrics)")
         }
 
