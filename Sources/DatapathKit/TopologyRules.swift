@@ -56,13 +56,12 @@ extension Topology {
         if case .cube(let otherName, let otherPort) = peer { setPeer(.cube(name, portName), cube: otherName, port: otherPort) }
     }
 
-    /// Removes a port (releasing the other end of its link). Refused while transparent cubes are on it.
+    /// Removes a port (releasing the other end of its link). Its transparent cubes are detached and
+    /// stay, unattached, as Polycube does.
     mutating func removePort(cube name: String, port portName: String) throws {
         let cube = try standard(name)
         guard let port = cube.port(portName) else { throw DatapathError("cube '\(name)' has no port '\(portName)'") }
-        guard port.tcubes.isEmpty else {
-            throw DatapathError("port \(name):\(portName) has transparent cubes (\(port.tcubes.joined(separator: ", "))): detach them first")
-        }
+        for tcube in port.tcubes { cubes[tcube]?.parent = nil }
         link(.none, cube: name, port: portName)
         cubes[name]!.ports.removeAll { $0.name == portName }
     }
@@ -80,13 +79,13 @@ extension Topology {
         return index
     }
 
-    /// Removes a cube with its links. Refused while transparent cubes are on its ports.
+    /// Removes a cube with its links; the transparent cubes on its ports are detached and stay.
     mutating func destroy(cube name: String) throws {
         let cube = try existing(name)
-        for port in cube.ports where !port.tcubes.isEmpty {
-            throw DatapathError("cube '\(name)' port '\(port.name)' has transparent cubes (\(port.tcubes.joined(separator: ", "))): detach them first")
+        for port in cube.ports {
+            for tcube in port.tcubes { cubes[tcube]?.parent = nil }
+            link(.none, cube: name, port: port.name)
         }
-        for port in cube.ports { link(.none, cube: name, port: port.name) }
         if let parent = cube.parent {
             setChain(chain(at: parent).filter { $0 != name }, at: parent)
         }

@@ -155,8 +155,26 @@ extension ConfigEngine {
             try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
             throw RestFailure(500, tag: "operation-failed", "\(error)")
         }
+        forgetAttachments(toPortsOf: cubeName, old: oldCube, new: committedCube)
         // A POST always creates; a PUT creates when nothing was there.
         return method == .post || (method == .put && current == nil)
+    }
+
+    /// pcn-core detached the transparent cubes of the ports this write removed (they stay, as in
+    /// Polycube); their stored attachments go too, so a restart does not re-attach them.
+    private func forgetAttachments(toPortsOf cube: String, old: [String: Any]?, new: [String: Any]?) {
+        func ports(_ config: [String: Any]?) -> Set<String> {
+            Set((config?["ports"] as? [Any] ?? []).compactMap { ($0 as? [String: Any])?["name"] as? String })
+        }
+        let removed = ports(old).subtracting(ports(new)).map { "\(cube):\($0)" }
+        let kept = store.attachments.filter { !removed.contains($0["to"] ?? "") }
+        guard kept.count != store.attachments.count else { return }
+        do {
+            try store.commit(store.document, changed: [], attachments: kept)
+        } catch {
+            // pcn-core has them detached; a stale record is re-tried at replay and skipped there.
+            logger.error("cannot forget the attachments to removed ports", metadata: ["cube": "\(cube)", "error": "\(error)"])
+        }
     }
 
     static func cube(_ name: String, of member: String, in document: [String: Any]) -> [String: Any]? {

@@ -70,14 +70,23 @@ final class TopologyRulesTests: XCTestCase {
         XCTAssertEqual(topology.cubes["a"]?.port("p1")?.peer, .netdev("veth2"))
     }
 
-    func testDestroyUnlinksAndIsRefusedWithTransparentCubes() throws {
+    func testDestroyUnlinksAndDetachesTransparentCubes() throws {
         var topology = Topology()
         _ = try configure(&topology, "a", ports: [("p0", "veth1"), ("p1", "")])
         _ = try configure(&topology, "b", ports: [("p0", "a:p1")])
+        topology.cubes["d1"] = Topology.Cube(name: "d1", service: "ddosmitigator", type: .tc, transparent: true, node: 90)
+        topology.cubes["d1"]!.parent = .cube("b", "p0")
         topology.cubes["b"]!.ports[0].tcubes = ["d1"]
+        // As Polycube: the transparent cube is detached and stays.
         var copy = topology
-        XCTAssertThrowsError(try copy.destroy(cube: "b")) { XCTAssertTrue("\($0)".contains("has transparent cubes (d1)")) }
-        XCTAssertThrowsError(try copy.removePort(cube: "b", port: "p0")) { XCTAssertTrue("\($0)".contains("detach them first")) }
+        try copy.destroy(cube: "b")
+        XCTAssertNil(copy.cubes["b"])
+        XCTAssertNotNil(copy.cubes["d1"])
+        XCTAssertNil(copy.cubes["d1"]?.parent)
+        copy = topology
+        try copy.removePort(cube: "b", port: "p0")
+        XCTAssertNil(copy.cubes["d1"]?.parent)
+        XCTAssertEqual(copy.cubes["a"]?.port("p1")?.peer, Peer.none)
         try topology.destroy(cube: "a")
         XCTAssertNil(topology.cubes["a"])
         XCTAssertEqual(topology.cubes["b"]?.port("p0")?.peer, Peer.none, "the other end is released with the cube")

@@ -209,7 +209,6 @@ final class TransparentCubeTests: CoreTestCase {
         await expectFailure("cube.attach", ["cube": "x1", "to": veth2], containing: "the types must match")
         await expectFailure("port.add", ["cube": "t2", "port": "p0"], containing: "transparent cube")
         await expectFailure("port.set-peer", ["cube": "c1", "port": "p1", "peer": "t2:p0"], containing: "transparent cube")
-        await expectFailure("port.remove", ["cube": "c1", "port": "p0"], containing: "detach them first")
         await expectFailure("cube.detach", ["name": "t2"], containing: "not attached")
         await expectFailure("cube.reload", ["name": "t1", "index": "1", "code": "x"].json, containing: "index must be 0")
         // Code the compiler refuses for a transparent cube: nothing changes.

@@ -43,8 +43,7 @@ final class WritePathTests: ServiceStackTestCase {
             try network.exec(a.namespace, ["ping", "-c", "40", "-i", "0.1", "-W", "1", "10.72.0.2"])
         }
         let refusals: [(String, String, String?, Int)] = [
-            ("DELETE", "/helloworld/hw0", nil, 409),                                  // a transparent cube on p1
-            ("DELETE", "/helloworld/hw0/ports/p1", nil, 409),                         // the same, on the port
+            ("DELETE", "/helloworld/hw0/ports/p9", nil, 404),                         // no such port
             ("POST", "/helloworld/hw0/ports", #"{"name":"p3"}"#, 400),                 // the service: two ports at most
             ("PATCH", "/helloworld/hw0", #"{"loglevel":"LOUD"}"#, 400),               // the model
             ("PATCH", "/helloworld/hw0/ports/p2", #"{"peer":"nosuchdev0"}"#, 400),    // pcn-core: no such netdev
@@ -63,6 +62,39 @@ final class WritePathTests: ServiceStackTestCase {
         XCTAssertEqual(try programIDs(), programs, "a refused request swapped programs")
         let result = try await pings.value
         XCTAssertTrue(result.stdout.contains("40 packets transmitted, 40 received"), "pings were lost during the refusals: \(result.stdout)")
+
+        // As in Polycube: a port's peer changes under its transparent cube, which stays attached;
+        // deleting the port, or the cube, detaches the transparent cube, which stays.
+        let c = try network.host("c", address: "10.72.0.3/24")
+        try await must("PATCH", "/helloworld/hw0/ports/p2", #"{"peer":"\#(c.interface)"}"#)
+        try await must("PATCH", "/helloworld/hw0/ports/p1", #"{"peer":""}"#)
+        try await must("PATCH", "/helloworld/hw0/ports/p1", #"{"peer":"\#(a.interface)"}"#)
+        let kept = try await parent(of: "d1")
+        XCTAssertEqual(kept, "hw0:p1", "the attachment survives the peer changes")
+        XCTAssertTrue(try network.ping(from: a.namespace, to: "10.72.0.3", count: 1))
+        let portDeleted = try await rest.call("DELETE", "/helloworld/hw0/ports/p1")
+        XCTAssertEqual(portDeleted.status, 204, "\(portDeleted)")
+        let afterPort = try await parent(of: "d1")
+        XCTAssertNil(afterPort)
+        let stays = try await rest.call("GET", "/ddosmitigator/d1")
+        XCTAssertEqual(stays.status, 200, "the transparent cube stays")
+        try await must("POST", "/helloworld/hw0/ports", #"{"name":"p1","peer":"\#(a.interface)"}"#)
+        try await must("POST", "/attach", #"{"cube":"d1","port":"hw0:p1"}"#)
+        XCTAssertTrue(try network.ping(from: a.namespace, to: "10.72.0.3", count: 1))
+        let cubeDeleted = try await rest.call("DELETE", "/helloworld/hw0")
+        XCTAssertEqual(cubeDeleted.status, 204, "\(cubeDeleted)")
+        let afterCube = try await parent(of: "d1")
+        XCTAssertNil(afterCube)
+        let stored = try String(contentsOfFile: directory + "/state/datastore.json", encoding: .utf8)
+        XCTAssertFalse(stored.contains(#""to":"hw0:p1""#), "the attachment is forgotten with the cube: \(stored)")
+        let cubes = (try await rest.call("GET", "/cubes").json as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        XCTAssertTrue(cubes.contains("d1") && !cubes.contains("hw0"), "\(cubes)")
+    }
+
+    /// Where pcn-core has a transparent cube attached.
+    private func parent(of cube: String) async throws -> String? {
+        let cubes = try await rest.call("GET", "/cubes").json as? [[String: Any]] ?? []
+        return cubes.first { $0["name"] as? String == cube }?["parent"] as? String
     }
 
     func testARouterRefusalCausesNoReconcileAndLeavesNoGhostPort() async throws {
