@@ -131,8 +131,14 @@ final class ServiceTests: ServiceStackTestCase {
         let a = try network.host("a", address: "10.65.0.1/24"), b = try network.host("b", address: "10.65.0.2/24")
         try await must("POST", "/simpleforwarder/f1", #"{"type":"\#(type)","ports":[{"name":"p1","peer":"\#(a.interface)"},{"name":"p2","peer":"\#(b.interface)"}]}"#)
         XCTAssertFalse(try network.ping(from: a.namespace, to: "10.65.0.2", count: 1), "no action: dropped")
-        try await must("POST", "/simpleforwarder/f1/actions", #"{"inport":"p1","action":"FORWARD","outport":"p2"}"#)
+        // FORWARD before its outport is accepted, as in Polycube, and drops until the outport is set.
+        try await must("POST", "/simpleforwarder/f1/actions", #"{"inport":"p1","action":"FORWARD"}"#)
         try await must("POST", "/simpleforwarder/f1/actions", #"{"inport":"p2","action":"FORWARD","outport":"p1"}"#)
+        XCTAssertFalse(try network.ping(from: a.namespace, to: "10.65.0.2", count: 1))
+        let metrics = try await rest.call("GET", "/metrics").text
+        let dropped = metrics.split(separator: "\n").first { $0.hasPrefix(#"pcn_cube_drops_total{cube="f1",service="simpleforwarder",reason="no-outport"} "#) }
+        XCTAssertGreaterThan(Int(dropped?.split(separator: " ").last ?? "") ?? 0, 0, metrics)
+        try await must("PATCH", "/simpleforwarder/f1/actions/p1", #"{"outport":"p2"}"#)
         XCTAssertTrue(try network.ping(from: a.namespace, to: "10.65.0.2"))
         try await must("PATCH", "/simpleforwarder/f1/actions/p2", #"{"action":"SLOWPATH"}"#)
         XCTAssertFalse(try network.ping(from: a.namespace, to: "10.65.0.2", count: 1))

@@ -23,12 +23,6 @@ public final class SimpleForwarder: CubeService {
         [.on(\.actions, \.ports, apply: SimpleForwarder.program)]
     }
 
-    public func validate(_ change: Change<Config>) throws {
-        for entry in change.config.actions where entry.action == .FORWARD && entry.outport == nil {
-            throw ServiceFailure.invalid(path: "actions[inport='\(entry.inport)']/outport", "FORWARD needs an outport")
-        }
-    }
-
     func program(_ change: Change<Config>) throws {
         let table = try change.cube.table("simpleforwarder_actions")
         var wanted: [UInt16: simpleforwarder_entry] = [:]

@@ -6,6 +6,7 @@ PCN_TABLE(BPF_MAP_TYPE_HASH, __u16, struct simpleforwarder_entry, simpleforwarde
 
 PCN_DROP_REASON(SIMPLEFORWARDER_DROP_NO_ACTION, "no-action");
 PCN_DROP_REASON(SIMPLEFORWARDER_DROP_ACTION, "action-drop");
+PCN_DROP_REASON(SIMPLEFORWARDER_DROP_NO_OUTPORT, "no-outport");
 
 static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *md) {
     __u16 in_port = md->in_port;
@@ -16,6 +17,9 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
     case SIMPLEFORWARDER_SLOWPATH:
         return pcn_pkt_controller(ctx, md, 0);
     case SIMPLEFORWARDER_FORWARD:
+        /* FORWARD is accepted before its outport is set (as in Polycube): drop until then. */
+        if (entry->out_port == PCN_NO_PORT)
+            return pcn_pkt_drop_reason(ctx, md, SIMPLEFORWARDER_DROP_NO_OUTPORT);
         return pcn_pkt_redirect(ctx, md, entry->out_port);
     default:
         return pcn_pkt_drop_reason(ctx, md, SIMPLEFORWARDER_DROP_ACTION);

@@ -19,5 +19,6 @@ struct simpleforwarder_entry {
 enum simpleforwarder_drop_reason {
     SIMPLEFORWARDER_DROP_NO_ACTION = 0,   /* no action for the port it came in on */
     SIMPLEFORWARDER_DROP_ACTION = 1,      /* the port's action is DROP */
+    SIMPLEFORWARDER_DROP_NO_OUTPORT = 2,  /* FORWARD, but no outport set yet */
 };
 #endif
