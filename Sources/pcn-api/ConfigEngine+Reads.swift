@@ -30,6 +30,11 @@ extension ConfigEngine {
                 for (index, entry) in ports.enumerated() {
                     guard var port = entry as? [String: Any], let livePort = live.ports.first(where: { $0.name == port["name"] as? String }) else { continue }
                     port["status"] = livePort.peer.isEmpty ? "DOWN" : "UP"
+                    // A netdev deleted under the port: pcn-core released it, and so does what is shown.
+                    if livePort.peer.isEmpty, let peer = port["peer"] as? String, !peer.isEmpty, !peer.contains(":"),
+                       !FileManager.default.fileExists(atPath: "/sys/class/net/\(peer)") {
+                        port["peer"] = ""
+                    }
                     if !livePort.tcubes.isEmpty { port["tcubes"] = livePort.tcubes }
                     ports[index] = port
                 }

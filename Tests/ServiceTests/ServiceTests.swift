@@ -144,6 +144,15 @@ final class ServiceTests: ServiceStackTestCase {
         XCTAssertFalse(try network.ping(from: a.namespace, to: "10.65.0.2", count: 1))
         try await must("DELETE", "/simpleforwarder/f1/actions/p2")
         XCTAssertFalse(try network.ping(from: a.namespace, to: "10.65.0.2", count: 1))
+
+        // The netdev behind p2 deleted: the port shows no peer and DOWN.
+        XCTAssertEqual(try runCommand("/usr/bin/ip", ["link", "del", b.interface]).status, 0)
+        try await eventually(timeout: 10) {
+            let port = (try? await self.rest.call("GET", "/simpleforwarder/f1/ports/p2"))?.json as? [String: Any]
+            return port?["peer"] as? String == "" && port?["status"] as? String == "DOWN"
+        }
+        let p1 = try await must("GET", "/simpleforwarder/f1/ports/p1") as? [String: Any]
+        XCTAssertEqual(p1?["peer"] as? String, a.interface)
     }
 
     // MARK: - transparent services
