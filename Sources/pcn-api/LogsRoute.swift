@@ -23,9 +23,11 @@ struct LogsRoute: Sendable {
         var cube: String?
         var minimumLevel: Int
 
-        /// `[service] [cube] [LEVEL] message`
+        /// `[YYYY-MM-DD HH:MM:SS.mmm] [service] [cube] [LEVEL] message` (the time is optional).
         func accepts(_ line: Substring) -> Bool {
-            let fields = line.split(separator: "]", maxSplits: 3).map { $0.drop { $0 == " " || $0 == "[" } }
+            var rest = line
+            if line.dropFirst().first?.isNumber == true, let close = line.firstIndex(of: "]") { rest = line[line.index(after: close)...] }
+            let fields = rest.split(separator: "]", maxSplits: 3).map { $0.drop { $0 == " " || $0 == "[" } }
             guard fields.count >= 3 else { return cube == nil && minimumLevel == 0 }
             if let cube, fields[1] != cube { return false }
             return (LogsRoute.levels.firstIndex(of: String(fields[2])) ?? 0) >= minimumLevel

@@ -23,13 +23,27 @@ final class LogSinks: @unchecked Sendable {
         write(service: line.component, cube: line.cube ?? "-", level: line.level, message: line.message)
     }
 
+    /// The file's lines are Polycube's: `[YYYY-MM-DD HH:MM:SS.mmm] [service] [cube] [LEVEL] message`
+    /// (local time), so scripts that cut its fields by spaces keep working.
     func write(service: String, cube: String, level: String, message: String) {
         let text = "[\(service)] [\(cube)] [\(level)] \(message)"
         lock.withLock {
-            file.write(text)
+            file.write("[\(Self.timestamp())] " + text)
             if stdout { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
         }
         if journal { _ = pcn_journal_send(message, Self.priority(level), service, cube, level) }
+    }
+
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var local = tm()
+        localtime_r(&seconds, &local)
+        var buffer = [CChar](repeating: 0, count: 32)
+        let length = strftime(&buffer, buffer.count, "%Y-%m-%d %H:%M:%S", &local)
+        let date = String(decoding: buffer[..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return date + String(format: ".%03d", Int(now.tv_nsec / 1_000_000))
     }
 
     /// syslog priority of a level name.

@@ -126,7 +126,7 @@ final class DaemonTests: XCTestCase {
             [router] [r1] [INFO] route added
             [router] [r2] [DEBUG] arp request for 10.0.0.1
             [pcn-core] [-] [WARN] netdev 'veth9' is gone
-            [router] [r1] [ERR] no route to 10.9.9.9
+            [2026-12-02 10:00:00.123] [router] [r1] [ERR] no route to 10.9.9.9
 
             """.write(toFile: file, atomically: true, encoding: .utf8)
         let api = try Child("pcn-api", [], environment: environment)
@@ -138,9 +138,9 @@ final class DaemonTests: XCTestCase {
             return (result.status, result.stdout.split(separator: "\n").map(String.init), result.stderr)
         }
         XCTAssertEqual(try logs([]).1.count, 4)
-        XCTAssertEqual(try logs(["r1"]).1, ["[router] [r1] [INFO] route added", "[router] [r1] [ERR] no route to 10.9.9.9"])
-        XCTAssertEqual(try logs(["--level", "warn"]).1, ["[pcn-core] [-] [WARN] netdev 'veth9' is gone", "[router] [r1] [ERR] no route to 10.9.9.9"])
-        XCTAssertEqual(try logs(["r1", "--level", "err", "--tail", "5"]).1, ["[router] [r1] [ERR] no route to 10.9.9.9"])
+        XCTAssertEqual(try logs(["r1"]).1, ["[router] [r1] [INFO] route added", "[2026-12-02 10:00:00.123] [router] [r1] [ERR] no route to 10.9.9.9"])
+        XCTAssertEqual(try logs(["--level", "warn"]).1, ["[pcn-core] [-] [WARN] netdev 'veth9' is gone", "[2026-12-02 10:00:00.123] [router] [r1] [ERR] no route to 10.9.9.9"])
+        XCTAssertEqual(try logs(["r1", "--level", "err", "--tail", "5"]).1, ["[2026-12-02 10:00:00.123] [router] [r1] [ERR] no route to 10.9.9.9"])
         let bad = try logs(["--level", "loud"])
         XCTAssertEqual(bad.0, 1)
         XCTAssertTrue(bad.2.contains("level 'loud' is not one of TRACE"), bad.2)

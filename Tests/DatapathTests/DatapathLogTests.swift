@@ -23,7 +23,14 @@ final class DatapathLogTests: CoreTestCase {
                                       "--log-dir", directory + "/log", "--no-stdout", "--log-level", "info"])
     }
 
+    /// The file's lines holding `text`, without the time each starts with (`[YYYY-MM-DD HH:MM:SS.mmm] `).
     private func lines(containing text: String) -> [String] {
+        rawLines(containing: text).map { line in
+            line.wholeMatch(of: /\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] (.*)/).map { String($0.1) } ?? "no time: " + line
+        }
+    }
+
+    private func rawLines(containing text: String) -> [String] {
         ((try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init).filter { $0.contains(text) }
     }
 
@@ -61,6 +68,9 @@ final class DatapathLogTests: CoreTestCase {
         let expected = (1...3).map { "[testfwd] [c1] [INFO] echo from \(mac) 10.200.11.1 to 10.200.11.2 seq \($0)" }
         try await eventually { self.lines(containing: "echo from").count >= 3 && self.lines(containing: "ttl").count >= 3 }
         XCTAssertEqual(lines(containing: "echo from"), expected)
+        // Polycube's layout: the local time to the millisecond first, then service, cube, level.
+        let today = try runCommand("/usr/bin/date", ["+%Y-%m-%d"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(rawLines(containing: "echo from").allSatisfy { $0.hasPrefix("[\(today) ") }, "\(rawLines(containing: "echo from"))")
         // %s is not a conversion pcn_log has: the line shows it rather than guessing.
         XCTAssertEqual(lines(containing: "ttl"), Array(repeating: "[testfwd] [c1] [INFO] ttl 64, 98 bytes, %s?", count: 3))
         XCTAssertEqual(lines(containing: "debug:"), [], "below the cube's level (INFO)")
