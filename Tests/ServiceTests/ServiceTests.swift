@@ -120,8 +120,14 @@ final class ServiceTests: ServiceStackTestCase {
         }
         try await must("PATCH", "/helloworld/hw1", #"{"action":"DROP"}"#)
         XCTAssertFalse(try network.ping(from: a.namespace, to: "10.64.0.2", count: 2))
-        try await must("PATCH", "/helloworld/hw1", #"{"action":"FORWARD"}"#)
+        // At DEBUG the fast path logs every packet, as Polycube's helloworld does.
+        try await must("PATCH", "/helloworld/hw1", #"{"action":"FORWARD","loglevel":"DEBUG"}"#)
         XCTAssertTrue(try network.ping(from: a.namespace, to: "10.64.0.2"))
+        try await eventually(timeout: 10) {
+            self.logLines.contains { $0.hasSuffix("[helloworld] [hw1] [DEBUG] Receiving packet from port 0") }
+                && self.logLines.contains { $0.hasSuffix("[helloworld] [hw1] [DEBUG] Forwarding packet to port 1") }
+                && self.logLines.contains { $0.hasSuffix("[helloworld] [hw1] [DEBUG] Forwarding packet to port 0") }
+        }
     }
 
     func testSimpleForwarderTC() async throws { try await simpleForwarder(type: "TC") }
@@ -167,9 +173,14 @@ final class ServiceTests: ServiceStackTestCase {
         XCTAssertTrue(try network.ping(from: hosts[0].namespace, to: hosts[1].address))
 
         // On the cube port r1:p2.
-        try await must("POST", "/transparenthelloworld/t1", #"{"type":"\#(type)"}"#)
+        try await must("POST", "/transparenthelloworld/t1", #"{"type":"\#(type)","loglevel":"DEBUG"}"#)
         try await must("POST", "/attach", #"{"cube":"t1","port":"r1:p2"}"#)
         XCTAssertTrue(try network.ping(from: hosts[0].namespace, to: hosts[1].address))
+        // At DEBUG the fast path logs every packet with its direction, as Polycube's does.
+        try await eventually(timeout: 10) {
+            self.logLines.contains { $0.hasSuffix("[transparenthelloworld] [t1] [DEBUG] [INGRESS] passing packet") }
+                && self.logLines.contains { $0.hasSuffix("[transparenthelloworld] [t1] [DEBUG] [EGRESS] passing packet") }
+        }
         try await must("PATCH", "/transparenthelloworld/t1", #"{"ingress-action":"SLOWPATH","egress-action":"SLOWPATH"}"#)
         XCTAssertTrue(try network.ping(from: hosts[0].namespace, to: hosts[1].address), "the slow path sends packets on in both directions")
         try await eventually(timeout: 10) { self.logLines.contains { $0.contains("[t1] [INFO] ingress packet") } && self.logLines.contains { $0.contains("[t1] [INFO] egress packet") } }
