@@ -101,6 +101,12 @@ final class ServiceTests: ServiceStackTestCase {
         }
         let routes = (try await must("GET", "/router/r2/route") as? [[String: Any]]) ?? []
         XCTAssertTrue(routes.contains { $0["network"] as? String == "10.63.3.0/24" && $0["interface"] as? String == "to_r3" && $0["pathcost"] as? Int == 5 }, "\(routes)")
+        // Connected networks show the next hop `local`, as in Polycube.
+        XCTAssertTrue(routes.contains { $0["network"] as? String == "10.63.12.0/30" && $0["nexthop"] as? String == "local" && $0["interface"] as? String == "to_r1" }, "\(routes)")
+        // A secondary address inside a network the port already has is accepted (Polycube does) and answers.
+        try await must("POST", "/router/r1/ports/to_h1/secondaryip", #"{"ip":"10.63.1.200/24"}"#)
+        XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.63.1.200", count: 1))
+        XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.63.3.1", count: 1))
     }
 
     // MARK: - helloworld, simpleforwarder

@@ -79,7 +79,9 @@ public final class Router: CubeService {
             if address.prefix.length == 0 {
                 throw ServiceFailure.invalid(path: address.path, "\(address.prefix) has no network (prefix length 0)")
             }
-            for earlier in addresses[..<index] where earlier.prefix.overlaps(address.prefix) {
+            // Addresses of one port may share a network (a secondary inside the primary's, as Polycube
+            // accepts); two ports may not.
+            for earlier in addresses[..<index] where earlier.port != address.port && earlier.prefix.overlaps(address.prefix) {
                 // Name the address this change brings, not the one already there.
                 let (offender, other) = existing.contains(address.path) && !existing.contains(earlier.path) ? (earlier, address) : (address, earlier)
                 throw ServiceFailure.invalid(path: offender.path, "\(offender.prefix) overlaps \(other.prefix) of port \(other.port)")
@@ -189,7 +191,7 @@ public final class Router: CubeService {
         let addresses = config.addresses
         var routes: [[String: Any]] = []
         for (prefix, via) in Self.bestRoutes(config) where via.nexthop == nil {
-            routes.append(["network": prefix.description, "nexthop": "0.0.0.0", "interface": via.port, "pathcost": 0])
+            routes.append(["network": prefix.description, "nexthop": "local", "interface": via.port, "pathcost": 0])
         }
         for route in config.route {
             guard let via = Self.connected(route.nexthop, in: addresses) else { continue }
