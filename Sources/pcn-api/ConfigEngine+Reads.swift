@@ -23,6 +23,7 @@ extension ConfigEngine {
         guard let name = cube["name"] as? String else { return (cube, false) }
         var merged = cube
         merged["service-name"] = service
+        merged["uuid"] = Self.uuid(naming: "\(service)/\(name)")
         let cubes: [CubeDescription]? = if let coreCubes { coreCubes } else { try? await core.cubes(timeout: .seconds(5)) }
         if let live = cubes?.first(where: { $0.name == name }) {
             if let parent = live.parent { merged["parent"] = parent }
@@ -30,6 +31,7 @@ extension ConfigEngine {
                 for (index, entry) in ports.enumerated() {
                     guard var port = entry as? [String: Any], let livePort = live.ports.first(where: { $0.name == port["name"] as? String }) else { continue }
                     port["status"] = livePort.peer.isEmpty ? "DOWN" : "UP"
+                    port["uuid"] = Self.uuid(naming: "\(service)/\(name)/\(livePort.name)")
                     // A netdev deleted under the port: pcn-core released it, and so does what is shown.
                     if livePort.peer.isEmpty, let peer = port["peer"] as? String, !peer.isEmpty, !peer.contains(":"),
                        !FileManager.default.fileExists(atPath: "/sys/class/net/\(peer)") {
@@ -49,6 +51,23 @@ extension ConfigEngine {
             answered = !state.isEmpty
         }
         return (merged, answered)
+    }
+
+    /// A cube's or port's `uuid`: derived from its names (cube names are unique on a machine), so it
+    /// is the same after every restart and needs no storage; RFC 4122's layout, version 8 (custom).
+    static func uuid(naming name: String) -> String {
+        // Two FNV-1a 64-bit hashes with different offsets: 128 bits.
+        func fnv(_ offset: UInt64) -> UInt64 {
+            var hash = offset
+            for byte in name.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100000001b3 }
+            return hash
+        }
+        var bytes = withUnsafeBytes(of: fnv(0xcbf29ce484222325).bigEndian, Array.init) + withUnsafeBytes(of: fnv(0x84222325cbf29ce4).bigEndian, Array.init)
+        bytes[6] = (bytes[6] & 0x0f) | 0x80  // version 8
+        bytes[8] = (bytes[8] & 0x3f) | 0x80  // RFC 4122 variant
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        let parts = [hex.prefix(8), hex.dropFirst(8).prefix(4), hex.dropFirst(12).prefix(4), hex.dropFirst(16).prefix(4), hex.dropFirst(20)]
+        return parts.joined(separator: "-")
     }
 
     func read(_ target: Target) async throws -> Any {

@@ -41,7 +41,7 @@ struct ServiceRoutes: Sendable {
                    request.headers[values: .accept].contains(where: { $0.lowercased().contains(contentType) }) {
                     return try await stream(request, target: target, contentType: contentType)
                 }
-                return await json(try await engine.readJSON(target), status: .ok)
+                return await json(Self.withLinks(try await engine.readJSON(target), node: target.node, segments: segments), status: .ok)
             case .post, .put, .patch, .delete:
                 let method = ConfigEngine.Method(rawValue: request.method.rawValue)!
                 var body: Data?
@@ -160,6 +160,16 @@ struct ServiceRoutes: Sendable {
             if !node.input.isEmpty { out["input"] = node.input.map { describe($0, depth: depth - 1) } }
         }
         return out
+    }
+
+    /// HATEOAS, as Polycube's REST: an object read (a cube, a list entry, a container) carries
+    /// `_links`, one `{rel, href}` for itself and for each member and action its model node has.
+    static func withLinks(_ data: Data, node: SchemaNode, segments: [String]) -> Data {
+        guard var object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return data }
+        let escaped = segments.map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        let base = "/polycube/v1/" + escaped.joined(separator: "/") + "/"
+        object["_links"] = [["rel": "self", "href": base]] + node.children.map { ["rel": $0.name, "href": base + $0.name + "/"] }
+        return (try? JSONText.data(object)) ?? data
     }
 
     private func json(_ data: Data, status: HTTPResponse.Status) async -> Response {

@@ -27,7 +27,8 @@ struct TextLayout {
 
     private func object(_ object: [String: Any], path: [String], indent: Int) -> [String] {
         let prefix = String(repeating: " ", count: indent)
-        let keys = sorted(object.keys, path)
+        // `_links` (HATEOAS) is for programs; -json shows it.
+        let keys = sorted(object.keys.filter { !$0.hasPrefix("_") }, path)
         var lines: [String] = []
         for key in keys where !Self.isNested(object[key]!) {
             lines.append("\(prefix)\(key): \(Self.scalar(object[key]!))")

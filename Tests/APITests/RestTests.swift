@@ -113,7 +113,7 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(value7, 201)
         let value8 = try await call("PATCH", "/testfwd/t1/limits", #"{"burst":5}"#).status
         XCTAssertEqual(value8, 204)
-        let value9 = try await call("GET", "/testfwd/t1/limits").json as? [String: Int]
+        let value9 = (try await call("GET", "/testfwd/t1/limits").json as? [String: Any])?.filter { $0.key != "_links" } as? [String: Int]
         XCTAssertEqual(value9, ["rate": 10, "burst": 5])
         let value10 = try await call("POST", "/testfwd/t1/rules", #"{"id":1,"priority":3}"#).status
         XCTAssertEqual(value10, 201)
@@ -303,6 +303,23 @@ final class RestTests: XCTestCase {
             let created = try await call("POST", "/testfwd/\(cube)", #"{"ports":[{"name":"p1"}]}"#)
             XCTAssertEqual(created.status, 201)
         }
+        // HATEOAS as Polycube's REST, and the base leaves: service-name, uuid (cube and ports).
+        let t1 = try await call("GET", "/testfwd/t1").json as? [String: Any]
+        let links = t1?["_links"] as? [[String: String]] ?? []
+        XCTAssertEqual(links.first, ["rel": "self", "href": "/polycube/v1/testfwd/t1/"])
+        XCTAssertTrue(links.contains(["rel": "ports", "href": "/polycube/v1/testfwd/t1/ports/"]), "\(links)")
+        XCTAssertEqual(t1?["service-name"] as? String, "testfwd")
+        let uuid = /[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/
+        XCTAssertNotNil((t1?["uuid"] as? String)?.wholeMatch(of: uuid), "\(t1 ?? [:])")
+        let port = (t1?["ports"] as? [[String: Any]])?.first
+        XCTAssertNotNil((port?["uuid"] as? String)?.wholeMatch(of: uuid), "\(port ?? [:])")
+        XCTAssertNotEqual(port?["uuid"] as? String, t1?["uuid"] as? String)
+        let t2 = try await call("GET", "/testfwd/t2").json as? [String: Any]
+        XCTAssertNotEqual(t2?["uuid"] as? String, t1?["uuid"] as? String)
+        let entry = try await call("GET", "/testfwd/t1/ports/p1").json as? [String: Any]
+        XCTAssertEqual((entry?["_links"] as? [[String: String]])?.first?["href"], "/polycube/v1/testfwd/t1/ports/p1/")
+        XCTAssertEqual(entry?["uuid"] as? String, port?["uuid"] as? String, "the same port, the same uuid")
+
         var answer = try await call("POST", "/connect", #"{"peer1":"t1:p1","peer2":"t2:p1"}"#)
         XCTAssertEqual(answer.status, 204, "\(answer.json ?? "")")
         let otherEnd = try await call("GET", "/testfwd/t2/ports/p1/peer")
@@ -400,7 +417,8 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(try pcnctl(["t1", "mode", "show"]).stdout, "DROP\n")
         result = try pcnctl(["t1", "show"])
         XCTAssertTrue(result.stdout.hasPrefix("name: t1\n"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("\nports:\n name  status"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("\nports:\n name  uuid"), result.stdout)
+        XCTAssertFalse(result.stdout.contains("_links"), result.stdout)
         XCTAssertTrue(result.stdout.contains("limits:\n rate: 10\n"), result.stdout)
         // An empty list prints nothing, exit 0; a missing entry is still an error.
         result = try pcnctl(["t1", "rules", "show"])
