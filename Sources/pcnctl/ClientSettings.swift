@@ -18,7 +18,14 @@ struct ClientSettings {
             let variable = Self.keys[key]!
             return [option, environment[variable], file[key]].lazy.compactMap { $0 }.first { !$0.isEmpty }
         }
-        url = pick(urlOption, "url") ?? url
+        // polycubectl's variable names the REST base (`http://localhost:9000/polycube/v1/`): its
+        // scripts keep working with pcnctl linked as polycubectl.
+        let polycubectl = environment["POLYCUBECTL_URL"].map { value -> String in
+            var base = value
+            while base.hasSuffix("/") { base.removeLast() }
+            return base.hasSuffix("/polycube/v1") ? String(base.dropLast("/polycube/v1".count)) : base
+        }
+        url = [urlOption, environment["PCN_API_URL"], polycubectl, file["url"]].lazy.compactMap { $0 }.first { !$0.isEmpty } ?? url
         caFile = pick(cacert, "cacert")
         tokenFile = pick(tokenOption, "token-file")
         guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {

@@ -108,4 +108,15 @@ final class GrammarTests: XCTestCase {
         XCTAssertEqual(TextLayout(order: { _ in [] }).render("veth1"), "veth1")
         XCTAssertEqual(TextLayout(order: { _ in [] }).render(["a", "b"]), "a\nb")
     }
+
+    /// polycubectl's POLYCUBECTL_URL names the REST base; PCN_API_URL and --url come first.
+    func testPolycubectlURLVariable() throws {
+        let none = ["HOME": "/nonexistent"]
+        var settings = try ClientSettings(url: nil, cacert: nil, tokenFile: nil, environment: none.merging(["POLYCUBECTL_URL": "http://localhost:9000/polycube/v1/"]) { $1 })
+        XCTAssertEqual(settings.url, "http://localhost:9000")
+        settings = try ClientSettings(url: nil, cacert: nil, tokenFile: nil, environment: none.merging(["POLYCUBECTL_URL": "http://a:1/polycube/v1/", "PCN_API_URL": "http://b:2"]) { $1 })
+        XCTAssertEqual(settings.url, "http://b:2")
+        settings = try ClientSettings(url: "http://c:3", cacert: nil, tokenFile: nil, environment: none.merging(["POLYCUBECTL_URL": "http://a:1"]) { $1 })
+        XCTAssertEqual(settings.url, "http://c:3")
+    }
 }
