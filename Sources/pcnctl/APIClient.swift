@@ -48,9 +48,12 @@ struct APIClient {
         return (members, wholeList)
     }
 
-    /// True if `path` names a list of the model, not one of its entries.
-    func isWholeList(_ path: [String]) async -> Bool {
-        await schemaPosition(path)?.wholeList ?? false
+    /// True if `path` names a list of the model (not one of its entries) whose parent exists: pcn-api's
+    /// 404 is then about the list having no entries, not about the cube (`router nosuch ports show`).
+    func isEmptyList(_ path: [String]) async -> Bool {
+        guard let position = await schemaPosition(path), position.wholeList else { return false }
+        let parent = path.dropLast().map { $0.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? $0 }
+        return (try? await getJSON(parent.joined(separator: "/"))) != nil
     }
 
     /// The model's member order for `value` shown at `path` and each container and list inside it,

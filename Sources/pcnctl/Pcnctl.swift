@@ -70,7 +70,6 @@ struct Pcnctl: AsyncParsableCommand {
         words.removeAll { word in
             switch word {
             case "-json", "--json": output = .json; return true
-            case "-pretty", "--pretty": output = .pretty; return true
             case "-yaml", "--yaml": output = .yaml; return true
             case "-brief", "--brief": output = .brief; return true
             default: return false
@@ -117,7 +116,7 @@ struct Pcnctl: AsyncParsableCommand {
         let (status, body) = try await client.send(request)
         guard (200..<300).contains(status) else {
             // An empty list shows as nothing, as in polycubectl (pcn-api answers 404: no such node).
-            if status == 404, request.method == "GET", await client.isWholeList(request.path) { return }
+            if status == 404, request.method == "GET", await client.isEmptyList(request.path) { return }
             throw CommandFailure(message: Render.error(status: status, body: body), code: 1)
         }
         guard !body.isEmpty else { return }
@@ -150,8 +149,8 @@ struct Pcnctl: AsyncParsableCommand {
     }
 }
 
-/// `text`: polycubectl's layout (TextLayout); `json`/`pretty`: the answer as JSON.
-enum OutputFormat { case text, pretty, json, yaml, brief }
+/// `text`: polycubectl's layout (TextLayout); `json`: the answer as indented JSON.
+enum OutputFormat { case text, json, yaml, brief }
 
 struct CommandFailure: Error {
     let message: String

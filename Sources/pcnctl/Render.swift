@@ -9,7 +9,7 @@ enum Render {
         }
         if let list = object as? [Any], list.isEmpty { return "[]" }
         switch format {
-        case .json, .pretty, .text:
+        case .json, .text:
             guard let text = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes, .fragmentsAllowed]) else {
                 return String(decoding: data, as: UTF8.self)
             }

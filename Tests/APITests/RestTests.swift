@@ -425,6 +425,7 @@ final class RestTests: XCTestCase {
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(result.stdout, "")
         XCTAssertEqual(try pcnctl(["t1", "rules", "9", "show"]).status, 1)
+        XCTAssertEqual(try pcnctl(["testfwd", "nosuch", "rules", "show"]).status, 1, "no such cube is not an empty list")
         // `?`: what can follow, exit 0 while pcn-api answers, 69 when it does not.
         result = try pcnctl(["?"])
         XCTAssertEqual(result.status, 0, result.stderr)
