@@ -172,7 +172,7 @@ extension ConfigEngine {
         do {
             try store.commit(store.document, changed: [], attachments: kept)
         } catch {
-            // pcn-core has them detached; a stale record is re-tried at replay and skipped there.
+            // pcn-core has them detached; a stale record only makes replay try, fail and log once.
             logger.error("cannot forget the attachments to removed ports", metadata: ["cube": "\(cube)", "error": "\(error)"])
         }
     }
