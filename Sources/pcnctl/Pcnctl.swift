@@ -33,7 +33,7 @@ struct Pcnctl: AsyncParsableCommand {
               pcnctl router add r1 type=TC          create cube r1 of service router
               pcnctl r1 ports add p1 peer=veth1     add a port (the cube's service is found for you)
               pcnctl r1 ports p1 set peer=veth2     change it
-              pcnctl r1 show                        show the cube (polycubectl's layout; -json, -yaml, -brief)
+              pcnctl r1 show                        show the cube (polycubectl's layout; -json, -yaml, -brief, -hide=ports,route.pathcost)
               pcnctl topology show veth1            the chains a netdev's packets go through
               pcnctl ?   pcnctl r1 ports ?          what can follow (exit 0 once pcn-api answers)
               pcnctl r1 del                         delete it
@@ -67,8 +67,14 @@ struct Pcnctl: AsyncParsableCommand {
         let client = APIClient(base: settings.url, caFile: settings.caFile, token: try settings.token())
         var words = self.words
         var output = OutputFormat.text
+        var hidden: Set<String> = []
         words.removeAll { word in
+            if word.hasPrefix("-hide=") {
+                hidden.formUnion(word.dropFirst("-hide=".count).split(separator: ",").map(String.init))
+                return true
+            }
             switch word {
+            case "-normal", "-verbose": return true  // polycubectl's; the text layout is both
             case "-json", "--json": output = .json; return true
             case "-yaml", "--yaml": output = .yaml; return true
             case "-brief", "--brief": output = .brief; return true
@@ -129,7 +135,7 @@ struct Pcnctl: AsyncParsableCommand {
                 return
             }
             let order = await client.memberOrder(request.path, value: value)
-            let text = TextLayout(order: { order[$0] ?? ["name"] }).render(value)
+            let text = TextLayout(order: { order[$0] ?? ["name"] }, hidden: hidden).render(value)
             if !text.isEmpty { print(text) }
             return
         }

@@ -11,6 +11,10 @@ import JSONText
 /// those the model does not name after them by name.
 struct TextLayout {
     var order: ([String]) -> [String]
+    /// polycubectl's `-hide=ports,ports.mac`: members left out, by their dotted path from the shown node.
+    var hidden: Set<String> = []
+
+    private func isHidden(_ path: [String], _ key: String) -> Bool { hidden.contains((path + [key]).joined(separator: ".")) }
 
     func render(_ value: Any) -> String {
         var lines: [String] = []
@@ -28,7 +32,7 @@ struct TextLayout {
     private func object(_ object: [String: Any], path: [String], indent: Int) -> [String] {
         let prefix = String(repeating: " ", count: indent)
         // `_links` (HATEOAS) is for programs; -json shows it.
-        let keys = sorted(object.keys.filter { !$0.hasPrefix("_") }, path)
+        let keys = sorted(object.keys.filter { !$0.hasPrefix("_") && !isHidden(path, $0) }, path)
         var lines: [String] = []
         for key in keys where !Self.isNested(object[key]!) {
             lines.append("\(prefix)\(key): \(Self.scalar(object[key]!))")
@@ -59,8 +63,13 @@ struct TextLayout {
             for row in rows { for name in row.keys where !columns.contains(name) { columns.append(name) } }
             cells += rows
         }
-        columns = sortedColumns(columns, path)
-        let grid = [columns] + cells.map { row in columns.map { row[$0] ?? "" } }
+        columns = sortedColumns(columns, path).filter { column in
+            let member = column.hasSuffix(")") ? String(column[..<(column.range(of: " (")?.lowerBound ?? column.endIndex)]) : column
+            let list = column.hasSuffix(")") ? column.range(of: " (").map { String(column[$0.upperBound...].dropLast()) } : nil
+            return !isHidden(path, list ?? member) && !(list.map { isHidden(path + [$0], member) } ?? false)
+        }
+        // A nested list's extra rows go with its hidden columns.
+        let grid = [columns] + cells.map { row in columns.map { row[$0] ?? "" } }.filter { $0.contains { !$0.isEmpty } }
         var widths = columns.map(\.count)
         for row in grid { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
         return grid.map { row in

@@ -102,6 +102,21 @@ final class GrammarTests: XCTestCase {
              10.0.1.1  82:8e:ee:a1:dd:b7  p1         DYNAMIC
              10.0.2.1  56:e3:a2:8e:8a:a9  p2         STATIC
             """)
+        // polycubectl's -hide: members and columns by their dotted path.
+        let hiding = TextLayout(order: { model[$0] ?? [] }, hidden: ["ports", "arp-table", "route.pathcost", "type"]).render(value)
+        XCTAssertEqual(hiding, """
+            name: r1
+            loglevel: INFO
+            service-name: router
+            shadow: false
+
+            route:
+             network      nexthop   interface
+             10.0.1.0/24  local     p1
+             0.0.0.0/0    10.0.2.1  p2
+            """)
+        let nested = TextLayout(order: { model[$0] ?? [] }, hidden: ["ports.secondaryip.ip", "ports.mac", "route", "arp-table"]).render(value)
+        XCTAssertTrue(nested.hasSuffix("ports:\n name      status  peer   ip\n p1        UP      veth1  10.0.1.254/24\n to_veth2  UP      veth2  10.0.2.254/24"), nested)
         // A list shown alone is its table; a leaf its bare value; a leaf-list one value a line.
         let ports = try JSONSerialization.jsonObject(with: Data(#"[{"name":"p1","peer":"veth1"},{"name":"p2"}]"#.utf8))
         XCTAssertEqual(TextLayout(order: { _ in ["name", "peer"] }).render(ports), "name  peer\np1    veth1\np2")
