@@ -109,7 +109,7 @@ final class DaemonTests: XCTestCase {
         let core = try Child("pcn-core", [], environment: environment)
         try waitForMarker("pcn-core", pid: core.pid)
         try eventuallySync {
-            let up = try runCommand(binary("pcnctl"), ["--url", url, "bus"])
+            let up = try runCommand(binary("pcnctl"), ["--url", url, "bus", "-json"])
             return up.status == 0 && up.stdout.contains("\"api\"") && up.stdout.contains("\"logd\"")
         }
         for child in [api, logd, core] {
