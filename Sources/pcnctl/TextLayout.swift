@@ -64,9 +64,9 @@ struct TextLayout {
             cells += rows
         }
         columns = sortedColumns(columns, path).filter { column in
-            let member = column.hasSuffix(")") ? String(column[..<(column.range(of: " (")?.lowerBound ?? column.endIndex)]) : column
-            let list = column.hasSuffix(")") ? column.range(of: " (").map { String(column[$0.upperBound...].dropLast()) } : nil
-            return !isHidden(path, list ?? member) && !(list.map { isHidden(path + [$0], member) } ?? false)
+            let (member, list) = Self.parts(of: column)
+            guard let list else { return !isHidden(path, member) }
+            return !isHidden(path, list) && !isHidden(path + [list], member)
         }
         // A nested list's extra rows go with its hidden columns.
         let grid = [columns] + cells.map { row in columns.map { row[$0] ?? "" } }.filter { $0.contains { !$0.isEmpty } }
@@ -125,18 +125,20 @@ struct TextLayout {
     /// Columns as members: `ip (secondaryip)` sits where `secondaryip` is in the model, in the
     /// order of the nested list's own members.
     private func sortedColumns(_ columns: [String], _ path: [String]) -> [String] {
-        func split(_ column: String) -> (member: String, list: String?) {
-            guard column.hasSuffix(")"), let open = column.range(of: " (") else { return (column, nil) }
-            return (String(column[..<open.lowerBound]), String(column[open.upperBound...].dropLast()))
-        }
-        let outer = sorted(Set(columns.map { split($0).list ?? split($0).member }), path)
+        let outer = sorted(Set(columns.map { Self.parts(of: $0).list ?? Self.parts(of: $0).member }), path)
         var result: [String] = []
         for name in outer {
             if columns.contains(name) { result.append(name) }
-            let nested = columns.filter { split($0).list == name }.map { split($0).member }
+            let nested = columns.filter { Self.parts(of: $0).list == name }.map { Self.parts(of: $0).member }
             result += sorted(nested, path + [name]).map { "\($0) (\(name))" }
         }
         return result
+    }
+
+    /// `ip (secondaryip)` is the member `ip` of the nested list `secondaryip`; `peer` is a leaf.
+    private static func parts(of column: String) -> (member: String, list: String?) {
+        guard column.hasSuffix(")"), let open = column.range(of: " (") else { return (column, nil) }
+        return (String(column[..<open.lowerBound]), String(column[open.upperBound...].dropLast()))
     }
 
     private static func isNested(_ value: Any) -> Bool { value is [String: Any] || value is [Any] }
