@@ -38,6 +38,8 @@ public actor Datapath {
     var netdevs: [String: LoadedNetdev] = [:]
     var panels: [Hook: BPFMap] = [:]
     var injector: PacketInjector?
+    /// The twins (host ends) made for each shadow cube.
+    var shadows: [String: Set<String>] = [:]
 
     /// `extraServiceDirectories` are searched after `<bpfDirectory>/services` for `<service>/<service>.c`.
     public init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, stateDirectory: String,
@@ -63,7 +65,7 @@ public actor Datapath {
 
     // MARK: - Registry
 
-    private func saveRegistry() throws {
+    func saveRegistry() throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(topology)
@@ -101,6 +103,8 @@ public actor Datapath {
             forget(netdev: device, in: &topology)
         }
         _ = topology.allocateNodes()
+        // The shadow namespaces were made by the pcn-core that saved this registry.
+        for (twin, owner) in topology.shadowTwins() { shadows[owner.cube, default: []].insert(twin) }
         try reconcile()
         try saveRegistry()
         return topology.cubes.count

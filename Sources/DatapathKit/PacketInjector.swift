@@ -28,12 +28,12 @@ final class PacketInjector {
     init(names: (write: String, program: String), compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String) throws {
         (writeEnd, programEnd) = names
         if if_nametoindex(writeEnd) == 0 {
-            try Self.ip(["link", "add", writeEnd, "type", "veth", "peer", "name", programEnd])
+            try NetworkCommand.ip(["link", "add", writeEnd, "type", "veth", "peer", "name", programEnd])
         }
         for device in [writeEnd, programEnd] {
             // Keep the stack's own traffic (IPv6 neighbour discovery) off the injection path.
             try? "1".write(toFile: "/proc/sys/net/ipv6/conf/\(device)/disable_ipv6", atomically: false, encoding: .utf8)
-            try Self.ip(["link", "set", device, "up"])
+            try NetworkCommand.ip(["link", "set", device, "up"])
         }
         let path = try compiler.compile(file: "\(bpfDirectory)/core/inject_tc.c", name: "inject_tc")
         object = try BPFObject(path: path, pinRoot: bpffsRoot)
@@ -71,23 +71,9 @@ final class PacketInjector {
     /// Removes the veth pair (on a clean stop).
     func remove() {
         close(socket)
-        try? Self.ip(["link", "del", writeEnd])
+        try? NetworkCommand.ip(["link", "del", writeEnd])
     }
 
     /// Lets go of a pair that is gone: only its socket is left to close.
     func abandon() { close(socket) }
-
-    private static func ip(_ arguments: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip")
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        let message = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw DatapathError("ip \(arguments.joined(separator: " ")): \(String(decoding: message, as: UTF8.self))")
-        }
-    }
 }

@@ -135,6 +135,14 @@ extension Datapath {
             let next = raw.bindMemory(to: pcn_port_peer.self)
             for port in cube.ports { next[port.index] = hopEntry(topology.egressNext(cube, port, hook: hook)) }
         }
+        if cube.shadow == true {
+            config.shadow = 1
+            config.span = cube.span == true ? 1 : 0
+            withUnsafeMutableBytes(of: &config.shadow_ifindex) { raw in
+                let twins = raw.bindMemory(to: UInt32.self)
+                for port in cube.ports { twins[port.index] = if_nametoindex(Topology.twinName(cube: cube.name, port: port.name)) }
+            }
+        }
         return config
     }
 
@@ -201,6 +209,7 @@ extension Datapath {
     /// verifier error stops here, with nothing changed), then places new programs, then attaches
     /// netdev entries, then swaps changed programs, then removes what is no longer wanted.
     func reconcile() throws {
+        try reconcileShadows()
         let specs = try desiredStages()
         var built: [(StageSpec, BPFObject, [String])] = []
         for spec in specs where stages[spec.key]?.fingerprint != spec.fingerprint || stages[spec.key]?.placement != spec.placement {

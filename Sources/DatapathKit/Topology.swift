@@ -93,6 +93,11 @@ struct Topology: Codable {
         var parent: AttachPoint?
         /// The datapath log level (INFO when not set).
         var logLevel: DatapathLogLevel?
+        /// A standard cube with a shadow namespace (set at creation), and whether it spans its ports there.
+        var shadow: Bool?
+        var span: Bool?
+        /// What the service last gave the twins (MAC, addresses), by port: put back on a twin made again.
+        var shadowInterfaces: [String: ShadowConfigure.Interface]?
 
         func port(_ name: String) -> Port? { ports.first { $0.name == name } }
         func port(index: Int) -> Port? { ports.first { $0.index == index } }
@@ -266,6 +271,12 @@ struct Topology: Codable {
 
     func entries(ofNetdev device: String) -> NetdevEntries {
         var entries = NetdevEntries()
+        if let (cube, port) = shadowUser(ofTwin: device) {
+            // What the namespace sends: into the cube, which sends it out of the port as it is.
+            entries.ingress = .node(cube.node, port: Int(PCN_MAX_PORTS) + port.index)
+            entries.ingressType = cube.type
+            return entries
+        }
         let chain = netdevChains[device] ?? []
         let user = self.user(ofNetdev: device)
         if let first = chain.first, let tcube = cubes[first] {
@@ -284,13 +295,42 @@ struct Topology: Codable {
         return entries
     }
 
-    /// Every netdev that has a peer or transparent cubes.
+    /// Every netdev that has a peer or transparent cubes, and the twins of shadow cubes' ports.
     func netdevsInUse() -> Set<String> {
         var devices = Set(netdevChains.filter { !$0.value.isEmpty }.keys)
         for cube in cubes.values {
             for port in cube.ports { if case .netdev(let device) = port.peer { devices.insert(device) } }
         }
-        return devices
+        return devices.union(shadowTwins().keys)
+    }
+
+    // MARK: - Shadow namespaces
+
+    /// The namespace of a shadow cube.
+    static func shadowNamespace(_ cube: String) -> String { "pcn-\(cube)" }
+
+    /// The host end of the veth pair whose other end, in the cube's namespace, is the port's twin:
+    /// `pcs` and a hash of cube and port (interface names have at most 15 characters).
+    static func twinName(cube: String, port: String) -> String {
+        var hasher = FNV1a()
+        hasher.add("\(cube)/\(port)")
+        let hex = String(hasher.value & 0xffff_ffff, radix: 16)
+        return "pcs" + String(repeating: "0", count: 8 - hex.count) + hex
+    }
+
+    /// Every shadow cube's twins: host end → (cube, port).
+    func shadowTwins() -> [String: (cube: String, port: String)] {
+        var twins: [String: (cube: String, port: String)] = [:]
+        for cube in cubes.values where cube.shadow == true {
+            for port in cube.ports { twins[Self.twinName(cube: cube.name, port: port.name)] = (cube.name, port.name) }
+        }
+        return twins
+    }
+
+    func shadowUser(ofTwin device: String) -> (cube: Cube, port: Port)? {
+        guard device.hasPrefix("pcs"), let (cubeName, portName) = shadowTwins()[device],
+              let cube = cubes[cubeName], let port = cube.port(portName) else { return nil }
+        return (cube, port)
     }
 
     // MARK: - Transparent chains

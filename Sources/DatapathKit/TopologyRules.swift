@@ -28,6 +28,9 @@ extension Topology {
             break
         case .netdev(let device):
             guard netdevExists(device) else { throw DatapathError("netdev '\(device)' does not exist") }
+            if let (owner, twinOf) = shadowUser(ofTwin: device) {
+                throw DatapathError("netdev '\(device)' is the shadow twin of \(owner.name):\(twinOf.name); it cannot be a peer")
+            }
             if let user = user(ofNetdev: device), !(user.cube.name == name && user.port.name == portName) {
                 throw DatapathError("netdev '\(device)' is already in use by \(user.cube.name):\(user.port.name)")
             }
@@ -71,6 +74,10 @@ extension Topology {
         let cube = try standard(name)
         guard cube.port(portName) == nil else { throw DatapathError("cube '\(name)' already has a port '\(portName)'") }
         guard Self.isValidName(portName) else { throw DatapathError("port name '\(portName)' is not valid (letters, digits, - and _, at most 32)") }
+        if cube.shadow == true, portName.utf8.count > 15 || portName == "lo" {
+            throw DatapathError("cube '\(name)' is a shadow cube: port '\(portName)' names its interface in \(Self.shadowNamespace(name)), "
+                                + "which must be at most 15 characters and not 'lo'", path: "ports[name='\(portName)']/name")
+        }
         let used = Set(cube.ports.map(\.index))
         guard let index = (0..<Int(PCN_MAX_PORTS)).first(where: { !used.contains($0) }) else {
             throw DatapathError("cube '\(name)' has the maximum of \(PCN_MAX_PORTS) ports")
@@ -110,12 +117,31 @@ extension Topology {
             guard cube.type == type, cube.transparent == request.transparent else {
                 throw DatapathError("cube '\(name)' is \(cube.type.rawValue)\(cube.transparent ? " (transparent)" : ""): its type cannot change")
             }
+            guard cube.shadow ?? false == request.shadow ?? false else {
+                throw DatapathError("cube '\(name)': shadow is set when the cube is created; it cannot change", path: "shadow")
+            }
         } else {
             guard Self.isValidName(name) else { throw DatapathError("cube name '\(name)' is not valid (letters, digits, - and _, at most 32)") }
             guard let node = allocateNode() else { throw DatapathError("no free patch-panel node (\(PCN_MAX_NODES - 1) programs)") }
             cubes[name] = Cube(name: name, service: request.service, type: type, transparent: request.transparent, node: node)
+            if request.shadow == true {
+                guard !request.transparent else { throw DatapathError("'\(name)' is a transparent cube: it cannot have a shadow", path: "shadow") }
+                // The namespace is pcn-<name>, and namespace names are file names of /run/netns.
+                guard name.count <= 200 else { throw DatapathError("cube '\(name)': the name is too long for a shadow namespace", path: "shadow") }
+                cubes[name]!.shadow = true
+            }
         }
         if cubes[name]!.logLevel ?? .info != level { cubes[name]!.logLevel = level }
+        let span = request.span ?? false
+        if span {
+            guard cubes[name]!.shadow == true else {
+                throw DatapathError("cube '\(name)': span needs a shadow cube (shadow=true, set when the cube is created)", path: "span")
+            }
+            guard type.hook == .tc else {
+                throw DatapathError("cube '\(name)': span copies packets with bpf_clone_redirect, which XDP has not: use a TC cube", path: "span")
+            }
+        }
+        if cubes[name]!.span ?? false != span { cubes[name]!.span = span ? true : nil }
         guard let wanted = request.ports else {
             guard request.transparent else { throw DatapathError("cube '\(name)': a standard cube needs its port list") }
             return []
@@ -154,6 +180,7 @@ extension Topology {
     func describe(_ cube: Cube) -> CubeDescription {
         CubeDescription(name: cube.name, service: cube.service, type: cube.type.rawValue, transparent: cube.transparent,
                         node: cube.node, parent: cube.parent?.description, loglevel: (cube.logLevel ?? .info).rawValue,
-                        ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description, tcubes: $0.tcubes) })
+                        ports: cube.ports.map { .init(name: $0.name, index: $0.index, peer: $0.peer.description, tcubes: $0.tcubes) },
+                        shadowNamespace: cube.shadow == true ? Self.shadowNamespace(cube.name) : nil, span: cube.span)
     }
 }

@@ -78,7 +78,12 @@ public struct CubeConfigure: CoreCall {
     /// Peers that cannot be linked yet (the other cube is not there) are left unset instead of
     /// refusing the change (a replay, where the other cube's own replay links both ends).
     public var lenientPeers: Bool?
-    public init(name: String, service: String, type: String, transparent: Bool, loglevel: String, ports: [Port]?, lenientPeers: Bool? = nil) {
+    /// A namespace pcn-<name> with a twin interface per port (set when the cube is created).
+    public var shadow: Bool?
+    /// Every packet of the cube's ports copied to its twin (needs `shadow`).
+    public var span: Bool?
+    public init(name: String, service: String, type: String, transparent: Bool, loglevel: String, ports: [Port]?,
+                lenientPeers: Bool? = nil, shadow: Bool? = nil, span: Bool? = nil) {
         self.name = name
         self.service = service
         self.type = type
@@ -86,6 +91,8 @@ public struct CubeConfigure: CoreCall {
         self.loglevel = loglevel
         self.ports = ports
         self.lenientPeers = lenientPeers
+        self.shadow = shadow
+        self.span = span
     }
 }
 
@@ -154,6 +161,32 @@ public struct CubeSetLogLevel: CoreCall {
     public init(name: String, level: String) {
         self.name = name
         self.level = level
+    }
+}
+
+/// What a shadow cube's twins carry in its namespace: the ports' MACs and addresses (the service
+/// knows them, pcn-core owns the namespace). Only for the cube's own cube-host.
+public struct ShadowConfigure: CoreCall {
+    public typealias Answer = Done
+    public static let method = Method.shadowConfigure
+    public struct Interface: Codable, Sendable, Equatable {
+        /// The port (its twin has its name).
+        public var name: String
+        /// `aa:bb:cc:dd:ee:ff`; nil leaves the twin's MAC as it is.
+        public var mac: String?
+        /// Addresses with their prefix length (`10.0.1.254/24`); the twin gets exactly these.
+        public var addresses: [String]
+        public init(name: String, mac: String?, addresses: [String]) {
+            self.name = name
+            self.mac = mac
+            self.addresses = addresses
+        }
+    }
+    public var cube: String
+    public var interfaces: [Interface]
+    public init(cube: String, interfaces: [Interface]) {
+        self.cube = cube
+        self.interfaces = interfaces
     }
 }
 
@@ -300,7 +333,11 @@ public struct CubeDescription: Codable, Sendable, Equatable {
     public var parent: String?
     public var loglevel: String
     public var ports: [Port]
-    public init(name: String, service: String, type: String, transparent: Bool, node: UInt32, parent: String?, loglevel: String, ports: [Port]) {
+    /// The cube's shadow namespace (`pcn-<name>`), if it has one; its twin of a port has the port's name.
+    public var shadowNamespace: String?
+    public var span: Bool?
+    public init(name: String, service: String, type: String, transparent: Bool, node: UInt32, parent: String?, loglevel: String, ports: [Port],
+                shadowNamespace: String? = nil, span: Bool? = nil) {
         self.name = name
         self.service = service
         self.type = type
@@ -309,6 +346,8 @@ public struct CubeDescription: Codable, Sendable, Equatable {
         self.parent = parent
         self.loglevel = loglevel
         self.ports = ports
+        self.shadowNamespace = shadowNamespace
+        self.span = span
     }
 }
 

@@ -15,6 +15,8 @@ public enum Method: String, Sendable, CaseIterable {
     case cubeDetach = "cube.detach"
     case cubeSetLogLevel = "cube.set-loglevel"
     case cubeTables = "cube.tables"
+    /// A shadow cube's twins: MACs and addresses, from the cube's own cube-host.
+    case shadowConfigure = "shadow.configure"
     case portAdd = "port.add"
     case portRemove = "port.remove"
     case portSetPeer = "port.set-peer"

@@ -48,6 +48,18 @@ public final class Cube<Config> {
     /// The datapath code a binding asked for, and what this host last had pcn-core run (nil: nothing yet).
     var wantedCode: DatapathCode?
     var loadedCode: DatapathCode?
+    /// A shadow cube's namespace (`pcn-<cube>`, its port twins named as the ports); nil without shadow=true.
+    public internal(set) var shadowNamespace: String?
+    /// What the twins should carry, by port, and what pcn-core was last told.
+    var wantedShadow: [String: ShadowConfigure.Interface] = [:]
+    var appliedShadow: [String: ShadowConfigure.Interface] = [:]
+
+    /// In a shadow cube, what the twin of `port` carries in the namespace: its MAC and exactly these
+    /// addresses (`10.0.1.254/24`), so Linux tools there speak as the port. A binding sets it; the
+    /// host has pcn-core apply what changed after the bindings ran. Ignored without a shadow.
+    public func shadow(port: String, mac: String?, addresses: [String]) {
+        wantedShadow[port] = ShadowConfigure.Interface(name: port, mac: mac, addresses: addresses)
+    }
 
     /// Code for the cube's program instead of the service's source (C with a `handle_rx`, as a
     /// µCube MASTER; `#include "..."` finds the service's own files, so generated code can define

@@ -231,13 +231,16 @@ public actor ServiceHost<Service: CubeService> {
             cube.node = described.node
             cube.transparent = described.transparent
             cube.ports = described.ports.map { CubePort(name: $0.name, index: $0.index, peer: $0.peer) }
+            cube.shadowNamespace = described.shadowNamespace
         }
+        if request.replay { cube.appliedShadow = [:] }
         do {
             if known == nil || request.replay || cube.tables.isEmpty { try await openTables(cube) }
             for binding in Service.bindings where binding.changed(change) {
                 try binding.apply(service)(change)
             }
             try await loadCode(cube)
+            try await configureShadow(cube)
         } catch {
             // Put back what the previous configuration had (pcn-api undoes the datapath part).
             (cube.ports, cube.node, cube.transparent) = (previousPorts, previousNode, previousTransparent)
@@ -290,6 +293,21 @@ public actor ServiceHost<Service: CubeService> {
         cube.loadedCode = wanted
         // The new code may declare other tables.
         try await openTables(cube)
+    }
+
+    /// Has pcn-core give a shadow cube's twins what the bindings asked for (`Cube.shadow(port:...)`),
+    /// the ports that changed only.
+    private func configureShadow(_ cube: Cube<Service.Config>) async throws {
+        guard cube.shadowNamespace != nil else { return }
+        let portNames = Set(cube.ports.map(\.name))
+        let changed = cube.wantedShadow.values.filter { portNames.contains($0.name) && cube.appliedShadow[$0.name] != $0 }
+        guard !changed.isEmpty else { return }
+        do {
+            _ = try await core.call(ShadowConfigure(cube: cube.name, interfaces: changed.sorted { $0.name < $1.name }), timeout: .seconds(30))
+        } catch let error as BusError where error.code == .failed || error.code == .badRequest {
+            throw ServiceFailure.invalid(path: error.path ?? "shadow", "the shadow namespace \(cube.shadowNamespace!): \(error.message)")
+        }
+        for interface in changed { cube.appliedShadow[interface.name] = interface }
     }
 
     /// Opens the cube's tables: fds that pcn-core hands to this cube-host only.

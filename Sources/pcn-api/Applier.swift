@@ -27,7 +27,9 @@ struct Applier {
             return CubeConfigure.Port(name: name, peer: port["peer"] as? String ?? "")
         }
         return CubeConfigure(name: name, service: service, type: config["type"] as? String ?? "TC", transparent: transparent,
-                             loglevel: config["loglevel"] as? String ?? "INFO", ports: ports, lenientPeers: lenient ? true : nil)
+                             loglevel: config["loglevel"] as? String ?? "INFO", ports: ports, lenientPeers: lenient ? true : nil,
+                             shadow: transparent ? nil : config["shadow"] as? Bool ?? false,
+                             span: transparent ? nil : config["span"] as? Bool ?? false)
     }
 
     /// `edit`, when it cuts lists, is what the cube-host is sent of `new` (see `ConfigEdit`).
@@ -111,6 +113,7 @@ struct Applier {
 
     private static func sameDatapath(_ a: CubeConfigure, _ b: CubeConfigure) -> Bool {
         a.type == b.type && a.transparent == b.transparent && a.loglevel == b.loglevel && a.ports == b.ports
+            && a.shadow == b.shadow && a.span == b.span
     }
 
     /// A cube-host call, its failures as the client's errors: not running → 503, the service found

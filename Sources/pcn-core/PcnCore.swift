@@ -228,6 +228,15 @@ struct CoreEndpoint: Service {
                                             valueSize: $0.map.valueSize, maxEntries: $0.map.maxEntries, keyType: types?.key, valueType: types?.value)
                 }, fds: tables.map(\.map.fd))
                 keepAlive = tables.map(\.map)
+            case .shadowConfigure:
+                // The twins' addresses are the service's to say: only the cube's own cube-host says them.
+                let body = try message.request(ShadowConfigure.self)
+                let service = try await datapath.service(of: body.cube)
+                guard message.source == BusName.cubeHost(service) else {
+                    throw BusError(code: .failed, message: "\(message.source) may not configure the shadow namespace of cube '\(body.cube)' (service \(service))")
+                }
+                try await datapath.configureShadow(body)
+                reply = try .answer(ShadowConfigure.self, Done())
             case .logFormats:
                 reply = try .answer(LogFormats.self, await datapath.logFormats())
             case .logRing:

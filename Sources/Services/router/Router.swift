@@ -141,6 +141,12 @@ public final class Router: CubeService {
         }
         for key in try routes.keys(as: router_route_key.self) where wanted[RouteKey(key)] == nil { try routes.delete(key) }
         for (key, route) in wanted { try routes.update(key.c, route) }
+
+        // A shadow router's namespace speaks as its ports: same MACs, same addresses.
+        for port in cube.ports {
+            cube.shadow(port: port.name, mac: config.mac(of: port.name, cube: cube.name).description,
+                        addresses: addresses.filter { $0.port == port.name }.map(\.prefix.description))
+        }
     }
 
     struct RouteKey: Hashable {

@@ -187,10 +187,54 @@ static __always_inline void pcn_count_rx(struct pkt_metadata *md, __u32 port) {
     }
 }
 
+/* Shadow cubes (pcn_config.shadow): each port has a twin interface in the namespace pcn-<cube>.
+ * What the service hands to the namespace goes up the twin's stack; what the namespace sends comes
+ * back on PCN_SHADOW_PORT(i) and leaves through port i as it is. With span, every packet received
+ * or sent on a port is also copied to its twin, so the namespace already has what the service would
+ * hand it. Dead code (the verifier removes it) in cubes without a shadow. */
+static __always_inline int pcn_shadow_ifindex(__u32 port) {
+    return port < PCN_MAX_PORTS ? pcn_config.shadow_ifindex[port] : 0;
+}
+
+/* Copies the packet to port `port`'s twin (span). TC only: XDP has no in-kernel copy. */
+static __always_inline void pcn_span_copy(struct CTXTYPE *ctx, __u32 port) {
+#ifdef PCN_HOOK_TC
+    if (!pcn_config.span)
+        return;
+    __u32 ifindex = pcn_shadow_ifindex(port);
+    if (ifindex)
+        bpf_clone_redirect(ctx, ifindex, 0);
+#endif
+}
+
+/* Hands the packet to the shadow namespace through port `port`'s twin: the packet is for Linux
+ * tools there (a routing daemon, ping), not for the cube. A cube without a shadow drops it (no-peer). */
+static __always_inline int pcn_pkt_redirect_ns(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
+    md->reason = PCN_SHADOW_PORT(port);
+    return RX_REDIRECT;
+}
+
+/* True in a cube created with shadow=true: services send what is not theirs to the namespace. */
+static __always_inline int pcn_is_shadow(void) { return pcn_config.shadow != 0; }
+
+static __always_inline int pcn_to_shadow(struct CTXTYPE *ctx, __u32 port) {
+    __u32 ifindex = pcn_shadow_ifindex(port);
+    if (!pcn_config.shadow || !ifindex)
+        return pcn_drop(ctx, PCN_DROP_NO_PEER);
+#ifdef PCN_HOOK_TC
+    /* The span copy already took it there. */
+    if (pcn_config.span)
+        return PCN_ACT_DROP;
+#endif
+    return pcn_redirect_netdev(ctx, ifindex);
+}
+
 /* Forwards through a port whose index is a constant. */
 static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
-    if (pcn_config.peers[port].kind != PCN_PEER_NONE)
+    if (pcn_config.peers[port].kind != PCN_PEER_NONE) {
         pcn_count_tx(ctx, port);
+        pcn_span_copy(ctx, port);
+    }
     return pcn_go(ctx, md, &pcn_config.peers[port], port);
 }
 
@@ -206,10 +250,29 @@ _Static_assert(PCN_MAX_PORTS == 16, "the port switches have one case per port: k
 
 /* One case per port, each with its literal index (the verifier drops the cases of ports not in use). */
 static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
+    if (pcn_config.shadow && port >= PCN_SHADOW_PORT(0))
+        return pcn_to_shadow(ctx, port - PCN_SHADOW_PORT(0));
     if (port >= pcn_config.port_count)
         return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
     switch (port) {
     PCN_PORT_CASES(PCN_FORWARD_CASE)
+    default:
+        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+    }
+}
+
+#define PCN_FROM_SHADOW_CASE(i) \
+    case i: \
+        if (pcn_config.peers[i].kind != PCN_PEER_NONE) \
+            pcn_count_tx(ctx, i); \
+        return pcn_go(ctx, md, &pcn_config.peers[i], 48 + i);
+
+/* A packet the namespace sent through port `port`'s twin: out of the port, untouched by the service. */
+static __always_inline int pcn_from_shadow(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
+    if (port >= pcn_config.port_count)
+        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+    switch (port) {
+    PCN_PORT_CASES(PCN_FROM_SHADOW_CASE)
     default:
         return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
     }
@@ -310,8 +373,11 @@ int pcn_cube_ingress(struct CTXTYPE *ctx) {
     pcn_md_load(ctx, &md);
     struct pcn_cube_stats *stats = pcn_stats_slot();
 #if PCN_UCUBE_INDEX == 0
+    if (pcn_config.shadow && md.in_port >= PCN_SHADOW_PORT(0))
+        return pcn_from_shadow(ctx, &md, md.in_port - PCN_SHADOW_PORT(0));
     /* A packet is received once per cube: by its MASTER. */
     pcn_count_rx(&md, md.in_port);
+    pcn_span_copy(ctx, md.in_port);
 #endif
     int verdict = handle_rx(ctx, &md);
     if (verdict == RX_REDIRECT) {

@@ -13,6 +13,9 @@
 #define PCN_FLOOD_GROUPS 4
 /* Port index meaning "no port". */
 #define PCN_NO_PORT 0xffff
+/* A shadow cube's packets from its namespace arrive on port PCN_SHADOW_PORT(i): the twin of port i
+ * (they go straight out of port i). */
+#define PCN_SHADOW_PORT(i) (PCN_MAX_PORTS + (i))
 
 /* What a service's handle_rx returns. Chosen far from TC_ACT_* (0..8), XDP_* (0..4) and helper
  * return codes (0, negative errno) so a verdict is never mistaken for one of them. */
@@ -119,6 +122,11 @@ struct pcn_cube_config {
     /* Standard cube's egress program: where a packet it lets go through port i goes next (the
      * netdev's transparent cubes, then the wire). */
     struct pcn_port_peer egress_next[PCN_MAX_PORTS];
+    /* A shadow cube (pcn-<cube> namespace): per port, the ifindex of the veth end whose twin in the
+     * namespace carries the port's addresses (0: none). `span` copies every packet of a port there. */
+    __u32 shadow;
+    __u32 span;
+    __u32 shadow_ifindex[PCN_MAX_PORTS];
 };
 
 /* Load-time constants of a netdev's entry program. */

@@ -1,7 +1,9 @@
 /* router: IPv4 static router. The fast path answers ARP for the router's addresses and learns the
  * senders, answers ICMP echo to its addresses, routes by longest prefix match and rewrites the
  * frame for the next hop. The slow path resolves unknown next hops (holding their packets) and
- * sends ICMP time exceeded. */
+ * sends ICMP time exceeded. A shadow router hands its namespace what it does not route itself:
+ * packets for its addresses, ARP replies (after learning them), frames not for it, packets without
+ * a route (the namespace's own routes, a routing daemon's, may know one). */
 #include <pcn/cube.h>
 #include <pcn/packet.h>
 #include "router.h"
@@ -37,17 +39,28 @@ PCN_DROP_REASON(ROUTER_DROP_ARP_OPERATION, "arp-operation");
 PCN_DROP_REASON(ROUTER_DROP_LOCAL_NOT_ECHO, "local-not-echo");
 PCN_DROP_REASON(ROUTER_DROP_NO_ROUTE, "no-route");
 
+/* Dropped, or in a shadow router left to the namespace (multicast of a routing protocol, IPv6). */
+static __always_inline int not_for_us(struct CTXTYPE *ctx, struct pkt_metadata *md) {
+    if (pcn_is_shadow())
+        return pcn_pkt_redirect_ns(ctx, md, md->in_port);
+    return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NOT_FOR_US);
+}
+
 static __always_inline int handle_arp(struct CTXTYPE *ctx, struct pkt_metadata *md, struct ethhdr *eth,
                                       struct pcn_arp *arp, struct router_port *port) {
     __be32 target = arp->target_ip;
     struct router_local_address *local = bpf_map_lookup_elem(&router_local, &target);
     if (!local || local->port != md->in_port)
-        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NOT_FOR_US);
+        return not_for_us(ctx, md);
     __be32 sender = arp->sender_ip;
     learn_neighbour(sender, arp->sender_mac, md->in_port);
     if (arp->op == bpf_htons(PCN_ARPOP_REPLY)) {
         __u32 data[3] = {sender, md->in_port, 0};
-        return pcn_pkt_controller_with_metadata(ctx, md, ROUTER_REASON_ARP_REPLY, data);
+        int verdict = pcn_pkt_controller_with_metadata(ctx, md, ROUTER_REASON_ARP_REPLY, data);
+        /* The namespace asks its neighbours too: it gets their answers as well. */
+        if (pcn_is_shadow() && verdict == PCN_RX_SLOW_PATH)
+            return pcn_pkt_redirect_ns(ctx, md, md->in_port);
+        return verdict;
     }
     if (arp->op != bpf_htons(PCN_ARPOP_REQUEST))
         return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_ARP_OPERATION);
@@ -95,16 +108,22 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
         return handle_arp(ctx, md, eth, arp, port);
     struct iphdr *ip = pcn_ipv4(ctx, eth);
     if (!ip || !mac_equal(eth->h_dest, port->mac))
-        return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NOT_FOR_US);
+        return not_for_us(ctx, md);
     __be32 destination = ip->daddr;
-    if (bpf_map_lookup_elem(&router_local, &destination))
+    if (bpf_map_lookup_elem(&router_local, &destination)) {
+        if (pcn_is_shadow())
+            return pcn_pkt_redirect_ns(ctx, md, md->in_port);
         return handle_local(ctx, md, eth, ip, port);
+    }
     if (ip->ttl <= 1)
         return pcn_pkt_controller(ctx, md, ROUTER_REASON_TTL_EXCEEDED);
     struct router_route_key key = {.prefixlen = 32, .network = destination};
     struct router_route *route = bpf_map_lookup_elem(&router_routes, &key);
-    if (!route)
+    if (!route) {
+        if (pcn_is_shadow())
+            return pcn_pkt_redirect_ns(ctx, md, md->in_port);
         return pcn_pkt_drop_reason(ctx, md, ROUTER_DROP_NO_ROUTE);
+    }
     __u32 out_index = route->port;
     __be32 nexthop = route->nexthop ? route->nexthop : destination;
     struct router_port *out = bpf_map_lookup_elem(&router_ports, &out_index);
