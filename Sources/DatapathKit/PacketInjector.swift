@@ -71,7 +71,7 @@ final class PacketInjector {
     /// Removes the veth pair (on a clean stop).
     func remove() {
         close(socket)
-        try? NetworkCommand.ip(["link", "del", writeEnd])
+        _ = try? NetworkCommand.ip(["link", "del", writeEnd])
     }
 
     /// Lets go of a pair that is gone: only its socket is left to close.

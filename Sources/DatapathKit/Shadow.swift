@@ -63,7 +63,7 @@ extension Datapath {
                 try NetworkCommand.ip(["-n", namespace, "link", "set", port, "up"])
                 // What the namespace sends leaves through a real port as it is: checksums must be
                 // complete (veth leaves them to the device), and GRO lets XDP redirects in.
-                try? NetworkCommand.inNamespace(namespace, ["ethtool", "-K", port, "tx", "off", "gro", "on"])
+                _ = try? NetworkCommand.inNamespace(namespace, ["ethtool", "-K", port, "tx", "off", "gro", "on"])
                 if let interface = topology.cubes[cube]?.shadowInterfaces?[port] {
                     try setUp(interface, namespace: namespace)
                 }
@@ -73,14 +73,14 @@ extension Datapath {
         for (cube, twins) in shadows {
             guard let keep = wanted[cube] else {
                 // Deleting the namespace takes its veth ends along, unless a process still runs in it.
-                try? NetworkCommand.ip(["netns", "del", Topology.shadowNamespace(cube)])
-                for twin in twins where if_nametoindex(twin) > 0 { try? NetworkCommand.ip(["link", "del", twin]) }
+                _ = try? NetworkCommand.ip(["netns", "del", Topology.shadowNamespace(cube)])
+                for twin in twins where if_nametoindex(twin) > 0 { _ = try? NetworkCommand.ip(["link", "del", twin]) }
                 shadows[cube] = nil
                 logger.info("removed shadow namespace", metadata: ["cube": "\(cube)"])
                 continue
             }
             for twin in twins where keep[twin] == nil {
-                try? NetworkCommand.ip(["link", "del", twin])
+                _ = try? NetworkCommand.ip(["link", "del", twin])
                 shadows[cube]!.remove(twin)
             }
         }

@@ -98,8 +98,23 @@ private func required<T>(_ object: [String: Any], _ name: String, _ method: Meth
 /// is to be deleted) and answers, or refuses with `bad-request` and the data path. Nothing changes.
 /// With `cuts`, `config` is a `ConfigEdit`'s base: the candidate is the configuration last applied
 /// with those lists edited (a cube-host that cannot rebuild it answers `needs-whole`).
+/// A check's answer: empty when the configuration is accepted. `dependents` lists entries (paths
+/// relative to the cube) that it is accepted only without: the write removes them and checks again.
+public struct CubeCheckAnswer: CubeHostAnswer {
+    public var dependents: [String]
+    public init(dependents: [String] = []) { self.dependents = dependents }
+    public init(object: [String: Any]) throws {
+        let value = object["dependents"] ?? [String]()
+        guard let dependents = value as? [String] else {
+            throw BusError(code: .badRequest, message: "\(Method.cubeCheck.rawValue): 'dependents' is not a list of paths")
+        }
+        self.dependents = dependents
+    }
+    public var object: [String: Any] { dependents.isEmpty ? [:] : ["dependents": dependents] }
+}
+
 public struct CubeCheck: CubeHostCall {
-    public typealias Answer = JSONObjectAnswer
+    public typealias Answer = CubeCheckAnswer
     public static let method = Method.cubeCheck
     public var cube: String
     public var config: [String: Any]?

@@ -24,6 +24,12 @@ public protocol CubeService: AnyObject, SendableMetatype {
     /// before anything is applied: throw `ServiceFailure.invalid(path:_:)`.
     func validate(_ change: Change<Config>) throws
 
+    /// Entries (data paths relative to the cube, e.g. `route[network='0.0.0.0/0'][nexthop='10.1.0.2']`)
+    /// that were valid before the change and that it takes the reason to be from, such as the routes
+    /// through an address being removed: the write removes them as well (as Polycube does) instead of
+    /// being refused. Asked before `validate`; the write is then checked again without them.
+    func dependents(of change: Change<Config>) -> [String]
+
     /// State (config false) read from the tables, merged over the cube's configuration on reads.
     func state(of cube: Cube<Config>) throws -> [String: Any]
 
@@ -51,6 +57,7 @@ public protocol CubeService: AnyObject, SendableMetatype {
 
 extension CubeService {
     public func validate(_ change: Change<Config>) throws {}
+    public func dependents(of change: Change<Config>) -> [String] { [] }
     public func state(of cube: Cube<Config>) throws -> [String: Any] { [:] }
     public func action(_ name: String, path: [String], input: [String: Any], on cube: Cube<Config>) throws -> ActionResult {
         throw ServiceFailure.refused("\(Self.name) has no action '\(name)'")

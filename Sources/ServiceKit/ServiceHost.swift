@@ -176,6 +176,11 @@ public actor ServiceHost<Service: CubeService> {
         let candidate = try decode(json, cube: request.cube, cuts: request.cuts, previous: lists[request.cube] ?? [:])
         let change = Change(cube: known ?? Cube(name: request.cube, service: Service.name), config: candidate.config,
                             previous: known?.config)
+        let dependents = service.dependents(of: change)
+        if !dependents.isEmpty {
+            // Not accepted as it is: pcn-api removes these too and asks again.
+            return CubeCheckAnswer(dependents: dependents).object
+        }
         do {
             try service.validate(change)
         } catch {

@@ -41,17 +41,19 @@ struct Applier {
 
         // (b) The service's rules, before anything changes. A replay re-applies what was committed.
         if !replaying {
+            var answer = CubeCheckAnswer()
             try await cubeHost(endpoint, path: path) {
                 if let edit, !edit.cuts.isEmpty, old != nil {
                     do {
-                        _ = try await host.call(CubeCheck(cube: name, config: edit.base, cuts: edit.cuts), timeout: .seconds(30))
+                        answer = try await host.call(CubeCheck(cube: name, config: edit.base, cuts: edit.cuts), timeout: .seconds(30))
                         return
                     } catch let error as BusError where error.code == .needsWhole {
                         // It cannot rebuild the configuration from the part: it gets all of it.
                     }
                 }
-                _ = try await host.call(CubeCheck(cube: name, config: new), timeout: .seconds(30))
+                answer = try await host.call(CubeCheck(cube: name, config: new), timeout: .seconds(30))
             }
+            if !answer.dependents.isEmpty { throw DependentEntries(paths: answer.dependents) }
         }
 
         guard let new else {
@@ -109,6 +111,12 @@ struct Applier {
             await undoDatapath()
             throw error
         }
+    }
+
+    /// The service accepts the write only with these entries (paths relative to the cube) removed as
+    /// well; nothing was changed yet.
+    struct DependentEntries: Error {
+        var paths: [String]
     }
 
     private static func sameDatapath(_ a: CubeConfigure, _ b: CubeConfigure) -> Bool {

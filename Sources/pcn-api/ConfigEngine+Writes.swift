@@ -102,60 +102,81 @@ extension ConfigEngine {
             if newCube == nil { throw RestFailure(400, tag: "invalid-value", path: cubePath, "a cube is an object") }
         }
 
-        // Validate: every node of the new cube, then the rules across it (must, when, leafref,
-        // unique) and its defaults. A cube's configuration does not refer to another cube's, and the
-        // entries of its independent lists that the write does not touch are left out (they were
-        // valid when written and no rule relates them to anything): the cost of a write follows
-        // what it changed, not the size of its cube nor of the datastore.
-        var committedCube: [String: Any]?
-        var edit: ConfigEdit?
-        if let newCube {
-            let slice = CubeSlice(new: newCube, old: oldCube, top: top, independent: slicing ? independence[target.service] ?? IndependentLists(top: top) : IndependentLists(), scope: scope)
-            if entryAlone && !slice.cuts(target.steps) {
-                // Never expected: committing the candidate uncut would lose the list's other entries.
-                throw RestFailure(500, tag: "operation-failed", path: target.dataPath, "pcn-api could not cut \(target.dataPath) for this write: nothing was changed")
+        // Validate, apply, commit. A write that leaves entries without their reason to be (the routes
+        // through an address it removes) removes them too: the service names them, and the write is
+        // validated and checked again without them, as a whole candidate.
+        func validateApplyCommit(_ newCube: [String: Any]?, scope: CubeSlice.Scope, entryAlone: Bool, whole: Bool) async throws {
+            // Validate: every node of the new cube, then the rules across it (must, when, leafref,
+            // unique) and its defaults. A cube's configuration does not refer to another cube's, and the
+            // entries of its independent lists that the write does not touch are left out (they were
+            // valid when written and no rule relates them to anything): the cost of a write follows
+            // what it changed, not the size of its cube nor of the datastore.
+            var committedCube: [String: Any]?
+            var edit: ConfigEdit?
+            if let newCube {
+                let slice = CubeSlice(new: newCube, old: oldCube, top: top, independent: slicing && !whole ? independence[target.service] ?? IndependentLists(top: top) : IndependentLists(), scope: scope)
+                if entryAlone && !slice.cuts(target.steps) {
+                    // Never expected: committing the candidate uncut would lose the list's other entries.
+                    throw RestFailure(500, tag: "operation-failed", path: target.dataPath, "pcn-api could not cut \(target.dataPath) for this write: nothing was changed")
+                }
+                let candidate = slice.cutNew(newCube)
+                let checked = ConfigCheck(context: context).check([candidate], node: top, path: "/\(member)", existing: slice.cutOld(oldCube).map { [$0] })
+                if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }
+                let typed = (checked.value as? [Any])?.first as? [String: Any] ?? candidate
+                let base: [String: Any]
+                do {
+                    let text = try context.normalize(json: String(decoding: try JSONText.data([member: [typed]]), as: UTF8.self))
+                    let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+                    base = (normalized[member] as? [Any])?.first as? [String: Any] ?? [:]
+                } catch let issue as YangIssue {
+                    throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
+                }
+                let cubeEdit = slice.edit(base: base)
+                committedCube = slice.isEmpty ? base : cubeEdit.applied(to: oldCube)
+                edit = cubeEdit
             }
-            let candidate = slice.cutNew(newCube)
-            let checked = ConfigCheck(context: context).check([candidate], node: top, path: "/\(member)", existing: slice.cutOld(oldCube).map { [$0] })
-            if !checked.errors.isEmpty { throw RestFailure(400, checked.errors) }
-            let typed = (checked.value as? [Any])?.first as? [String: Any] ?? candidate
-            let base: [String: Any]
-            do {
-                let text = try context.normalize(json: String(decoding: try JSONText.data([member: [typed]]), as: UTF8.self))
-                let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
-                base = (normalized[member] as? [Any])?.first as? [String: Any] ?? [:]
-            } catch let issue as YangIssue {
-                throw RestFailure(400, tag: "invalid-value", path: Self.restPath(issue.path) ?? cubePath, issue.message)
+            var normalized = store.document
+            var committedList = list.filter { !ConfigTree.matches($0, ["name": cubeName]) }
+            if let committedCube {
+                if let index = list.firstIndex(where: { ConfigTree.matches($0, ["name": cubeName]) }) {
+                    committedList.insert(committedCube, at: index)
+                } else {
+                    committedList.append(committedCube)
+                }
             }
-            let cubeEdit = slice.edit(base: base)
-            committedCube = slice.isEmpty ? base : cubeEdit.applied(to: oldCube)
-            edit = cubeEdit
-        }
-        var normalized = store.document
-        var committedList = list.filter { !ConfigTree.matches($0, ["name": cubeName]) }
-        if let committedCube {
-            if let index = list.firstIndex(where: { ConfigTree.matches($0, ["name": cubeName]) }) {
-                committedList.insert(committedCube, at: index)
-            } else {
-                committedList.append(committedCube)
+            normalized[member] = committedList.isEmpty ? nil : committedList
+            var document = normalized
+            let mirrored = Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
+            let changes = [Datastore.CubeChange(member: member, cube: cubeName, edit: edit)] + mirrored.map { hit in
+                Datastore.CubeChange(member: hit.member, cube: hit.cube, edit: Self.cube(hit.cube, of: hit.member, in: document).map { ConfigEdit(base: $0) })
             }
-        }
-        normalized[member] = committedList.isEmpty ? nil : committedList
-        var document = normalized
-        let mirrored = Self.mirrorPeers(of: cubeName, old: oldCube, new: committedCube, in: &document)
-        let changes = [Datastore.CubeChange(member: member, cube: cubeName, edit: edit)] + mirrored.map { hit in
-            Datastore.CubeChange(member: hit.member, cube: hit.cube, edit: Self.cube(hit.cube, of: hit.member, in: document).map { ConfigEdit(base: $0) })
-        }
 
-        // Apply, then commit; a refusal undoes what was applied.
-        try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, edit: edit, replaying: false)
-        do {
-            try store.commit(document, changes: changes)
-        } catch {
-            try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
-            throw RestFailure(500, tag: "operation-failed", "\(error)")
+            // Apply, then commit; a refusal undoes what was applied.
+            try await applier.apply(service: target.service, endpoint: endpoint, top: top, old: oldCube, new: committedCube, edit: edit, replaying: false)
+            do {
+                try store.commit(document, changes: changes)
+            } catch {
+                try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
+                throw RestFailure(500, tag: "operation-failed", "\(error)")
+            }
+            forgetAttachments(toPortsOf: cubeName, old: oldCube, new: committedCube)
         }
-        forgetAttachments(toPortsOf: cubeName, old: oldCube, new: committedCube)
+        var removed: [String] = []
+        while true {
+            do {
+                try await validateApplyCommit(newCube, scope: scope, entryAlone: entryAlone, whole: !removed.isEmpty)
+                break
+            } catch let dependents as Applier.DependentEntries {
+                let fresh = dependents.paths.filter { !removed.contains($0) }
+                guard !fresh.isEmpty, let cube = newCube else {
+                    throw RestFailure(409, tag: "operation-failed", path: cubePath, "\(target.service) keeps asking to remove \(dependents.paths.joined(separator: ", ")): nothing was changed")
+                }
+                newCube = try ConfigTree.removing(fresh, from: cube, top: top, path: cubePath)
+                removed += fresh
+                scope = CubeSlice.Scope(steps: [], patch: nil, replaces: true)
+                entryAlone = false
+            }
+        }
         // A POST always creates; a PUT creates when nothing was there.
         return method == .post || (method == .put && current == nil)
     }

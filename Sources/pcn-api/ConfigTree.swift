@@ -121,6 +121,50 @@ enum ConfigTree {
         }
     }
 
+    /// `cube` without the list entries at `paths`, data paths relative to the cube as a service names
+    /// them (`route[network='0.0.0.0/0'][nexthop='10.1.0.2']`). A path the model does not have is the
+    /// service's mistake: refused, nothing changed.
+    static func removing(_ paths: [String], from cube: [String: Any], top: SchemaNode, path cubePath: String) throws -> [String: Any] {
+        var result: Any? = cube
+        for path in paths {
+            guard let steps = steps(ofDataPath: path, under: top), case .entry? = steps.last else {
+                throw RestFailure(409, tag: "operation-failed", path: cubePath, "the service asked to remove '\(path)', which is no list entry of its model: nothing was changed")
+            }
+            result = set(result, steps[...], to: nil)
+        }
+        return result as? [String: Any] ?? cube
+    }
+
+    /// Steps of a data path relative to a node (`a/b[k='v'][k2='v2']/c`); nil when the model has no such node.
+    static func steps(ofDataPath path: String, under top: SchemaNode) -> [Target.Step]? {
+        var steps: [Target.Step] = []
+        var node = top
+        var rest = Substring(path)
+        while !rest.isEmpty {
+            let nameEnd = rest.firstIndex { $0 == "[" || $0 == "/" } ?? rest.endIndex
+            guard let child = node.child(String(rest[..<nameEnd])) else { return nil }
+            node = child
+            steps.append(.member(child.name))
+            rest = rest[nameEnd...]
+            var keys: [String: String] = [:]
+            // Predicates: [key='value'], the value quoted (it may hold '/' and ']').
+            while rest.first == "[" {
+                guard let equals = rest.firstIndex(of: "="), rest[rest.index(after: equals)...].first == "'" else { return nil }
+                let key = String(rest[rest.index(after: rest.startIndex)..<equals])
+                let valueStart = rest.index(equals, offsetBy: 2)
+                guard let quote = rest[valueStart...].firstIndex(of: "'"), rest[rest.index(after: quote)...].first == "]" else { return nil }
+                keys[key] = String(rest[valueStart..<quote])
+                rest = rest[rest.index(quote, offsetBy: 2)...]
+            }
+            if !keys.isEmpty {
+                guard child.kind == .list, Set(keys.keys) == Set(child.keys) else { return nil }
+                steps.append(.entry(keys))
+            }
+            if rest.first == "/" { rest = rest.dropFirst() }
+        }
+        return steps.isEmpty ? nil : steps
+    }
+
     /// RFC 7386-style merge of a PATCH body into what is there: objects merge member by member,
     /// list entries merge by key, anything else is replaced. A list entry without all its keys is
     /// refused (400 missing-element at `path`): it names no entry to merge into.

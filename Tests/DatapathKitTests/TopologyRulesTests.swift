@@ -8,10 +8,49 @@ final class TopologyRulesTests: XCTestCase {
     private func exists(_ device: String) -> Bool { netdevs.contains(device) }
 
     private func configure(_ topology: inout Topology, _ name: String, type: String = "TC", ports: [(String, String)]?,
-                           lenient: Bool = false, transparent: Bool = false) throws -> [(port: String, reason: String)] {
+                           lenient: Bool = false, transparent: Bool = false, shadow: Bool? = nil, span: Bool? = nil) throws -> [(port: String, reason: String)] {
         try topology.configure(CubeConfigure(name: name, service: "testfwd", type: type, transparent: transparent, loglevel: "INFO",
-                                             ports: ports?.map { CubeConfigure.Port(name: $0.0, peer: $0.1) }, lenientPeers: lenient),
+                                             ports: ports?.map { CubeConfigure.Port(name: $0.0, peer: $0.1) }, lenientPeers: lenient,
+                                             shadow: shadow, span: span),
                                netdevExists: exists)
+    }
+
+    func testShadowCubesHaveTwinsThatOnlyTheirNamespaceSendsInto() throws {
+        var topology = Topology()
+        _ = try configure(&topology, "r", ports: [("p0", "veth1"), ("p1", "")], shadow: true)
+        let twin = Topology.twinName(cube: "r", port: "p1")
+        XCTAssertEqual(twin.count, 11)
+        XCTAssertTrue(twin.hasPrefix("pcs"))
+        XCTAssertNotEqual(twin, Topology.twinName(cube: "r", port: "p0"))
+        XCTAssertEqual(Set(topology.shadowTwins().keys), [twin, Topology.twinName(cube: "r", port: "p0")])
+        XCTAssertTrue(topology.netdevsInUse().isSuperset(of: topology.shadowTwins().keys))
+        // What the namespace sends through p1's twin enters the cube as port 16 + 1.
+        let entries = topology.entries(ofNetdev: twin)
+        XCTAssertEqual(entries.ingress, .node(topology.cubes["r"]!.node, port: 17))
+        XCTAssertEqual(entries.egress, .none)
+        XCTAssertEqual(topology.describe(topology.cubes["r"]!).shadowNamespace, "pcn-r")
+
+        // A twin is no peer; shadow cannot change; span needs shadow and TC; port names are interface names.
+        let shadowNetdevs = netdevs.union([twin])
+        XCTAssertThrowsError(try topology.checkPeer(.netdev(twin), cube: "r", port: "p1", netdevExists: { shadowNetdevs.contains($0) })) {
+            XCTAssertTrue("\($0)".contains("shadow twin of r:p1"), "\($0)")
+        }
+        XCTAssertThrowsError(try configure(&topology, "r", ports: [("p0", "veth1")], shadow: false)) {
+            XCTAssertEqual(($0 as? DatapathError)?.path, "shadow")
+        }
+        var copy = topology
+        XCTAssertThrowsError(try configure(&copy, "r", ports: [("p0", "veth1"), ("a-port-name-of-16", "")], shadow: true)) {
+            XCTAssertEqual(($0 as? DatapathError)?.path, "ports[name='a-port-name-of-16']/name")
+        }
+        XCTAssertThrowsError(try configure(&copy, "plain", ports: [], span: true)) { XCTAssertEqual(($0 as? DatapathError)?.path, "span") }
+        XCTAssertThrowsError(try configure(&copy, "x", type: "XDP_SKB", ports: [], shadow: true, span: true)) {
+            XCTAssertTrue("\($0)".contains("use a TC cube"), "\($0)")
+        }
+        _ = try configure(&topology, "r", ports: [("p0", "veth1"), ("p1", "")], shadow: true, span: true)
+        XCTAssertEqual(topology.cubes["r"]?.span, true)
+        // Without shadow a cube has no twins.
+        _ = try configure(&topology, "plain", ports: [("p0", "veth2")])
+        XCTAssertEqual(topology.shadowTwins().count, 2)
     }
 
     func testConfigureCreatesPortsAndLinksBothEnds() throws {

@@ -241,15 +241,4 @@ final class FirewallTests: ServiceStackTestCase {
     private func rootPing(_ address: String, count: Int = 3) throws -> Bool {
         try runCommand("/usr/bin/ping", ["-c", "\(count)", "-i", "0.2", "-W", "2", address]).status == 0
     }
-
-    /// Connects with `nc -z` from `from` (nil: the root namespace) to a listener in `listenIn`.
-    private func tcpConnects(from: String?, to address: String, port: Int, listenIn: String? = nil) throws -> Bool {
-        let listener = listenIn.map { ["/usr/bin/ip", "netns", "exec", $0, "nc", "-l", address, "\(port)"] } ?? ["/usr/bin/nc", "-l", address, "\(port)"]
-        let server = try BackgroundCommand(listener[0], Array(listener.dropFirst()))
-        defer { server.stop() }
-        Thread.sleep(forTimeInterval: 0.3)
-        let client = ["nc", "-z", "-w", "2", address, "\(port)"]
-        let result = try from.map { try network.exec($0, client, timeout: 10) } ?? runCommand("/usr/bin/nc", Array(client.dropFirst()), timeout: 10)
-        return result.status == 0
-    }
 }

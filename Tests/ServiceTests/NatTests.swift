@@ -45,7 +45,7 @@ final class NatTests: ServiceStackTestCase {
         try await eventually(timeout: 10) {
             ((try? await self.rest.call("GET", "/nat/nat1/rule/masquerade"))?.json as? [String: Any])?["external-ip"] as? String == path.routerOutside
         }
-        var seen = try captured(in: path.outside, "h2n") {
+        var seen = try captured(in: path.outside, network.prefix + "h2n") {
             XCTAssertTrue(try self.network.ping(from: path.inside, to: path.outsideAddress, count: 2), "masqueraded ping answered")
             XCTAssertTrue(try self.tcpConnects(from: path.inside, to: path.outsideAddress, port: 5001, listenIn: path.outside), "masqueraded TCP")
             _ = try self.network.exec(path.inside, ["sh", "-c", "echo x | nc -u -w1 \(path.outsideAddress) 5002"])
@@ -67,7 +67,7 @@ final class NatTests: ServiceStackTestCase {
         // A specific SNAT rule beats masquerade.
         let snatAddress = "10.\(path.subnet).9.1"
         try await must("POST", "/nat/nat1/rule/snat/append", #"{"internal-net":"10.\#(path.subnet).1.0/24","external-ip":"\#(snatAddress)"}"#)
-        seen = try captured(in: path.outside, "h2n") {
+        seen = try captured(in: path.outside, network.prefix + "h2n") {
             XCTAssertTrue(try self.network.ping(from: path.inside, to: path.outsideAddress, count: 2), "SNAT ping answered")
             XCTAssertTrue(try self.tcpConnects(from: path.inside, to: path.outsideAddress, port: 5003, listenIn: path.outside), "SNAT TCP")
             _ = try self.network.exec(path.inside, ["sh", "-c", "echo x | nc -u -w1 \(path.outsideAddress) 5004"])
@@ -88,7 +88,7 @@ final class NatTests: ServiceStackTestCase {
                        #"{"external-ip":"\#(dnatAddress)","external-port":8081,"proto":"tcp","internal-ip":"\#(path.insideAddress)","internal-port":81}"#)
         try await must("POST", "/nat/nat1/rule/port-forwarding/append",
                        #"{"external-ip":"\#(path.routerOutside)","external-port":8080,"internal-ip":"\#(path.insideAddress)","internal-port":80}"#)
-        seen = try captured(in: path.inside, "h1n") {
+        seen = try captured(in: path.inside, network.prefix + "h1n") {
             XCTAssertTrue(try self.network.ping(from: path.outside, to: dnatAddress, count: 2), "DNAT ping answered")
             XCTAssertTrue(try self.tcpConnects(from: path.outside, to: dnatAddress, port: 8081, listenIn: path.inside, listenAddress: path.insideAddress, listenPort: 81),
                           "port forwarding wins over DNAT for its port")
@@ -105,7 +105,7 @@ final class NatTests: ServiceStackTestCase {
         XCTAssertTrue(seen.contains { $0.contains("> \(path.insideAddress).81: Flags [S]") }, seen.joined(separator: "\n"))
         XCTAssertTrue(seen.contains { $0.contains("> \(path.insideAddress).80: UDP") }, "proto ALL forwards UDP too: \(seen.joined(separator: "\n"))")
         // The router's time exceeded for a DNAT'd ping leaves quoting the ping as its sender sent it.
-        seen = try captured(in: path.outside, "h2n", verbose: true) {
+        seen = try captured(in: path.outside, network.prefix + "h2n", verbose: true) {
             _ = try self.network.exec(path.outside, ["ping", "-c", "1", "-t", "1", "-W", "2", dnatAddress])
         }
         let exceeded = seen.joined(separator: "\n")
@@ -123,7 +123,7 @@ final class NatTests: ServiceStackTestCase {
         try await must("DELETE", "/nat/nat1/rule/snat")
         table = try await must("GET", "/nat/nat1/natting-table") as? [[String: Any]] ?? []
         XCTAssertEqual(table.filter { $0["originating-rule"] as? String == "snat" }.count, bySnat, "sessions stay after their rule went: \(table)")
-        seen = try captured(in: path.outside, "h2n") {
+        seen = try captured(in: path.outside, network.prefix + "h2n") {
             XCTAssertTrue(try self.network.ping(from: path.inside, to: path.outsideAddress, count: 1))
         }
         XCTAssertTrue(seen.contains { $0.contains("\(path.routerOutside) > \(path.outsideAddress): ICMP echo request") }, "masquerade again: \(seen)")
@@ -145,7 +145,7 @@ final class NatTests: ServiceStackTestCase {
         try await eventually(timeout: 10) {
             ((try? await self.rest.call("GET", "/nat/nat1/rule/masquerade"))?.json as? [String: Any])?["external-ip"] as? String == "10.88.0.2"
         }
-        let seen = try captured(in: a.namespace, "an") {
+        let seen = try captured(in: a.namespace, network.prefix + "an") {
             let ping = try runCommand("/usr/bin/ping", ["-c", "2", "-i", "0.2", "-W", "2", "-I", "10.88.5.5", "10.88.0.1"])
             XCTAssertEqual(ping.status, 0, "answered through the reverse translation: \(ping.stdout)")
             let server = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", a.namespace, "nc", "-l", "10.88.0.1", "5004"])
@@ -221,32 +221,6 @@ final class NatTests: ServiceStackTestCase {
     }
 
     // MARK: - Tools
-
-    /// Lines tcpdump printed for what `interface` (in `namespace`) saw while `body` ran.
-    private func captured(in namespace: String, _ interface: String, verbose: Bool = false, _ body: () throws -> Void) throws -> [String] {
-        let file = makeTemporaryDirectory() + "/capture.pcap"
-        defer { try? FileManager.default.removeItem(atPath: (file as NSString).deletingLastPathComponent) }
-        let dump = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", namespace, "tcpdump", "-n", "-U", "--immediate-mode", "-i", network.prefix + interface, "-w", file, "ip"])
-        // tcpdump is ready once it created its file.
-        for _ in 0..<100 where !FileManager.default.fileExists(atPath: file) { usleep(20_000) }
-        usleep(200_000)
-        do {
-            try body()
-        } catch {
-            dump.stop()
-            throw error
-        }
-        usleep(300_000)
-        dump.stop()
-        return try runCommand("/usr/bin/tcpdump", ["-n"] + (verbose ? ["-v"] : []) + ["-r", file]).stdout.split(separator: "\n").map(String.init)
-    }
-
-    private func tcpConnects(from: String, to address: String, port: Int, listenIn: String, listenAddress: String? = nil, listenPort: Int? = nil) throws -> Bool {
-        let server = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", listenIn, "nc", "-l", listenAddress ?? address, "\(listenPort ?? port)"])
-        defer { server.stop() }
-        Thread.sleep(forTimeInterval: 0.3)
-        return try network.exec(from, ["nc", "-z", "-w", "2", address, "\(port)"], timeout: 10).status == 0
-    }
 
     /// "refused" when a datagram to a closed port is answered by the ICMP error the socket sees.
     private func udpRefused(from namespace: String, to address: String, port: Int) throws -> String {

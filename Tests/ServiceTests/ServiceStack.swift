@@ -121,6 +121,40 @@ class ServiceStackTestCase: XCTestCase {
         }
     }
 
+    /// Lines tcpdump printed for what `interface` (in `namespace`) saw of `filter` while `body` ran.
+    func captured(in namespace: String, _ interface: String, filter: String = "ip", verbose: Bool = false, _ body: () throws -> Void) throws -> [String] {
+        let file = makeTemporaryDirectory() + "/capture.pcap"
+        defer { try? FileManager.default.removeItem(atPath: (file as NSString).deletingLastPathComponent) }
+        let dump = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", namespace, "tcpdump", "-n", "-U", "--immediate-mode", "-i", interface, "-w", file, filter])
+        // tcpdump is ready once it created its file.
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: file) { usleep(20_000) }
+        usleep(200_000)
+        do {
+            try body()
+        } catch {
+            dump.stop()
+            throw error
+        }
+        usleep(300_000)
+        dump.stop()
+        return try runCommand("/usr/bin/tcpdump", ["-n"] + (verbose ? ["-v"] : []) + ["-r", file]).stdout.split(separator: "\n").map(String.init)
+    }
+
+    /// True when a TCP connection from `from` (nil: the root namespace) to `address:port` is accepted
+    /// by `nc -l` in `listenIn` (nil: the root namespace), listening on `listenAddress:listenPort`
+    /// (by default the address and port connected to).
+    func tcpConnects(from: String?, to address: String, port: Int, listenIn: String? = nil,
+                     listenAddress: String? = nil, listenPort: Int? = nil) throws -> Bool {
+        let listen = ["nc", "-l", listenAddress ?? address, "\(listenPort ?? port)"]
+        let server = try listenIn.map { try BackgroundCommand("/usr/bin/ip", ["netns", "exec", $0] + listen) }
+            ?? BackgroundCommand("/usr/bin/nc", Array(listen.dropFirst()))
+        defer { server.stop() }
+        Thread.sleep(forTimeInterval: 0.3)
+        let client = ["nc", "-z", "-w", "2", address, "\(port)"]
+        let result = try from.map { try network.exec($0, client, timeout: 10) } ?? runCommand("/usr/bin/nc", Array(client.dropFirst()), timeout: 10)
+        return result.status == 0
+    }
+
     /// A router joining `hosts` (port `p<i>` with 10.<subnet>.<i>.254/24, peer the host's veth).
     func router(_ name: String, type: String, hosts: [(namespace: String, interface: String, address: String)], subnet: Int) async throws {
         let ports = hosts.enumerated().map { index, host in

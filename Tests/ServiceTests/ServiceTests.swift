@@ -107,6 +107,23 @@ final class ServiceTests: ServiceStackTestCase {
         try await must("POST", "/router/r1/ports/to_h1/secondaryip", #"{"ip":"10.63.1.200/24"}"#)
         XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.63.1.200", count: 1))
         XCTAssertTrue(try network.ping(from: h1.namespace, to: "10.63.3.1", count: 1))
+
+        // Deleting the secondary address a route goes through removes the route too (Polycube does),
+        // in the datastore and the datapath; a new route through a network no port has is still refused.
+        try await must("DELETE", "/router/r3/ports/to_r2/secondaryip/10.63.23.2%2F30")
+        let r3Routes = (try await must("GET", "/router/r3/route") as? [[String: Any]]) ?? []
+        XCTAssertFalse(r3Routes.contains { $0["nexthop"] as? String == "10.63.23.1" }, "\(r3Routes)")
+        XCTAssertFalse(r3Routes.contains { $0["network"] as? String == "10.63.23.0/30" }, "\(r3Routes)")
+        XCTAssertFalse(try network.ping(from: h3.namespace, to: "10.63.1.1", count: 1), "r3 has no default route any more")
+        let refused = try await rest.call("POST", "/router/r3/route", #"{"network":"0.0.0.0/0","nexthop":"10.63.23.1"}"#)
+        XCTAssertEqual(refused.status, 400, "\(refused)")
+        // Deleting a port removes the routes through it; the other routes stay.
+        try await must("DELETE", "/router/r2/ports/to_r1")
+        let r2Routes = (try await must("GET", "/router/r2/route") as? [[String: Any]]) ?? []
+        XCTAssertFalse(r2Routes.contains { $0["nexthop"] as? String == "10.63.12.1" }, "\(r2Routes)")
+        XCTAssertTrue(r2Routes.contains { $0["network"] as? String == "10.63.3.0/24" && $0["nexthop"] as? String == "10.63.23.2" }, "\(r2Routes)")
+        let stored = try await must("GET", "/router/r2") as? [String: Any]
+        XCTAssertEqual((stored?["ports"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["to_r3"])
     }
 
     // MARK: - helloworld, simpleforwarder

@@ -72,6 +72,16 @@ public final class Router: CubeService {
         addresses.filter { $0.prefix.contains(address) }.max { $0.prefix.length < $1.prefix.length }
     }
 
+    /// Routes whose next hop the change takes off every port's network (a secondary address, a
+    /// primary or a port removed): removed with it, as Polycube does.
+    public func dependents(of change: Change<Config>) -> [String] {
+        guard let previous = change.previous else { return [] }
+        let before = previous.addresses, after = change.config.addresses
+        return change.config.route.filter { route in
+            previous.route[route.key] != nil && Self.connected(route.nexthop, in: before) != nil && Self.connected(route.nexthop, in: after) == nil
+        }.map { "route[network='\($0.network)'][nexthop='\($0.nexthop)']" }
+    }
+
     public func validate(_ change: Change<Config>) throws {
         let addresses = change.config.addresses
         let existing = Set(change.previous?.addresses.map(\.path) ?? [])
