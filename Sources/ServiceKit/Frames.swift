@@ -104,8 +104,9 @@ public enum Frame {
     }
 
     /// An ARP request asking who has `target`.
-    public static func arpRequest(from mac: MACAddress, ip: IPv4Address, asking target: IPv4Address) -> [UInt8] {
-        ethernet(to: .broadcast, from: mac, type: etherARP)
+    /// An ARP request, broadcast unless sent `to` the neighbour itself (a probe of a known one).
+    public static func arpRequest(from mac: MACAddress, ip: IPv4Address, asking target: IPv4Address, to destination: MACAddress = .broadcast) -> [UInt8] {
+        ethernet(to: destination, from: mac, type: etherARP)
             + [0, 1, 0x08, 0, 6, 4, 0, 1] + mac.bytes + ip.bytes + MACAddress.zero.bytes + target.bytes
     }
 

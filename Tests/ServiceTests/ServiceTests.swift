@@ -126,6 +126,43 @@ final class ServiceTests: ServiceStackTestCase {
         XCTAssertEqual((stored?["ports"] as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["to_r3"])
     }
 
+    /// Learned neighbours age: one re-created with a new MAC is reached again once the old entry's
+    /// probes go unanswered; one that answers the probes stays; a port whose peer changes forgets its own.
+    func testRouterNeighboursAgeAndFollowANewMAC() async throws {
+        let hosts = try routedHosts(2, subnet: 77)
+        try await router("r1", type: "TC", hosts: hosts, subnet: 77)
+        try await must("PATCH", "/router/r1", #"{"arp-reachable-time":2}"#)
+        XCTAssertTrue(try network.ping(from: hosts[0].namespace, to: hosts[1].address, count: 1))
+        func neighbours() async -> [String: [String: Any]] {
+            let entries = (try? await rest.call("GET", "/router/r1/arp-table"))?.json as? [[String: Any]] ?? []
+            return Dictionary(entries.map { ($0["address"] as? String ?? "", $0) }) { a, _ in a }
+        }
+        let learned = await neighbours()
+        XCTAssertEqual(learned[hosts[1].address]?["type"] as? String, "DYNAMIC", "\(learned)")
+
+        // h2 gets a new MAC and says nothing: the router's entry is stale until its probes fail.
+        let newMAC = "02:00:00:77:02:02"
+        _ = try network.exec(hosts[1].namespace, ["ip", "link", "set", "dev", hosts[1].interface + "n", "address", newMAC])
+        try await eventually(timeout: 15) {
+            (try? self.network.ping(from: hosts[0].namespace, to: hosts[1].address, count: 1)) == true
+        }
+        let relearned = await neighbours()
+        XCTAssertEqual(relearned[hosts[1].address]?["mac"] as? String, newMAC, "\(relearned)")
+
+        // h1 answers the probes (unicast ARP to its MAC): after several reachable times of silence it is still known.
+        try await Task.sleep(for: .seconds(7))
+        let probed = await neighbours()
+        let h1 = probed[hosts[0].address]
+        XCTAssertEqual(h1?["type"] as? String, "DYNAMIC", "\(probed)")
+        XCTAssertLessThan(h1?["age"] as? Int ?? 99, 6, "\(h1 ?? [:])")
+
+        // A port's peer changes: what it learned there is forgotten.
+        try await must("PATCH", "/router/r1/ports/p2", #"{"peer":""}"#)
+        let left = await neighbours()
+        XCTAssertNil(left[hosts[1].address], "\(left)")
+        XCTAssertNotNil(left[hosts[0].address], "\(left)")
+    }
+
     // MARK: - helloworld, simpleforwarder
 
     func testHelloworldTC() async throws { try await helloworldActions(type: "TC") }

@@ -111,12 +111,7 @@ public final class Bridge: CubeService {
         return fresh
     }
 
-    /// The fast path's clock: seconds of CLOCK_MONOTONIC (bpf_ktime_get_ns).
-    private static var now: Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
+    private static var now: Double { DatapathClock.seconds }
 
     /// A locally administered address made from a name (stable across restarts).
     static func derivedMAC(_ name: String) -> MACAddress {

@@ -284,9 +284,7 @@ public final class Firewall: CubeService {
         }
         var sessions: [[String: Any]] = []
         let connections = try cube.table("fw_connections")
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let nanoseconds = DatapathClock.nanoseconds
         let timeouts = cube.config?.timeouts.byState ?? []
         for key in try connections.keys(as: fw_connection_key.self) {
             guard let connection = try connections.lookup(key, as: fw_connection.self), Int(connection.state) < Self.stateNames.count else { continue }

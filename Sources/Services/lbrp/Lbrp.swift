@@ -302,9 +302,7 @@ public final class Lbrp: CubeService {
 
     public func state(of cube: Cube<Config>) throws -> [String: Any] {
         guard let config = cube.config, let known = state[cube.name] else { return [:] }
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let nanoseconds = DatapathClock.nanoseconds
         var flows: [UInt32: Int] = [:]
         let sessions = try cube.table("lb_sessions")
         for key in try sessions.keys(as: lb_session_key.self) where key.direction == 0 {

@@ -209,9 +209,7 @@ public final class Nat: CubeService {
     static let kinds = ["snat", "dnat", "portforwarding", "masquerade"]
 
     public func state(of cube: Cube<Config>) throws -> [String: Any] {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let nanoseconds = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+        let nanoseconds = DatapathClock.nanoseconds
         let sessions = try cube.table("nat_sessions")
         var table: [[String: Any]] = []
         for key in try sessions.keys(as: nat_session_key.self) where key.direction == UInt8(NAT_EGRESS.rawValue) {

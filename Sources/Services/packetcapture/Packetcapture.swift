@@ -173,12 +173,9 @@ final class CaptureSession: @unchecked Sendable {
 
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC (the kernel stamps records with bpf_ktime_get_ns).
     private static func realtimeOffset() -> UInt64 {
-        var real = timespec(), mono = timespec()
+        var real = timespec()
         clock_gettime(CLOCK_REALTIME, &real)
-        clock_gettime(CLOCK_MONOTONIC, &mono)
-        let realNs = UInt64(real.tv_sec) * 1_000_000_000 + UInt64(real.tv_nsec)
-        let monoNs = UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)
-        return realNs &- monoNs
+        return (UInt64(real.tv_sec) * 1_000_000_000 + UInt64(real.tv_nsec)) &- DatapathClock.nanoseconds
     }
 
     /// After each batch: the file flushed, then the batch counted, so a count read says what the

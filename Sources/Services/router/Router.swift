@@ -37,7 +37,9 @@ public final class Router: CubeService {
         var ports: KeyedList<Port>
         var route: KeyedList<Route>
         var arpTable: KeyedList<Neighbour>
-        enum CodingKeys: String, CodingKey { case ports, route, arpTable = "arp-table" }
+        /// Seconds a learned neighbour stays without being heard from before it is probed.
+        var arpReachableTime: Int
+        enum CodingKeys: String, CodingKey { case ports, route, arpTable = "arp-table", arpReachableTime = "arp-reachable-time" }
 
         /// Every address of every port, primary first, with the path that names it in errors.
         var addresses: [Address] {
@@ -186,16 +188,23 @@ public final class Router: CubeService {
             .map { ($0.prefix, ($0.port, $0.nexthop, $0.cost)) }
     }
 
-    /// Configured neighbours are static entries; learned ones stay as they are.
+    /// Configured neighbours are static entries. Learned ones stay, except on a port that is gone or
+    /// whose peer changed: what was behind it is not any more.
     func staticNeighbours(_ change: Change<Config>) throws {
-        let arp = try change.cube.table("router_arp")
+        let cube = change.cube
+        let arp = try cube.table("router_arp")
         var wanted: [UInt32: router_arp_entry] = [:]
         for entry in change.config.arpTable {
-            guard let port = change.cube.port(named: entry.interface) else { continue }
-            wanted[entry.address.networkOrder] = router_arp_entry(mac: entry.mac.tuple, port: UInt16(port.index), flags: UInt32(ROUTER_ARP_STATIC))
+            guard let port = cube.port(named: entry.interface) else { continue }
+            wanted[entry.address.networkOrder] = router_arp_entry(mac: entry.mac.tuple, port: UInt16(port.index), flags: UInt32(ROUTER_ARP_STATIC), confirmed: 0)
         }
+        let moved = Set(cube.ports.filter { port in
+            change.previous.map { $0.ports[port.name]?.peer != change.config.ports[port.name]?.peer } ?? false
+        }.map(\.index))
         for key in try arp.keys(as: UInt32.self) where wanted[key] == nil {
-            if let entry = try arp.lookup(key, as: router_arp_entry.self), entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 { try arp.delete(key) }
+            guard let entry = try arp.lookup(key, as: router_arp_entry.self) else { continue }
+            let learned = entry.flags & UInt32(ROUTER_ARP_STATIC) == 0
+            if !learned || moved.contains(Int(entry.port)) || cube.port(index: Int(entry.port)) == nil { try arp.delete(key) }
         }
         for (key, entry) in wanted { try arp.update(key, entry) }
     }
@@ -214,11 +223,14 @@ public final class Router: CubeService {
             routes.append(["network": route.network.description, "nexthop": route.nexthop.description, "interface": via.port])
         }
         let arp = try cube.table("router_arp")
+        let now = DatapathClock.nanoseconds
         let neighbours: [[String: Any]] = try arp.keys(as: UInt32.self).sorted().compactMap { key in
             guard let entry = try arp.lookup(key, as: router_arp_entry.self) else { return nil }
-            return ["address": IPv4Address(networkOrder: key).description, "mac": MACAddress(tuple: entry.mac).description,
-                    "interface": cube.port(index: Int(entry.port))?.name ?? "\(entry.port)",
-                    "type": entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 ? "STATIC" : "DYNAMIC"]
+            var neighbour: [String: Any] = ["address": IPv4Address(networkOrder: key).description, "mac": MACAddress(tuple: entry.mac).description,
+                                            "interface": cube.port(index: Int(entry.port))?.name ?? "\(entry.port)",
+                                            "type": entry.flags & UInt32(ROUTER_ARP_STATIC) != 0 ? "STATIC" : "DYNAMIC"]
+            if entry.flags & UInt32(ROUTER_ARP_STATIC) == 0 { neighbour["age"] = (now > entry.confirmed ? now - entry.confirmed : 0) / 1_000_000_000 }
+            return neighbour
         }
         let ports: [[String: Any]] = cube.ports.map { ["name": $0.name, "mac": config.mac(of: $0.name, cube: cube.name).description] }
         return ["route": routes, "arp-table": neighbours, "ports": ports]
@@ -308,8 +320,53 @@ public final class Router: CubeService {
         return mine.first { $0.prefix.contains(peer) } ?? mine.first
     }
 
-    /// Retries unanswered ARP requests; gives up (dropping the held packets) after three.
+    /// A learned neighbour being probed: the confirmation it had when probing began.
+    struct Probe {
+        var confirmed: UInt64
+        var sent = 0
+        var last = Date.distantPast
+    }
+    private var probes: [String: [UInt32: Probe]] = [:]
+
+    /// Learned neighbours not heard from for arp-reachable-time get a unicast ARP request a second;
+    /// after three unanswered they are forgotten (the next packet asks by broadcast). Those of a port
+    /// whose netdev is gone are forgotten at once.
+    private func ageNeighbours(_ cube: Cube<Config>) {
+        guard let config = cube.config, let arp = try? cube.table("router_arp"), let keys = try? arp.keys(as: UInt32.self) else { return }
+        let now = DatapathClock.nanoseconds
+        let reachable = UInt64(config.arpReachableTime) * 1_000_000_000
+        let gone = Set(cube.ports.filter { !$0.peer.isEmpty && !$0.peer.contains(":") && if_nametoindex($0.peer) == 0 }.map(\.index))
+        var probing: [UInt32: Probe] = [:]
+        for key in keys {
+            guard let entry = try? arp.lookup(key, as: router_arp_entry.self), entry.flags & UInt32(ROUTER_ARP_STATIC) == 0 else { continue }
+            let address = IPv4Address(networkOrder: key)
+            if gone.contains(Int(entry.port)) {
+                try? arp.delete(key)
+                continue
+            }
+            guard now > entry.confirmed, now - entry.confirmed >= reachable, let port = cube.port(index: Int(entry.port)) else { continue }
+            var probe = probes[cube.name]?[key].flatMap { $0.confirmed == entry.confirmed ? $0 : nil } ?? Probe(confirmed: entry.confirmed)
+            if Date().timeIntervalSince(probe.last) >= 1 {
+                if probe.sent >= Self.attempts {
+                    try? arp.delete(key)
+                    cube.logger.info("neighbour \(address) on \(port.name) did not answer \(probe.sent) ARP probes: forgotten")
+                    continue
+                }
+                guard let source = Self.source(on: port.name, towards: address, in: config) else { continue }
+                cube.send(Frame.arpRequest(from: config.mac(of: port.name, cube: cube.name), ip: source.prefix.address, asking: address,
+                                           to: MACAddress(tuple: entry.mac)), port: port.name)
+                probe.sent += 1
+                probe.last = Date()
+            }
+            probing[key] = probe
+        }
+        probes[cube.name] = probing
+    }
+
+    /// Retries unanswered ARP requests (giving up, and dropping the held packets, after three) and
+    /// ages the learned neighbours.
     public func tick(_ cube: Cube<Config>) {
+        ageNeighbours(cube)
         for (hop, waiting) in pending[cube.name] ?? [:] {
             if (try? release(hop, cube: cube)) == true { continue }
             if waiting.asked >= Self.attempts && Date().timeIntervalSince(waiting.lastAsked) >= 1 {
@@ -321,5 +378,8 @@ public final class Router: CubeService {
         }
     }
 
-    public func removed(_ cube: Cube<Config>) { pending[cube.name] = nil }
+    public func removed(_ cube: Cube<Config>) {
+        pending[cube.name] = nil
+        probes[cube.name] = nil
+    }
 }

@@ -28,12 +28,8 @@ public final class SimpleBridge: CubeService {
         [.on(\.fdb.agingTime, \.ports, apply: SimpleBridge.settings), .on(\.fdb.entry, \.ports, apply: SimpleBridge.staticEntries)]
     }
 
-    /// The fast path's clock: seconds of CLOCK_MONOTONIC (bpf_ktime_get_ns).
-    private static var now: UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec)
-    }
+    /// The fast path's clock in whole seconds (what its FDB entries hold).
+    private static var now: UInt64 { DatapathClock.nanoseconds / 1_000_000_000 }
 
     /// The table's key: the 6 bytes in wire order in the low bytes of a little-endian __u64.
     private static func key(_ mac: MACAddress) -> UInt64 {

@@ -23,11 +23,17 @@ static __always_inline int mac_equal(const __u8 *a, const __u8 *b) {
     return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
 }
 
+/* Every ARP packet from a neighbour confirms it: its entry is (re)written with the time. */
 static __always_inline void learn_neighbour(__be32 address, const __u8 *mac, __u32 port) {
     struct router_arp_entry *known = bpf_map_lookup_elem(&router_arp, &address);
-    if (known && ((known->flags & ROUTER_ARP_STATIC) || (known->port == port && mac_equal(known->mac, mac))))
+    if (known && (known->flags & ROUTER_ARP_STATIC))
         return;
-    struct router_arp_entry entry = {.port = port, .flags = 0};
+    __u64 now = bpf_ktime_get_ns();
+    if (known && known->port == port && mac_equal(known->mac, mac)) {
+        known->confirmed = now;
+        return;
+    }
+    struct router_arp_entry entry = {.port = port, .flags = 0, .confirmed = now};
     pcn_mac_copy(entry.mac, mac);
     bpf_map_update_elem(&router_arp, &address, &entry, BPF_ANY);
 }

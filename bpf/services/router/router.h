@@ -38,6 +38,8 @@ struct router_arp_entry {
     __u8 mac[6];
     __u16 port;
     __u32 flags;      /* ROUTER_ARP_STATIC: configured; learning does not replace it */
+    __u64 confirmed;  /* bpf_ktime_get_ns() when the neighbour was last heard from (ARP); the control
+                         plane probes and then forgets an entry not confirmed for arp-reachable-time */
 };
 #define ROUTER_ARP_STATIC 1
 
