@@ -79,11 +79,12 @@ public final class BusClient: BusEndpoint, @unchecked Sendable {
         await waitUntilRegistered(timeout: timeout)
     }
 
-    /// Waits until registered with the hub, up to `timeout`. True if registered.
+    /// Waits until registered with the hub, up to `timeout`. True if registered. A stopped client or
+    /// a cancelled caller stops waiting at once (a cancelled sleep returns at once: waiting on would spin).
     public func waitUntilRegistered(timeout: Duration) async -> Bool {
         let deadline = ContinuousClock.now + timeout
         while !isRegistered {
-            if ContinuousClock.now >= deadline { return false }
+            if ContinuousClock.now >= deadline || Task.isCancelled || lock.withLock({ stopping }) { return false }
             try? await Task.sleep(for: .milliseconds(5))
         }
         return true

@@ -117,6 +117,42 @@ final class StackTests: XCTestCase {
         XCTAssertFalse(namespaces.contains(prefix), namespaces)
     }
 
+    /// Processes carrying the stack's mark (supervisor, keepers, components).
+    private func processes(of stack: Stack) -> [Int32] {
+        let mark = Array("PCN_STACK=\(stack.directory)/run".utf8)
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
+            guard let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
+            return environ.split(separator: 0).contains { Array($0) == mark }
+        }
+    }
+
+    func testStartIsAllOrNothing() throws {
+        let stack = makeStack()
+        // Someone else has the API port: pcn-api cannot start, and nothing of the stack stays.
+        let squatter = try BackgroundCommand("/usr/bin/nc", ["-l", "127.0.0.1", "\(stack.port)"])
+        defer { squatter.stop() }
+        Thread.sleep(forTimeInterval: 0.3)
+        let started = Date()
+        let result = try stack.run("start")
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("pcn-api cannot start"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("Address already in use"), result.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 30, "it gave up without waiting for the 60 s deadline")
+        XCTAssertEqual(processes(of: stack), [])
+    }
+
+    func testStopFindsTheStackWithoutItsRuntimeDirectory() throws {
+        let stack = makeStack()
+        XCTAssertEqual(try stack.run("start").status, 0)
+        XCTAssertGreaterThan(processes(of: stack).count, 3)
+        _ = try runCommand("/bin/rm", ["-rf", stack.directory + "/run"])
+        let stopped = try stack.run("stop")
+        XCTAssertEqual(stopped.status, 0, stopped.stderr)
+        XCTAssertEqual(processes(of: stack), [], stopped.stdout)
+        // And it starts again.
+        XCTAssertEqual(try stack.run("start").status, 0)
+    }
+
     func testStartRefusesASecondStackOnTheSameRuntimeDir() throws {
         let stack = makeStack()
         XCTAssertEqual(try stack.run("start").status, 0)
