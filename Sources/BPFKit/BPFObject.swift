@@ -46,13 +46,16 @@ public final class BPFObject: @unchecked Sendable {
         }
     }
 
+    public enum Reuse { case reused, nothingPinned, incompatible }
+
     /// Before `load()`: map `name` reuses the one pinned at `pinPath`, if any (so a reloaded or
-    /// re-adopted program keeps its tables and counters). Returns whether it did.
+    /// re-adopted program keeps its tables and counters), unless the pinned one has another layout
+    /// than the object declares (`incompatible`: the object will create its own).
     @discardableResult
-    public func reuseMap(_ name: String, pinnedAt pinPath: String) throws(BPFError) -> Bool {
+    public func reuseMap(_ name: String, pinnedAt pinPath: String) throws(BPFError) -> Reuse {
         let result = pcn_object_reuse_map(object, name, pinPath)
         try BPFError.check(result, "reuse map '\(name)' pinned at \(pinPath)")
-        return result == 1
+        return result == 1 ? .reused : result == 2 ? .incompatible : .nothingPinned
     }
 
     /// After `load()`: pins map `name` at `pinPath` unless a map is pinned there already.

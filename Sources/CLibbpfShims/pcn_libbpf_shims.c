@@ -97,6 +97,22 @@ int pcn_object_reuse_map(struct bpf_object *obj, const char *name, const char *p
     int fd = bpf_obj_get(path);
     if (fd < 0)
         return errno == ENOENT ? 0 : -errno;
+    struct bpf_map_info info = {0};
+    __u32 length = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &length)) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    /* reuse_fd would take the pinned map's definition: code built for another layout would then be
+     * checked against the old one (or worse, run on it). libbpf sizes some maps itself at load
+     * (a perf event array to the CPUs): a declared 0 is not compared. */
+    if (info.type != bpf_map__type(map) || info.key_size != bpf_map__key_size(map) ||
+        info.value_size != bpf_map__value_size(map) ||
+        (bpf_map__max_entries(map) && info.max_entries != bpf_map__max_entries(map))) {
+        close(fd);
+        return 2;
+    }
     int err = bpf_map__reuse_fd(map, fd);
     close(fd);
     return err ? err : 1;

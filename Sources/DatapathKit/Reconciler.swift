@@ -284,7 +284,12 @@ extension Datapath {
         try object.setSection(".rodata.pcn", to: spec.config)
         // Tables and counters are pinned: every reload, and a restarted pcn-core, keeps them.
         let pins = try tablePins(object, spec)
-        for (name, pin) in pins { try object.reuseMap(name, pinnedAt: pin) }
+        for (name, pin) in pins where try object.reuseMap(name, pinnedAt: pin) == .incompatible {
+            // New code with another layout for this table (an upgrade): a new, empty table replaces
+            // the pinned one; the running program keeps the old one until the swap.
+            logger.warning("\(spec.what): table '\(name)' changed its layout; a new, empty table replaces the one pinned at \(pin)")
+            unlink(pin)
+        }
         do {
             try object.load()
         } catch {

@@ -12,7 +12,15 @@ public struct RestconfError: Codable, Equatable, Sendable, CustomStringConvertib
         self.type = type
         self.tag = tag
         self.path = path
-        self.message = message
+        // A message quoting what it was given stays readable however large that was.
+        self.message = message.count > Self.longestMessage ? String(message.prefix(Self.longestMessage)) + "… (cut)" : message
+    }
+
+    static let longestMessage = 2048
+
+    /// A value as errors quote it: in quotes, cut after 48 characters (a bad value may be megabytes).
+    public static func quoted(_ text: String) -> String {
+        text.count <= 48 ? "'\(text)'" : "'\(text.prefix(48))…' (\(text.count) characters)"
     }
 
     enum CodingKeys: String, CodingKey {
@@ -127,8 +135,8 @@ public struct ConfigCheck {
             let childPath = path + "/" + name
             guard let child = node.child(name), child.kind != .action else {
                 let known = node.children.filter { $0.config && $0.kind != .action }.map(\.name)
-                errors.append(.init(tag: "unknown-element", path: childPath,
-                                    message: "'\(node.name)' has no member '\(name)' (it has \(known.joined(separator: ", ")))"))
+                errors.append(.init(tag: "unknown-element", path: path + "/" + String(name.prefix(64)),
+                                    message: "'\(node.name)' has no member \(RestconfError.quoted(name)) (it has \(known.joined(separator: ", ")))"))
                 continue
             }
             guard child.config else {
@@ -138,7 +146,7 @@ public struct ConfigCheck {
             let before = existing?[name] ?? existing?["\(child.module):\(name)"]
             if child.initOnly, !creating, let before, Self.text(before) != Self.text(value) {
                 errors.append(.init(tag: "invalid-value", path: childPath,
-                                    message: "'\(name)' is set when '\(Self.entryName(path))' is created and cannot change (it is \(Self.text(before)))"))
+                                    message: "'\(name)' is set when '\(Self.entryName(path))' is created and cannot change (it is \(RestconfError.quoted(Self.text(before))))"))
                 continue
             }
             typed[child.name] = visit(value, node: child, path: childPath, existing: before, errors: &errors)
@@ -163,9 +171,13 @@ public struct ConfigCheck {
         if node.type == .boolean, ["true", "false"].contains(text.lowercased()) { text = text.lowercased() }
         if let reason = node.check(text, in: context) {
             let typeName = node.typeName ?? node.type?.name ?? "value"
-            var message = "'\(text)' is not a valid \(typeName)"
+            var message = "\(RestconfError.quoted(text)) is not a valid \(typeName)"
             if node.type == .enumeration { message += " (one of \(node.enums.joined(separator: ", ")))" }
-            else if !reason.contains("pattern") && !reason.contains("does not conform") { message += ": \(reason)" }
+            else if !reason.contains("pattern") && !reason.contains("does not conform") {
+                // libyang quotes the value whole: quote it short, like the rest of the message.
+                let told = text.count > 48 ? reason.replacingOccurrences(of: "\"\(text)\"", with: RestconfError.quoted(text)) : reason
+                message += ": \(told.count > 200 ? told.prefix(200) + "…" : told)"
+            }
             errors.append(.init(tag: "invalid-value", path: path, message: message))
             return value
         }

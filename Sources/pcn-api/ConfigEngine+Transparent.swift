@@ -27,7 +27,13 @@ extension ConfigEngine {
         var attachments = store.attachments.filter { $0["cube"] != cube }
         attachments.removeAll { chain.contains($0["cube"] ?? "") }
         attachments += chain.map { ["cube": $0, "to": to] }
-        try store.commit(store.document, changed: [], attachments: attachments)
+        do {
+            try store.commit(store.document, changed: [], attachments: attachments)
+        } catch {
+            // pcn-core attached it; what is stored must say so or the attach is undone.
+            _ = try? await core.call(CubeDetach(name: cube))
+            throw storageFailure(error)
+        }
     }
 
     /// Detaches `cube`; with `from` (Polycube's `detach CUBE PORT`), only if that is where it is attached.
@@ -57,7 +63,11 @@ extension ConfigEngine {
         } catch {
             throw RestFailure(core: error)
         }
-        try store.commit(store.document, changed: [], attachments: store.attachments.filter { $0["cube"] != cube })
+        do {
+            try store.commit(store.document, changed: [], attachments: store.attachments.filter { $0["cube"] != cube })
+        } catch {
+            throw storageFailure(error)
+        }
     }
 
     /// Where `cube` is attached (as stored) and the IPv4 address there: a cube port's `ip` leaf as

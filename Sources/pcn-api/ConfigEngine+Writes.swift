@@ -157,7 +157,7 @@ extension ConfigEngine {
                 try store.commit(document, changes: changes)
             } catch {
                 try? await applier.apply(service: target.service, endpoint: endpoint, top: top, old: committedCube, new: oldCube, replaying: false)
-                throw RestFailure(500, tag: "operation-failed", "\(error)")
+                throw storageFailure(error)
             }
             forgetAttachments(toPortsOf: cubeName, old: oldCube, new: committedCube)
         }
@@ -284,5 +284,11 @@ extension ConfigEngine {
             return String(location[start..<end])
         }
         return location.hasPrefix("/") ? location : nil
+    }
+
+    /// A commit that failed, logged once and told to the client as what it is (507 for a full disk).
+    func storageFailure(_ error: Error) -> RestFailure {
+        logger.error("a write was refused: the datastore could not be written", metadata: ["error": "\(error)"])
+        return (error as? StorageFailure)?.restFailure ?? RestFailure(500, tag: "operation-failed", "\(error): nothing was changed")
     }
 }

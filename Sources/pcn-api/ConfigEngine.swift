@@ -136,6 +136,25 @@ actor ConfigEngine {
         logger.info("service registered", metadata: ["service": "\(name)", "by": "\(endpoint)"])
     }
 
+    /// A newer model may have leaves with defaults the stored cubes were written without: before a
+    /// replay the stored cubes get them (as a write would have given them), so replays and reads carry them.
+    private func withNewDefaults(service: String) {
+        let member = "\(service):\(service)"
+        guard let context, let cubes = store.document[member] as? [Any], !cubes.isEmpty else { return }
+        do {
+            let text = try context.normalize(json: String(decoding: try JSONText.data([member: cubes]), as: UTF8.self))
+            let normalized = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] ?? [:]
+            guard let updated = normalized[member] as? [Any],
+                  try JSONText.data(updated) != JSONText.data(cubes) else { return }
+            var document = store.document
+            document[member] = updated
+            try store.commit(document, changed: updated.compactMap { ($0 as? [String: Any])?["name"] as? String }.map { (member, $0) })
+            logger.info("stored cubes of \(service) given the defaults of its new model", metadata: ["cubes": "\(updated.count)"])
+        } catch {
+            logger.error("the stored cubes of \(service) do not fit its new model; they are replayed as stored: \(error)")
+        }
+    }
+
     /// Sends every stored cube of a service to the datapath and to its cube-host (after a restart of
     /// either, or of everything). Failures are logged: the configuration stays stored. Called after
     /// the registration is answered, so a cube-host that handles one request at a time is free.
@@ -145,6 +164,7 @@ actor ConfigEngine {
 
     func replayNow(service: String) async {
         guard let top = tops[service], let endpoint = services[service]?.endpoint else { return }
+        withNewDefaults(service: service)
         let cubes = (store.document["\(service):\(service)"] as? [Any] ?? []).compactMap { $0 as? [String: Any] }
         for cube in cubes {
             do {

@@ -108,14 +108,15 @@ struct Datastore {
         var line = try JSONText.data(record)
         line.append(UInt8(ascii: "\n"))
         let fd = open(journalPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw DaemonError("cannot write \(journalPath): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StorageFailure("cannot write \(journalPath)") }
+        let end = lseek(fd, 0, SEEK_END)
         let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fdatasync(fd)
+        let synced = written == line.count ? fdatasync(fd) : -1
+        let failure = written == line.count && synced == 0 ? nil : StorageFailure("cannot append to the datastore journal \(journalPath)")
+        // A partial line would be followed by the next commit's: cut it (the journal stays as it was).
+        if failure != nil, end >= 0 { _ = ftruncate(fd, end) }
         close(fd)
-        guard written == line.count, synced == 0 else {
-            // A partial line is a torn last line: skipped when the journal is read.
-            throw DaemonError("cannot append to the datastore journal \(journalPath): \(String(cString: strerror(errno)))")
-        }
+        if let failure { throw failure }
         for change in changes { fragments[change.member]?[change.cube] = nil }
         journalBytes += line.count
         document = next
@@ -158,17 +159,20 @@ struct Datastore {
         data += Data(#"},"version":\#(newVersion)}"#.utf8)
         let temporary = path + ".tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw DaemonError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw StorageFailure("cannot write \(temporary)") }
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd)
+        let synced = written == data.count ? fsync(fd) : -1
         close(fd)
         guard written == data.count, synced == 0, rename(temporary, path) == 0 else {
-            throw DaemonError("cannot commit the datastore \(path): \(String(cString: strerror(errno)))")
+            let failure = StorageFailure("cannot commit the datastore \(path)")
+            // The last good file stays; no half-written copy is left beside it.
+            unlink(temporary)
+            throw failure
         }
         // The file holds everything the journal had: empty it (a crash before this leaves records
         // the file's version already covers, skipped when read).
         guard truncate(journalPath, 0) == 0 || errno == ENOENT else {
-            throw DaemonError("cannot empty the datastore journal \(journalPath): \(String(cString: strerror(errno)))")
+            throw StorageFailure("cannot empty the datastore journal \(journalPath)")
         }
         journalBytes = 0
         fileBytes = data.count
@@ -176,5 +180,27 @@ struct Datastore {
         fragments = fresh.filter { next[$0.key] != nil }
         if let nextAttachments { attachments = nextAttachments }
         version = newVersion
+    }
+}
+
+/// A write to the state directory that failed, with the system's reason (`errno` when it was made).
+struct StorageFailure: Error, CustomStringConvertible {
+    let message: String
+    let code: Int32
+
+    init(_ message: String, code: Int32 = errno) {
+        self.message = message
+        self.code = code == 0 ? EIO : code
+    }
+
+    /// The disk (or the user's quota) is full: the client may retry once space is back.
+    var isOutOfSpace: Bool { code == ENOSPC || code == EDQUOT }
+    var description: String { "\(message): \(String(cString: strerror(code)))" }
+
+    /// How a client is told: 507 for a full disk, 500 for anything else; the last good datastore stays.
+    var restFailure: RestFailure {
+        isOutOfSpace
+            ? RestFailure(507, tag: "resource-denied", "the state directory is full (\(description)): nothing was changed; retry once there is space")
+            : RestFailure(500, tag: "operation-failed", "\(description): nothing was changed")
     }
 }

@@ -112,8 +112,7 @@ struct GenericRoutes: Sendable {
     }
 
     static func object(_ request: Request) async throws -> [String: Any] {
-        var request = request
-        let buffer = try await request.collectBody(upTo: 1 << 20)
+        let buffer = try await RequestBodies.collect(request, limit: 1 << 20)
         guard let object = try? JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any] else {
             throw RestFailure(400, tag: "malformed-message", "the body must be a JSON object")
         }

@@ -35,10 +35,17 @@ struct PcnAPI: AsyncParsableCommand {
     @Option(name: .customLong("token-file"), help: "File holding the bearer token every request must carry (env PCN_API_TOKEN_FILE).")
     var tokenFileFlag: String?
 
+    @Option(name: .customLong("max-body-size"), help: "The largest request body accepted, in bytes; larger ones are answered 413 (env PCN_API_MAX_BODY_SIZE, default 16777216).")
+    var maxBodySizeFlag: String?
+
     var apiAddress: String { Setting.value(flag: apiAddressFlag, environment: "PCN_API_ADDR") ?? "127.0.0.1:9000" }
+    var maxBodySize: Int? { Int(Setting.value(flag: maxBodySizeFlag, environment: "PCN_API_MAX_BODY_SIZE") ?? "16777216") }
 
     func validate() throws {
         _ = try ListenAddress(apiAddress)
+        guard let size = maxBodySize, size >= 1024 else {
+            throw ValidationError("the maximum body size must be a whole number of bytes, at least 1024")
+        }
     }
 
     func run() async throws {
@@ -79,9 +86,10 @@ struct PcnAPI: AsyncParsableCommand {
         }
         let gate = ReadyGate()
         let relayPath = paths.runtimeDir + "/api-http.sock"
+        let router = RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log"),
+                                services: ServiceRoutes(engine: engine, bodyLimit: maxBodySize!), token: access.token).router()
         let app = Application(
-            router: RestRoutes(bus: bus, logs: LogsRoute(logFile: paths.logDir + "/pcn.log"), services: ServiceRoutes(engine: engine),
-                               token: access.token).router(),
+            responder: HTTPSemantics(inner: router.buildResponder(), routes: RouteMethods(router.routes)),
             // Under socket activation TLS still ends here: the relay copies the encrypted bytes.
             server: try access.tls.map { try .tls(.http1(), tlsConfiguration: $0) } ?? .http1(),
             configuration: .init(address: activated == nil ? .hostname(address.host, port: address.port) : .unixDomainSocket(path: relayPath),

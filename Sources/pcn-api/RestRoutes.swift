@@ -45,8 +45,12 @@ struct RestRoutes: Sendable {
         // Answers its body unvalidated: what bench/api compares validated writes with.
         v1.post("echo") { request, _ -> Response in
             var request = request
-            let body = try await request.collectBody(upTo: 16 << 20)
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+            do {
+                let body = try await RequestBodies.collect(request, limit: services.bodyLimit)
+                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: body))
+            } catch let failure as RestFailure {
+                return RestError.response(failure)
+            }
         }
         v1.get("metrics") { request, _ in await MetricsRoute(core: core, engine: services.engine).handle(accept: request.headers[values: .accept]) }
         v1.get("schema/**") { request, _ in

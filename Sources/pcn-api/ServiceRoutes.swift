@@ -10,6 +10,8 @@ import YangKit
 /// cube's service.
 struct ServiceRoutes: Sendable {
     let engine: ConfigEngine
+    /// The largest request body read, in bytes.
+    let bodyLimit: Int
 
     static let jsonTypes = ["application/json", "application/yang-data+json"]
 
@@ -46,7 +48,7 @@ struct ServiceRoutes: Sendable {
                 let method = ConfigEngine.Method(rawValue: request.method.rawValue)!
                 var body: Data?
                 if method != .delete {
-                    let buffer = try await request.body.collect(upTo: 16 << 20)
+                    let buffer = try await RequestBodies.collect(request, limit: bodyLimit)
                     let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
                     if buffer.readableBytes > 0 {
                         guard let contentType, Self.jsonTypes.contains(contentType) else {

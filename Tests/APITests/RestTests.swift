@@ -227,6 +227,104 @@ final class RestTests: XCTestCase {
 
     /// With pcn-core gone, what needs the datapath answers 503 resource-denied (one mapping for every
     /// pcn-core call); the stored configuration is still readable, and nothing half-written is stored.
+    /// curl's view of one request: status, headers (lower-case names) and body.
+    private func raw(_ method: String, _ path: String, _ extra: [String] = []) throws -> (status: Int, headers: [String: String], body: String) {
+        let result = try runCommand("/usr/bin/curl", ["-s", "-i", "--max-time", "10", "-X", method] + extra + ["http://127.0.0.1:\(port)" + path])
+        let parts = result.stdout.components(separatedBy: "\r\n\r\n")
+        let head = parts.first?.components(separatedBy: "\r\n") ?? []
+        let status = head.first.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return (status, headers, parts.dropFirst().joined(separator: "\r\n\r\n"))
+    }
+
+    func testEveryMethodAndPathGetsItsStatusAndABody() async throws {
+        try await call("POST", "/testfwd/t1", #"{"ports":[{"name":"p1"}]}"#)
+        let get = try raw("GET", "/polycube/v1/testfwd/t1")
+        XCTAssertEqual(get.status, 200)
+        // HEAD: GET's status and length, no body (curl is told not to wait for one).
+        let head = try raw("HEAD", "/polycube/v1/testfwd/t1", ["-I"])
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.headers["content-length"], "\(get.body.utf8.count)", "\(head)")
+        XCTAssertEqual(head.body, "")
+        // OPTIONS: the path's methods.
+        let options = try raw("OPTIONS", "/polycube/v1/netdevs")
+        XCTAssertEqual(options.status, 204)
+        XCTAssertEqual(options.headers["allow"], "GET, HEAD, OPTIONS")
+        XCTAssertEqual(try raw("OPTIONS", "/polycube/v1/testfwd/t1").headers["allow"], "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS")
+        XCTAssertEqual(try raw("OPTIONS", "/polycube/v1/topology/lo").headers["allow"], "GET, HEAD, OPTIONS")
+        // A method the path has not: 405 with Allow and a RESTCONF body; CONNECT ends too.
+        for (method, path) in [("DELETE", "/polycube/v1/netdevs"), ("PUT", "/polycube/v1/cubes"), ("POST", "/polycube/v1/schema/testfwd"),
+                               ("CONNECT", "/polycube/v1/testfwd/t1")] {
+            let refused = try raw(method, path)
+            XCTAssertEqual(refused.status, 405, "\(method) \(path): \(refused)")
+            XCTAssertNotNil(refused.headers["allow"], "\(method) \(path)")
+            // (curl reads no body after a CONNECT's refusal.)
+            if method != "CONNECT" {
+                XCTAssertTrue(refused.body.contains(#""error-tag":"operation-not-supported""#), "\(method) \(path): \(refused.body)")
+            }
+        }
+        // Nothing there: 404 with a body.
+        for path in ["/nowhere", "/polycube/v2/x", "/polycube/v1/schema/nosuch"] {
+            let missing = try raw("GET", path)
+            XCTAssertEqual(missing.status, 404, path)
+            XCTAssertTrue(missing.body.contains("ietf-restconf:errors"), "\(path): \(missing.body)")
+        }
+    }
+
+    func testABodyOverTheLimitIs413AndBadValuesAreQuotedShort() async throws {
+        let body = try makeTemporaryDirectory() + "/big.json"
+        let huge = #"{"name":"t9","label":""# + String(repeating: "A", count: 20 << 20) + #""}"#
+        try huge.write(toFile: body, atomically: false, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: (body as NSString).deletingLastPathComponent) }
+        let tooLarge = try raw("POST", "/polycube/v1/testfwd/t9", ["-H", "Content-Type: application/json", "--data-binary", "@" + body])
+        XCTAssertEqual(tooLarge.status, 413, tooLarge.body)
+        XCTAssertTrue(tooLarge.body.contains("--max-body-size"), tooLarge.body)
+        // A bad value of 100,000 characters comes back cut, with its length.
+        let bad = try await call("POST", "/testfwd/t9", #"{"label":""# + String(repeating: "A", count: 100_000) + #""}"#)
+        XCTAssertEqual(bad.status, 400)
+        let message = bad.errors.first?["error-message"] ?? ""
+        XCTAssertLessThan(message.count, 300, message)
+        XCTAssertTrue(message.contains("(100000 characters)"), message)
+        XCTAssertEqual(bad.errors.first?["error-path"], "/testfwd:testfwd[name='t9']/label")
+    }
+
+    func testAFullStateDiskIs507AndTheDatastoreStaysAsItWas() async throws {
+        // pcn-api again, its state on a 2 MB tmpfs.
+        api?.killAndWait(SIGTERM)
+        let small = directory + "/small"
+        try FileManager.default.createDirectory(atPath: small, withIntermediateDirectories: true)
+        XCTAssertEqual(try runCommand("/usr/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small]).status, 0)
+        defer { _ = try? runCommand("/usr/bin/umount", ["-l", small]) }
+        apiArguments += ["--state-dir", small]
+        try startAPI()
+        try await eventually(timeout: 30) { (try? await self.call("GET", "/testfwd"))?.status == 200 }
+        let before = (try? String(contentsOfFile: small + "/datastore.json", encoding: .utf8)) ?? ""
+        let journal = (try? String(contentsOfFile: small + "/datastore.json.journal", encoding: .utf8)) ?? ""
+        // Fill the disk (to the last block: a file with room left in its last block could still grow).
+        _ = try runCommand("/usr/bin/dd", ["if=/dev/zero", "of=\(small)/filler", "bs=4k", "count=1000"])
+        let full = try await call("POST", "/testfwd/t1", #"{"mtu":1400,"ports":[{"name":"p1"}]}"#)
+        XCTAssertEqual(full.status, 507, "\(full)")
+        XCTAssertEqual(full.errors.first?["error-tag"], "resource-denied")
+        // Nothing changed: not the datastore, not pcn-core, no temporary file.
+        let missing = try await call("GET", "/testfwd/t1")
+        XCTAssertEqual(missing.status, 404, "\(missing)")
+        let inCore = try await coreCubes()
+        XCTAssertFalse(inCore.contains { $0["name"] as? String == "t1" }, "\(inCore)")
+        XCTAssertEqual((try? String(contentsOfFile: small + "/datastore.json", encoding: .utf8)) ?? "", before)
+        XCTAssertEqual((try? String(contentsOfFile: small + "/datastore.json.journal", encoding: .utf8)) ?? "", journal, "no torn line left")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: small + "/datastore.json.tmp"))
+        // Space again: the same write goes through.
+        try FileManager.default.removeItem(atPath: small + "/filler")
+        let retried = try await call("POST", "/testfwd/t1", #"{"mtu":1400,"ports":[{"name":"p1"}]}"#)
+        XCTAssertEqual(retried.status, 201, "\(retried)")
+        let stored = try await call("GET", "/testfwd/t1/mtu")
+        XCTAssertEqual(stored.json as? Int, 1400)
+    }
+
     func testWithoutPcnCoreDatapathCallsAre503AndNothingChanges() async throws {
         let created = try await call("POST", "/testfwd/t1", #"{"ports":[{"name":"p1"}]}"#)
         XCTAssertEqual(created.status, 201)

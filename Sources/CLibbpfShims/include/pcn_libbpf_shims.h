@@ -18,7 +18,8 @@ int pcn_object_set_section(struct bpf_object *obj, const char *section, const vo
 int pcn_object_instance_maps(struct bpf_object *obj, char *names, size_t size);
 
 /* Before load: map `name` reuses the map pinned at `path`. Returns 1 if reused, 0 if nothing is
- * pinned there, or -errno. */
+ * pinned there, 2 if the pinned map has another type, key size, value size or size than the object
+ * declares (not reused: the code changed the table), or -errno. */
 int pcn_object_reuse_map(struct bpf_object *obj, const char *name, const char *path);
 
 /* After load: pins map `name` at `path` unless something is pinned there already. 0 or -errno. */
