@@ -3,7 +3,10 @@ import Logging
 
 /// Compiles datapath C with `clang -target bpf`, caching objects by a hash of everything that goes
 /// into them (the source, every framework header, the flags and the compiler), so a cube reload or a
-/// restart reuses the object instead of compiling again.
+/// restart reuses the object instead of compiling again. Code can come from a REST client (dynmon,
+/// a reload), so clang runs in a jail (`bpf/core/sandboxed-clang`: its own user, mount, network and
+/// pid namespaces; only the framework's, the service's, the kernel's and libbpf's headers visible;
+/// CPU, memory and file limits) and its output is cut at 64 KiB.
 public struct BPFCompiler: Sendable {
     public let clang: String
     public let includeDirectory: String
@@ -23,8 +26,30 @@ public struct BPFCompiler: Sendable {
         public var description: String { "compiling \(source) failed:\n\(output)" }
     }
 
-    private static let flags = ["-O2", "-g", "-Wall", "-Werror=implicit-function-declaration", "-target", "bpf",
-                                "-I/usr/include/x86_64-linux-gnu"]
+    private static let flags = ["-O2", "-g", "-Wall", "-Werror=implicit-function-declaration", "-target", "bpf"]
+    /// Wall-clock limit of one compile (the jail limits CPU time too).
+    static let timeout: TimeInterval = 120
+    static let longestOutput = 64 << 10
+
+    /// The jail's entry, next to the framework headers.
+    var sandbox: String { (includeDirectory as NSString).deletingLastPathComponent + "/core/sandboxed-clang" }
+
+    /// Refuses includes that name a file by an absolute path or climb out with `..`: only the
+    /// framework's headers (`<pcn/...>`), the kernel's and libbpf's (`<linux/...>`, `<bpf/...>`) and
+    /// the service's own (`"..."`) are there (the jail would not find the others either; this says why).
+    static func checkIncludes(_ source: String, name: String) throws {
+        for (number, line) in source.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = line.drop { $0 == " " || $0 == "\t" }
+            guard text.hasPrefix("#") else { continue }
+            let directive = text.dropFirst().drop { $0 == " " || $0 == "\t" }
+            guard directive.hasPrefix("include") || directive.hasPrefix("import") || directive.hasPrefix("embed") else { continue }
+            let target = directive.drop { $0.isLetter }.drop { $0 == " " || $0 == "\t" }.dropFirst().prefix { $0 != ">" && $0 != "\"" }
+            if target.hasPrefix("/") || target.split(separator: "/").contains("..") {
+                throw CompileError(source: name, output: "\(name).c:\(number + 1): #include of '\(target)' is not allowed: only the framework's headers "
+                                   + "(<pcn/...>), the kernel's and libbpf's (<linux/...>, <bpf/...>) and the service's own (\"...\") can be included")
+            }
+        }
+    }
 
     /// Compiles C source text, returning the path of the object file. `includes` are searched for
     /// `#include "..."` (a service's own headers, next to its source).
@@ -39,25 +64,37 @@ public struct BPFCompiler: Sendable {
         }
         let objectPath = "\(cacheDirectory)/\(name)-\(String(hasher.value, radix: 16)).o"
         if FileManager.default.fileExists(atPath: objectPath) { return objectPath }
-        try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-        let sourcePath = "\(cacheDirectory)/\(name)-\(String(hasher.value, radix: 16)).c"
-        try sourceText.write(toFile: sourcePath, atomically: true, encoding: .utf8)
-        let temporary = objectPath + ".tmp\(getpid())"
+        try Self.checkIncludes(sourceText, name: name)
+        guard includes.count <= 1 else { throw CompileError(source: name, output: "one folder of the service's own headers at most (given \(includes.count))") }
+        // The jail sees this folder alone (as /work): the source in, the object out.
+        let work = "\(cacheDirectory)/work-\(name)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        try sourceText.write(toFile: "\(work)/\(name).c", atomically: false, encoding: .utf8)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: clang)
-        process.arguments = Self.flags + defines.map { "-D\($0)" } + ["-I", includeDirectory] + includes.flatMap { ["-iquote", $0] } + ["-c", sourcePath, "-o", temporary]
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        process.arguments = ["--user", "--map-root-user", "--mount", "--net", "--pid", "--fork", "--kill-child", "--",
+                             "/bin/bash", sandbox, clang, work, includeDirectory, includes.first ?? "/nonexistent", "--"]
+            + Self.flags + defines.map { "-D\($0)" } + ["-c", "/work/\(name).c", "-o", "/work/\(name).o"]
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = errors
         try process.run()
-        let output = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw CompileError(source: name, output: String(decoding: output, as: UTF8.self)
-                .replacingOccurrences(of: sourcePath, with: name + ".c"))
+        let deadline = DispatchWorkItem { [process] in process.terminate() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + Self.timeout, execute: deadline)
+        var output = Data()
+        while let chunk = try? errors.fileHandleForReading.read(upToCount: 65536), !chunk.isEmpty {
+            if output.count < Self.longestOutput { output += chunk.prefix(Self.longestOutput - output.count) }
         }
-        guard rename(temporary, objectPath) == 0 else { throw CompileError(source: name, output: "cannot store \(objectPath)") }
+        process.waitUntilExit()
+        deadline.cancel()
+        guard process.terminationStatus == 0, process.terminationReason == .exit else {
+            var text = String(decoding: output, as: UTF8.self).replacingOccurrences(of: "/work/\(name).c", with: name + ".c")
+            if process.terminationReason == .uncaughtSignal { text += "\nthe compiler was stopped (signal \(process.terminationStatus)): over its time or memory limit" }
+            if output.count >= Self.longestOutput { text += "\n(output cut at \(Self.longestOutput) bytes)" }
+            throw CompileError(source: name, output: text)
+        }
+        guard rename("\(work)/\(name).o", objectPath) == 0 else { throw CompileError(source: name, output: "cannot store \(objectPath)") }
         logger.debug("compiled \(name) -> \(objectPath)")
         return objectPath
     }
