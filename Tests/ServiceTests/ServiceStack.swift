@@ -121,6 +121,11 @@ class ServiceStackTestCase: XCTestCase {
         }
     }
 
+    /// A router's neighbours as learned, without their age (a clock, not state).
+    func learnedNeighbours(_ router: String) async throws -> [[String: Any]] {
+        ((try await must("GET", "/router/\(router)/arp-table") as? [[String: Any]]) ?? []).map { $0.filter { $0.key != "age" } }
+    }
+
     /// Lines tcpdump printed for what `interface` (in `namespace`) saw of `filter` while `body` ran.
     func captured(in namespace: String, _ interface: String, filter: String = "ip", verbose: Bool = false, _ body: () throws -> Void) throws -> [String] {
         let file = makeTemporaryDirectory() + "/capture.pcap"
