@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "IPC", "PCNProtocol"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
         .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "DatapathTests", dependencies: ["IPC", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
+        .testTarget(name: "DatapathTests", dependencies: ["IPC", "PCNProtocol", "DatapathKit", "BPFKit", "TestSupport", "PCNDatapathABI", "pcn-core", "pcn-bus-peer", "pcn-logd"]),
         .testTarget(name: "LogTests", dependencies: ["PCNProtocol", "PCNDatapathABI"]),
         .testTarget(name: "APITests", dependencies: ["IPC", "PCNProtocol", "YangKit", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),

@@ -130,6 +130,16 @@ int pcn_peer_pid(int sock, int *pid) {
     return 0;
 }
 
+int pcn_peer_credentials(int sock, int *pid, unsigned *uid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+        return -1;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    return 0;
+}
+
 int pcn_wake_pipe(int fds[2]) {
     return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
 }

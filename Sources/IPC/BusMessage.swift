@@ -70,6 +70,8 @@ public struct BusError: Error, Codable, Equatable, CustomStringConvertible, Send
         /// The receiver cannot rebuild a configuration from the part of it sent (a cube-host that
         /// lost the configuration it was cut against): send the whole one.
         case needsWhole = "needs-whole"
+        /// The caller may not call this method (the contract's caller rule), or not on this cube.
+        case forbidden
     }
 
     public let code: Code

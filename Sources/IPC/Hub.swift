@@ -25,6 +25,7 @@ public struct HubLimits: Sendable {
 public final class BusHub: @unchecked Sendable {
     public let socketPath: String
     private let limits: HubLimits
+    private let namePolicy: BusNamePolicy
     private let logger: Logger
 
     private var listener: SeqPacketSocket?
@@ -60,9 +61,10 @@ public final class BusHub: @unchecked Sendable {
         var dropped: UInt64 = 0
     }
 
-    public init(socketPath: String, limits: HubLimits = HubLimits(), logger: Logger) {
+    public init(socketPath: String, limits: HubLimits = HubLimits(), namePolicy: BusNamePolicy = BusNamePolicy(), logger: Logger) {
         self.socketPath = socketPath
         self.limits = limits
+        self.namePolicy = namePolicy
         self.logger = logger
         self.statsSnapshot = HubStats(endpoints: [], badFrameDisconnects: 0, noRoute: 0, undeliverableErrors: 0, dropped: 0)
     }
@@ -232,7 +234,10 @@ public final class BusHub: @unchecked Sendable {
             let socket = SeqPacketSocket(fd: fd)
             socket.setNonBlocking()
             let connection = Connection(id: nextConnectionID, transport: .socket(socket))
-            connection.pid = socket.peerPID
+            if let credentials = socket.peerCredentials {
+                connection.pid = credentials.pid
+                connection.peer = BusPeer(pid: credentials.pid, uid: credentials.uid, unit: BusPeer.unit(ofPID: credentials.pid))
+            }
             nextConnectionID += 1
             connections[connection.id] = connection
         }
@@ -283,6 +288,12 @@ public final class BusHub: @unchecked Sendable {
                 guard Frame.isValidName(name), name != HubMethod.hubName, name != HubMethod.broadcast else {
                     counters.badFrameDisconnects += 1
                     close(connection, reason: "register with an invalid name '\(name)'")
+                    return
+                }
+                // A name is proven by who the peer is (SO_PEERCRED, its unit), and not taken from a live holder.
+                if let peer = connection.peer,
+                   let refusal = namePolicy.refusal(name: name, peer: peer, holder: byName[name].flatMap { connections[$0]?.peer }) {
+                    close(connection, reason: "registration refused: \(refusal)")
                     return
                 }
                 register(connection, name: name)
@@ -511,6 +522,8 @@ private final class Connection {
     let transport: Transport
     var name: String?
     var pid: Int32?
+    /// Who the kernel says the peer is (nil for an endpoint inside the hub's process).
+    var peer: BusPeer?
     var delivered: UInt64 = 0
     var dropped: UInt64 = 0
     var broken: String?

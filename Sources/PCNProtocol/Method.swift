@@ -47,3 +47,59 @@ public enum Method: String, Sendable, CaseIterable {
     /// An event: one log line of a component, forwarded to the log sinks.
     case logLine = "log.line"
 }
+
+/// Who may call a method. Bus names are proven (`BusNamePolicy`), so a rule on names is a rule on
+/// processes; a refused call is answered `forbidden`.
+public enum CallerRule: Sendable, Equatable {
+    case anyone
+    /// pcn-api: what changes the configuration goes through its datastore.
+    case api
+    case logd
+    /// The cube-host of the cube's service.
+    case owner
+    case apiOrOwner
+    /// A cube-host (of any service).
+    case cubeHost
+}
+
+extension Method {
+    public var callers: CallerRule {
+        switch self {
+        case .ping, .cubeList, .cubeStats, .chainList, .netdevChains, .logFormats, .logLine: .anyone
+        case .cubeCreate, .cubeDestroy, .cubeConfigure, .cubeAttach, .cubeDetach, .cubeSetLogLevel,
+             .portAdd, .portRemove, .portSetPeer: .api
+        // Code that runs in the kernel: the datastore's (a replay, a write) or the service's own.
+        case .cubeReload: .apiOrOwner
+        // File descriptors of a cube's tables, its packets, its namespace: its service's alone.
+        case .cubeTables, .shadowConfigure, .packetInSubscribe, .packetOut: .owner
+        case .logRing: .logd
+        case .serviceRegister, .cubeAttachment: .cubeHost
+        case .cubeCheck, .cubeApply, .cubeState, .cubeAction, .cubeStream: .api
+        case .packetIn: .anyone
+        }
+    }
+
+    /// Nil when `caller` may call this method (on a cube of `service`, for the owner rules), else why not.
+    public func refusal(caller: String, service: String? = nil) -> String? {
+        let allowed: Bool
+        switch callers {
+        case .anyone: allowed = true
+        case .api: allowed = caller == BusName.api
+        case .logd: allowed = caller == BusName.logd
+        case .owner: allowed = service.map { caller == BusName.cubeHost($0) } ?? false
+        case .apiOrOwner: allowed = caller == BusName.api || service.map { caller == BusName.cubeHost($0) } ?? false
+        case .cubeHost: allowed = caller.hasPrefix(BusName.cubeHostPrefix)
+        }
+        guard !allowed else { return nil }
+        let who: String
+        switch callers {
+        case .anyone: who = "anyone"
+        case .api: who = "pcn-api"
+        case .logd: who = "pcn-logd"
+        case .owner: who = service.map { BusName.cubeHost($0) } ?? "the cube's cube-host"
+        case .apiOrOwner: who = "pcn-api or " + (service.map { BusName.cubeHost($0) } ?? "the cube's cube-host")
+        case .cubeHost: who = "a cube-host"
+        }
+        return "\(rawValue) is for \(who) only, not \(caller)"
+    }
+}

@@ -86,6 +86,11 @@ public actor ServiceHost<Service: CubeService> {
             break
         }
         do {
+            // The configuration comes from pcn-api alone, packets from pcn-core alone.
+            if message.contractMethod == .packetIn, message.source != BusName.core { return }
+            if let method = message.contractMethod, let refusal = method.refusal(caller: message.source) {
+                throw BusError(code: .forbidden, message: refusal)
+            }
             let answer: [String: Any]
             switch message.contractMethod {
             case .ping?:

@@ -150,6 +150,11 @@ struct ApiEndpoint: Service {
         case Method.serviceRegister.rawValue:
             do {
                 let registration = try message.request(ServiceRegister.self)
+                // A service's model comes from its own cube-host.
+                guard message.source == BusName.cubeHost(registration.service) else {
+                    bus.fail(message, BusError(code: .forbidden, message: "\(message.source) may not register the model of \(registration.service)"))
+                    return
+                }
                 try await engine.register(service: registration.service, yang: registration.yang, endpoint: message.source)
                 bus.reply(to: message, try .answer(ServiceRegister.self, Done()))
                 await engine.replay(service: registration.service)

@@ -134,6 +134,16 @@ struct CoreEndpoint: Service {
             guard let method = message.contractMethod else {
                 throw BusError(code: .unknownMethod, message: "pcn-core offers no method '\(message.method)'")
             }
+            // The contract's caller rule; the owner rules are checked below, once the cube is known.
+            if method.callers != .owner && method.callers != .apiOrOwner, let refusal = method.refusal(caller: message.source) {
+                throw BusError(code: .forbidden, message: refusal)
+            }
+            /// The owner rules, for a cube (its service decides who owns it).
+            func authorize(cube: String) async throws {
+                if let refusal = method.refusal(caller: message.source, service: try await datapath.service(of: cube)) {
+                    throw BusError(code: .forbidden, message: refusal)
+                }
+            }
             // What must stay open until the reply (and its fds) is handed to the bus.
             var keepAlive: [AnyObject] = []
             defer { withExtendedLifetime(keepAlive) {} }
@@ -164,21 +174,18 @@ struct CoreEndpoint: Service {
                 (stats.slowPathQueued, stats.slowPathDropped) = await slowPath.counters(cube: name)
                 reply = try .answer(CubeStatsQuery.self, stats)
             case .packetOut:
+                try await authorize(cube: try PacketOut(decoding: message.payload).cube)
                 try await packetOut(message.payload)
                 reply = try .json(Done())
             case .packetInSubscribe:
                 // Packet-in of a cube goes to the caller (or the named endpoint) instead of its cube-host.
                 let body = try message.request(PacketInSubscribe.self)
-                _ = try await datapath.stats(cube: body.cube)
+                try await authorize(cube: body.cube)
                 await slowPath.subscribe(cube: body.cube, subscriber: body.subscriber ?? message.source)
                 reply = try .answer(PacketInSubscribe.self, Done())
             case .cubeReload:
                 let body = try message.request(CubeReload.self)
-                // A cube-host loads code into its own service's cubes only.
-                let owner = try await datapath.service(of: body.name)
-                guard !message.source.hasPrefix(BusName.cubeHostPrefix) || message.source == BusName.cubeHost(owner) else {
-                    throw BusError(code: .failed, message: "\(message.source) may not load code into cube '\(body.name)' (service \(owner))")
-                }
+                try await authorize(cube: body.name)
                 let direction: Datapath.Direction
                 switch body.direction?.lowercased() ?? "ingress" {
                 case "ingress": direction = .ingress
@@ -214,10 +221,7 @@ struct CoreEndpoint: Service {
                 // A cube's tables as fds, in the order of the answer. Only the cube's own cube-host
                 // may have them (a compromised cube-host reaches its own service's tables, no other).
                 let body = try message.request(CubeTables.self)
-                let service = try await datapath.service(of: body.name)
-                guard !message.source.hasPrefix(BusName.cubeHostPrefix) || message.source == BusName.cubeHost(service) else {
-                    throw BusError(code: .failed, message: "\(message.source) may not open the tables of cube '\(body.name)' (service \(service))")
-                }
+                try await authorize(cube: body.name)
                 let tables = try await datapath.tables(of: body.name, only: body.tables)
                 guard tables.count <= 16 else {
                     throw BusError(code: .badRequest, message: "cube '\(body.name)' has \(tables.count) tables, more than one answer carries (16): ask for some by name (\(tables.map(\.name).joined(separator: ", ")))")
@@ -231,10 +235,7 @@ struct CoreEndpoint: Service {
             case .shadowConfigure:
                 // The twins' addresses are the service's to say: only the cube's own cube-host says them.
                 let body = try message.request(ShadowConfigure.self)
-                let service = try await datapath.service(of: body.cube)
-                guard message.source == BusName.cubeHost(service) else {
-                    throw BusError(code: .failed, message: "\(message.source) may not configure the shadow namespace of cube '\(body.cube)' (service \(service))")
-                }
+                try await authorize(cube: body.cube)
                 try await datapath.configureShadow(body)
                 reply = try .answer(ShadowConfigure.self, Done())
             case .logFormats:
@@ -255,6 +256,7 @@ struct CoreEndpoint: Service {
             }
             endpoint.reply(to: message, reply)
         } catch let error as BusError {
+            if error.code == .forbidden { logger.warning("refused \(message.method) from \(message.source): \(error.message)") }
             endpoint.fail(message, error)
         } catch let error as DatapathError {
             logger.info("\(message.method) from \(message.source) refused: \(error)")

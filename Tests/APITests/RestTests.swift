@@ -628,8 +628,19 @@ final class RestTests: XCTestCase {
             }
             """#
         let payload = Array(try JSONSerialization.data(withJSONObject: ["service": "badmetrics", "yang": model]))
+        // A model comes from its service's own cube-host.
+        let host = BusClient(socketPath: directory + "/run/bus.sock", name: "cube-host/badmetrics", logger: quietLogger)
+        host.start()
+        defer { host.stop() }
+        _ = await host.waitUntilRegistered(timeout: .seconds(10))
         do {
             _ = try await bus!.request("api", method: "service.register", payload: payload, timeout: .seconds(10))
+            XCTFail("a model was registered by a client that is not its cube-host")
+        } catch let error as BusError {
+            XCTAssertEqual(error.code, .forbidden, "\(error)")
+        }
+        do {
+            _ = try await host.request("api", method: "service.register", payload: payload, timeout: .seconds(10))
             XCTFail("a model with wrong metrics was registered")
         } catch let error as BusError {
             for expected in ["badmetrics:label carries name-metric but is not a numeric config-false leaf or a list",

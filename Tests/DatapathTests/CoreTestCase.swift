@@ -1,6 +1,7 @@
 import Foundation
 import IPC
 import PCNDatapathABI
+import PCNProtocol
 import TestSupport
 import XCTest
 #if canImport(Glibc)
@@ -26,14 +27,30 @@ class CoreTestCase: XCTestCase {
         core = try Child("pcn-core", ["--runtime-dir", directory + "/run", "--state-dir", directory + "/state",
                                       "--bpffs-root", bpffsRoot, "--log-level", "warning",
                                       "--bpf-dir", repositoryRoot.appendingPathComponent("bpf").path, "--service-dir", repositoryRoot.appendingPathComponent("Tests/Fixtures/bpf").path])
-        let client = BusClient(socketPath: directory + "/run/bus.sock", name: "tester", logger: quietLogger)
+        // The test configures the datapath as pcn-api would, and is its cubes' slow path.
+        let client = BusClient(socketPath: directory + "/run/bus.sock", name: BusName.api, logger: quietLogger)
         client.start()
         let registered = await client.waitUntilRegistered(timeout: .seconds(15))
         XCTAssertTrue(registered)
         bus = client
     }
 
+    private var owners: [String: BusClient] = [:]
+
+    /// A client registered as `cube-host/<service>`: what may open a cube's tables, take its
+    /// packet-in and send its packet-out (the contract's owner rule).
+    func owner(_ service: String) async -> BusClient {
+        if let known = owners[service] { return known }
+        let client = BusClient(socketPath: directory + "/run/bus.sock", name: BusName.cubeHost(service), logger: quietLogger)
+        client.start()
+        _ = await client.waitUntilRegistered(timeout: .seconds(15))
+        owners[service] = client
+        return client
+    }
+
     override func tearDown() {
+        for client in owners.values { client.stop() }
+        owners = [:]
         bus?.stop()
         core?.killAndWait(SIGTERM)
         network.tearDown()
@@ -41,10 +58,19 @@ class CoreTestCase: XCTestCase {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// A pcn-core call, from pcn-api's name, or from the cube's owner for the methods only it may call
+    /// (packet-in then still comes to the test's own client unless the body names a subscriber).
     @discardableResult
     func core(_ method: String, _ body: [String: Any]) async throws -> BusMessage {
+        var body = body
+        var client = bus!
+        if Method(rawValue: method)?.callers == .owner, let cube = body["cube"] as? String ?? body["name"] as? String {
+            let service = try await cubeList().first { $0["name"] as? String == cube }?["service"] as? String ?? "testfwd"
+            client = await owner(service)
+            if method == Method.packetInSubscribe.rawValue, body["subscriber"] == nil { body["subscriber"] = BusName.api }
+        }
         let payload = try Array(JSONSerialization.data(withJSONObject: body))
-        return try await bus!.request("core", method: method, payload: payload, timeout: .seconds(60))
+        return try await client.request("core", method: method, payload: payload, timeout: .seconds(60))
     }
 
     func expectFailure(_ method: String, _ body: [String: Any], containing text: String,

@@ -174,7 +174,7 @@ final class TransparentCubeTests: CoreTestCase {
 
         let names = try await cubeNames()
         let messages = bus!.messages
-        let client = bus!
+        let client = await owner("testtrace")
         let header = MemoryLayout<pcn_packet_in>.offset(of: \pcn_packet_in.data)!
         let relay = Task.detached { await TransparentCubeTests.forwardFromSlowPath(messages: messages, client: client, names: names, header: header) }
         let result = try network.exec(a, ["ping", "-c", "5", "-i", "0.2", "-W", "2", "10.200.22.2"])

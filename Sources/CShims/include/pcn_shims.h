@@ -33,6 +33,8 @@ int pcn_seqpacket_pair(int sv[2]);
 
 // Credentials of the peer of a connected Unix socket. 0 or -1.
 int pcn_peer_pid(int sock, int *pid);
+/* The peer of a connected Unix socket: its pid and uid (SO_PEERCRED). 0 or -1. */
+int pcn_peer_credentials(int sock, int *pid, unsigned *uid);
 
 // A non-blocking, close-on-exec pipe used to wake a poll loop. 0 or -1.
 int pcn_wake_pipe(int fds[2]);
