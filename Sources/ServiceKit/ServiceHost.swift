@@ -340,7 +340,8 @@ public actor ServiceHost<Service: CubeService> {
     // MARK: - State and actions
 
     private func state(_ name: String) throws -> [String: Any] {
-        guard let cube = cubes[name] else { return [:] }
+        // Not given the cube (yet): not the same answer as a cube without state.
+        guard let cube = cubes[name] else { throw BusError(code: .failed, message: "\(BusName.cubeHost(Service.name)) has no cube '\(name)'") }
         do {
             return try service.state(of: cube)
         } catch {

@@ -48,7 +48,8 @@ extension ConfigEngine {
            let state = try? await CubeHostBus(bus, endpoint: endpoint).call(CubeStateQuery(cube: name), timeout: .seconds(5)).object,
            let top = tops[service] {
             merged = (try? ConfigTree.merge(merged, state, node: top, path: "")) as? [String: Any] ?? merged
-            answered = !state.isEmpty
+            // It has the cube (a cube-host without it refuses the query), with or without state.
+            answered = true
         }
         return (merged, answered)
     }

@@ -50,6 +50,9 @@ extension ConfigEngine {
         var entryAlone = false
         switch method {
         case .delete:
+            if target.node.isKey, !target.steps.isEmpty {
+                throw RestFailure(400, tag: "invalid-value", path: target.dataPath, "'\(target.node.name)' is a key of its entry: delete the entry instead")
+            }
             guard oldCube != nil, current != nil else {
                 throw RestFailure(404, tag: "data-missing", path: target.dataPath, "nothing is configured at \(target.dataPath)")
             }
@@ -59,6 +62,11 @@ extension ConfigEngine {
             let given: Any? = body ?? (method == .post && !target.isCollection ? [String: Any]() : nil)
             guard let body = given else { throw RestFailure(400, tag: "malformed-message", "\(method.rawValue) needs a JSON body") }
             let content = try unwrap(body, target: target)
+            // A key leaf names its entry (its value comes from the path): it is never changed.
+            if target.node.isKey, let key = Self.pathKey(of: target, cube: cubeName), ConfigCheck.text(content) != key {
+                throw RestFailure(400, tag: "invalid-value", path: target.dataPath,
+                                  "'\(target.node.name)' is the key of this entry ('\(key)', from the path) and cannot change to \(RestconfError.quoted(ConfigCheck.text(content))): create another entry")
+            }
             var value: Any
             switch method {
             case .post:
@@ -284,6 +292,13 @@ extension ConfigEngine {
             return String(location[start..<end])
         }
         return location.hasPrefix("/") ? location : nil
+    }
+
+    /// The value the path gives the key leaf `target` names: the cube's name, or its entry's key.
+    static func pathKey(of target: Target, cube: String) -> String? {
+        if target.steps.count == 1 { return cube }
+        guard case .entry(let keys)? = target.steps.dropLast().last else { return nil }
+        return keys[target.node.name]
     }
 
     /// A commit that failed, logged once and told to the client as what it is (507 for a full disk).

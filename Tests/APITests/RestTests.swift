@@ -267,6 +267,18 @@ final class RestTests: XCTestCase {
                 XCTAssertTrue(refused.body.contains(#""error-tag":"operation-not-supported""#), "\(method) \(path): \(refused.body)")
             }
         }
+        // A key leaf is its entry's name: not changed, not deleted (found by RestFuzzTests).
+        let renamed = try await call("PUT", "/testfwd/t1/ports/p1/name", #""p2""#)
+        XCTAssertEqual(renamed.status, 400, "\(renamed)")
+        let same = try await call("PUT", "/testfwd/t1/ports/p1/name", #""p1""#)
+        XCTAssertEqual(same.status, 204, "the same value is no change: \(same)")
+        let unkeyed = try await call("DELETE", "/testfwd/t1/ports/p1/name")
+        XCTAssertEqual(unkeyed.status, 400, "\(unkeyed)")
+        let ports = try await call("GET", "/testfwd/t1/ports")
+        XCTAssertEqual((ports.json as? [[String: Any]])?.compactMap { $0["name"] as? String }, ["p1"], "\(ports)")
+        // State below an entry that is not there: 404, not "try again".
+        let missingState = try await call("GET", "/testfwd/t1/ports/nosuch/status")
+        XCTAssertEqual(missingState.status, 404, "\(missingState)")
         // Nothing there: 404 with a body.
         for path in ["/nowhere", "/polycube/v2/x", "/polycube/v1/schema/nosuch"] {
             let missing = try raw("GET", path)
