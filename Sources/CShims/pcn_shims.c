@@ -121,15 +121,6 @@ int pcn_seqpacket_pair(int sv[2]) {
     return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
 }
 
-int pcn_peer_pid(int sock, int *pid) {
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    if (getsockopt(sock, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-        return -1;
-    *pid = cred.pid;
-    return 0;
-}
-
 int pcn_peer_credentials(int sock, int *pid, unsigned *uid) {
     struct ucred cred;
     socklen_t len = sizeof(cred);

@@ -134,17 +134,11 @@ public struct SeqPacketSocket: Sendable {
     public func shutdown() { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
     public func close() { _ = Glibc.close(fd) }
 
-    /// The pid of the connected peer (SO_PEERCRED), for logs.
-    /// The connected peer's pid and uid (SO_PEERCRED).
+    /// The connected peer's pid and uid (SO_PEERCRED): who it is, for the name policy and the logs.
     public var peerCredentials: (pid: Int32, uid: UInt32)? {
         var pid: Int32 = 0
         var uid: UInt32 = 0
         return pcn_peer_credentials(fd, &pid, &uid) == 0 ? (pid, uid) : nil
-    }
-
-    public var peerPID: Int32? {
-        var pid: Int32 = 0
-        return pcn_peer_pid(fd, &pid) == 0 ? pid : nil
     }
 }
 

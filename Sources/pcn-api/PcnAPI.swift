@@ -146,6 +146,10 @@ struct ApiEndpoint: Service {
     }
 
     private func handle(_ message: BusMessage) async {
+        if let method = message.contractMethod, let refusal = method.refusal(caller: message.source) {
+            bus.fail(message, BusError(code: .forbidden, message: refusal))
+            return
+        }
         switch message.method {
         case Method.serviceRegister.rawValue:
             do {

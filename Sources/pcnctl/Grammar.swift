@@ -95,3 +95,8 @@ struct CommandLineRequest {
         }
     }
 }
+
+struct CommandFailure: Error {
+    let message: String
+    let code: Int32
+}

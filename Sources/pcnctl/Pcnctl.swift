@@ -158,7 +158,3 @@ struct Pcnctl: AsyncParsableCommand {
 /// `text`: polycubectl's layout (TextLayout); `json`: the answer as indented JSON.
 enum OutputFormat { case text, json, yaml, brief }
 
-struct CommandFailure: Error {
-    let message: String
-    let code: Int32
-}

@@ -31,9 +31,7 @@ int pcn_dgram_bind(const char *path);
 // A connected SOCK_SEQPACKET pair (for benchmarks and unit tests). 0 or -1.
 int pcn_seqpacket_pair(int sv[2]);
 
-// Credentials of the peer of a connected Unix socket. 0 or -1.
-int pcn_peer_pid(int sock, int *pid);
-/* The peer of a connected Unix socket: its pid and uid (SO_PEERCRED). 0 or -1. */
+// The peer of a connected Unix socket: its pid and uid (SO_PEERCRED). 0 or -1.
 int pcn_peer_credentials(int sock, int *pid, unsigned *uid);
 
 // A non-blocking, close-on-exec pipe used to wake a poll loop. 0 or -1.
