@@ -16,7 +16,7 @@ public struct RestconfError: Codable, Equatable, Sendable, CustomStringConvertib
         self.message = message.count > Self.longestMessage ? String(message.prefix(Self.longestMessage)) + "… (cut)" : message
     }
 
-    static let longestMessage = 2048
+    public static let longestMessage = 2048
 
     /// A value as errors quote it: in quotes, cut after 48 characters (a bad value may be megabytes).
     public static func quoted(_ text: String) -> String {
