@@ -64,7 +64,7 @@ final class ConfigCheckTests: XCTestCase {
 
     func testInitOnlyCannotChangeAfterCreation() throws {
         let result = try check(#"{"name":"t1","type":"XDP_SKB"}"#, existing: #"{"name":"t1","type":"TC"}"#)
-        XCTAssertEqual(result.errors.first?.message, "'type' is set when 't1' is created and cannot change (it is TC)")
+        XCTAssertEqual(result.errors.first?.message, "'type' is set when 't1' is created and cannot change (it is 'TC')")
         XCTAssertEqual(try check(#"{"name":"t1","type":"TC","mtu":100}"#, existing: #"{"name":"t1","type":"TC"}"#).errors, [])
     }
 
