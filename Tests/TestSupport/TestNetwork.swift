@@ -8,7 +8,8 @@ public final class TestNetwork: @unchecked Sendable {
     private var links: [String] = []
 
     public init() {
-        prefix = "pt" + String(UInt32.random(in: 0...0xFFFFF), radix: 16)
+        // Fixed width: no test's prefix starts another's, so removing what starts with ours is safe.
+        prefix = String(format: "pt%05x", UInt32.random(in: 0...0xFFFFF))
     }
 
     /// Creates namespace `<prefix><name>` with a veth pair: `<prefix><name>` stays in the root
@@ -78,7 +79,10 @@ public final class TestNetwork: @unchecked Sendable {
     }
 
     public func tearDown() {
-        for namespace in namespaces { _ = try? runCommand("/usr/bin/ip", ["netns", "del", namespace]) }
+        // A cube named with the prefix and created with `shadow` has a namespace `pcn-<cube>` (its twin
+        // veths with it) that outlives a stack stopped without deleting the cube.
+        let shadows = ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).filter { $0.hasPrefix("pcn-" + prefix) }
+        for namespace in namespaces + shadows { _ = try? runCommand("/usr/bin/ip", ["netns", "del", namespace]) }
         for link in links { _ = try? runCommand("/usr/bin/ip", ["link", "del", link]) }
         namespaces.removeAll()
         links.removeAll()
