@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "pcn-logd", targets: ["pcn-logd"]),
         .executable(name: "cube-host", targets: ["cube-host"]),
         .executable(name: "pcnctl", targets: ["pcnctl"]),
+        .executable(name: "pcn-cni", targets: ["pcn-cni"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +31,8 @@ let package = Package(
         .target(name: "CLibbpfShims", dependencies: ["CBPF"]),
         .target(name: "CYangShims", dependencies: ["CYang"]),
         .target(name: "CCurlShims", linkerSettings: [.linkedLibrary("curl")]),
+        // pcn-api's HTTP(S) clients' transport (libcurl).
+        .target(name: "PCNHTTP", dependencies: ["CCurlShims"]),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
@@ -78,8 +81,10 @@ let package = Package(
         ]),
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "CShims"]),
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "ServiceKit", "Services"]),
+        // The CNI plugin: pods on a node's cubes, through that node's pcn-api.
+        .executableTarget(name: "pcn-cni", dependencies: ["PCNHTTP", "JSONText", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "pcnctl", dependencies: [
-            "CCurlShims", "JSONText",
+            "PCNHTTP", "JSONText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -1,5 +1,6 @@
 import Foundation
 import JSONText
+import PCNHTTP
 
 struct APIClient {
     let base: String

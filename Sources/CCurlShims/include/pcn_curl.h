@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-/* One HTTP exchange through libcurl, for pcnctl (URLSession on Linux cannot trust a given CA). */
+/* One HTTP exchange through libcurl, for pcn-api's clients (URLSession on Linux cannot trust a given CA). */
 typedef struct pcn_http_response {
 	long status;          /* HTTP status; 0 when no response came */
 	unsigned char *body;  /* malloc'd; free with pcn_http_response_free */

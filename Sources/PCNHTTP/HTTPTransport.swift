@@ -1,19 +1,20 @@
 import CCurlShims
 import Foundation
 
-/// HTTP(S) through libcurl: unlike URLSession on Linux it can trust a CA given by the user, which
-/// a pcn-api serving its own certificate needs.
-enum HTTPTransport {
-    struct Response {
-        var status: Int
-        var body: Data
+/// HTTP(S) through libcurl, for pcn-api's clients (pcnctl, pcn-cni, the node agent): unlike
+/// URLSession on Linux it can trust a CA given by the user, which a pcn-api serving its own
+/// certificate needs.
+public enum HTTPTransport {
+    public struct Response: Sendable {
+        public var status: Int
+        public var body: Data
     }
 
-    struct Failure: Error {
-        var reason: String
+    public struct Failure: Error, Sendable {
+        public var reason: String
     }
 
-    static func perform(method: String, url: String, body: Data?, headers: [String], caFile: String?,
+    public static func perform(method: String, url: String, body: Data?, headers: [String], caFile: String?,
                         timeoutSeconds: Int, streamTo fd: Int32 = -1) throws -> Response {
         var response = pcn_http_response()
         defer { pcn_http_response_free(&response) }
