@@ -166,7 +166,7 @@ extension Topology {
             let peer = Peer(parsing: port.peer)
             do {
                 try checkPeer(peer, cube: name, port: port.name, netdevExists: netdevExists)
-            } catch let error as DatapathError where request.lenientPeers == true {
+            } catch let error as DatapathError where request.lenientPeers == true || port.kept == true {
                 unlinked.append((port.name, error.description))
                 continue
             } catch let error as DatapathError {

@@ -63,9 +63,13 @@ public struct CubeConfigure: CoreCall {
         public var name: String
         /// A netdev, `cube:port`, or "" for none.
         public var peer: String
-        public init(name: String, peer: String) {
+        /// The port had this peer before the change: if it cannot be linked any more (its netdev
+        /// vanished), the port stays unlinked rather than refusing a change made elsewhere.
+        public var kept: Bool?
+        public init(name: String, peer: String, kept: Bool? = nil) {
             self.name = name
             self.peer = peer
+            self.kept = kept
         }
     }
     public var name: String

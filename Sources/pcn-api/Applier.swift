@@ -76,8 +76,18 @@ struct Applier {
         let before = old.map { Self.datapathPart(service: service, top: top, $0, lenient: true) }
         let description: CubeDescription?
         if replaying || before.map({ !Self.sameDatapath($0, wanted) }) ?? true {
+            var request = wanted
+            if let before, !replaying {
+                // A peer this write does not touch cannot make it fail (a pod's veth deleted under its port).
+                let previous = Dictionary((before.ports ?? []).map { ($0.name, $0.peer) }, uniquingKeysWith: { a, _ in a })
+                request.ports = wanted.ports?.map { port in
+                    var port = port
+                    if !port.peer.isEmpty, previous[port.name] == port.peer { port.kept = true }
+                    return port
+                }
+            }
             do {
-                description = try await core.call(wanted)
+                description = try await core.call(request)
             } catch let error as BusError where error.path != nil && !replaying {
                 throw RestFailure(400, tag: "invalid-value", path: "\(path)/\(error.path!)", error.message)
             } catch {

@@ -90,12 +90,13 @@ struct Plugin {
     /// alone, so no prevResult, a failed ADD or a gone netns change nothing.
     func del() throws {
         let record = store.load(containerID: invocation.containerID, ifname: invocation.ifname, network: config.name)
+        let ipam = self.ipam
+        let ipamVersion = try ipam.version(for: config)   // a missing IPAM plugin is found before anything goes
         var portsConfig = config
         if let record { portsConfig.lbrp = record.lbrp }
         try PodPorts(portsConfig).delete(port: Attachment.portName(key: key))
         try Links.delete(Attachment.hostInterface(key: key))   // its pod end goes with it
-        let ipam = self.ipam
-        try ipam.call(.del, config.forDelegate(version: try ipam.version(for: config)), environment: [:])
+        try ipam.call(.del, config.forDelegate(version: ipamVersion), environment: [:])
         store.remove(containerID: invocation.containerID, ifname: invocation.ifname, network: config.name)
     }
 

@@ -12,6 +12,8 @@ LoggingSystem.bootstrap { label in
     return handler
 }
 let logger = Logger(label: "pcn-cni")
+// A peer that closes its end (pcn-api, a delegate) is an error to report, not a reason to die.
+signal(SIGPIPE, SIG_IGN)
 let input = FileHandle.standardInput.readDataToEndOfFile()
 var answerVersion = CNIVersion.latest
 

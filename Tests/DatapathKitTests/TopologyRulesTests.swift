@@ -1,4 +1,5 @@
 @testable import DatapathKit
+import PCNDatapathABI
 import PCNProtocol
 import XCTest
 
@@ -24,9 +25,9 @@ final class TopologyRulesTests: XCTestCase {
         XCTAssertNotEqual(twin, Topology.twinName(cube: "r", port: "p0"))
         XCTAssertEqual(Set(topology.shadowTwins().keys), [twin, Topology.twinName(cube: "r", port: "p0")])
         XCTAssertTrue(topology.netdevsInUse().isSuperset(of: topology.shadowTwins().keys))
-        // What the namespace sends through p1's twin enters the cube as port 16 + 1.
+        // What the namespace sends through p1's twin enters the cube as port PCN_MAX_PORTS + 1.
         let entries = topology.entries(ofNetdev: twin)
-        XCTAssertEqual(entries.ingress, .node(topology.cubes["r"]!.node, port: 17))
+        XCTAssertEqual(entries.ingress, .node(topology.cubes["r"]!.node, port: Int(PCN_MAX_PORTS) + 1))
         XCTAssertEqual(entries.egress, .none)
         XCTAssertEqual(topology.describe(topology.cubes["r"]!).shadowNamespace, "pcn-r")
 
@@ -51,6 +52,23 @@ final class TopologyRulesTests: XCTestCase {
         // Without shadow a cube has no twins.
         _ = try configure(&topology, "plain", ports: [("p0", "veth2")])
         XCTAssertEqual(topology.shadowTwins().count, 2)
+    }
+
+    /// A port's peer that vanished (its netdev deleted) does not make a change of another port fail
+    /// when the request says the peer is the one the port had; a new peer is still checked.
+    func testAKeptPeerThatVanishedLeavesThePortUnlinked() throws {
+        var topology = Topology()
+        _ = try configure(&topology, "a", ports: [("p0", "veth1"), ("p1", "veth2")])
+        topology.cubes["a"]!.ports[1].peer = .none   // as pcn-core forgets the peer of a netdev that vanished
+        let request = CubeConfigure(name: "a", service: "testfwd", type: "TC", transparent: false, loglevel: "INFO",
+                                    ports: [.init(name: "p0", peer: "veth1"), .init(name: "p1", peer: "gone0", kept: true)])
+        let unlinked = try topology.configure(request, netdevExists: exists)
+        XCTAssertEqual(unlinked.map(\.port), ["p1"])
+        XCTAssertEqual(topology.cubes["a"]?.port("p1")?.peer, Peer.none)
+        var copy = topology
+        XCTAssertThrowsError(try configure(&copy, "a", ports: [("p0", "veth1"), ("p1", "gone0")])) {
+            XCTAssertTrue("\($0)".contains("netdev 'gone0' does not exist"), "\($0)")
+        }
     }
 
     func testConfigureCreatesPortsAndLinksBothEnds() throws {

@@ -33,6 +33,15 @@ public final class TestNetwork: @unchecked Sendable {
         return (namespace, outside)
     }
 
+    /// Creates namespace `<prefix><name>` with only its loopback (up): a pod's before a CNI plugin
+    /// plumbs it. Returns its path.
+    public func emptyNamespace(_ name: String) throws -> String {
+        try ip(["netns", "add", prefix + name])
+        namespaces.append(prefix + name)
+        try ip(["-n", prefix + name, "link", "set", "lo", "up"])
+        return "/var/run/netns/" + prefix + name
+    }
+
     /// Namespaces and root-namespace links a test made itself, removed with the rest.
     public func adopt(namespace: String) { namespaces.append(namespace) }
     public func adopt(link: String) { links.append(link) }

@@ -139,17 +139,21 @@ public func residentKiB(pid: Int32) -> Int {
 public let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-/// Runs a command to completion and returns its exit status, stdout and stderr. Output goes through
-/// files, not pipes, so a daemon the command leaves running cannot hold the call open.
+/// Runs a command to completion (stdin: `input`, else /dev/null) and returns its exit status, stdout
+/// and stderr. Output goes through files, not pipes, so a daemon the command leaves running cannot
+/// hold the call open.
 @discardableResult
 public func runCommand(_ path: String, _ arguments: [String], environment: [String: String] = [:],
-                       timeout: TimeInterval = 120) throws -> (status: Int32, stdout: String, stderr: String) {
+                       input: String? = nil, timeout: TimeInterval = 120) throws -> (status: Int32, stdout: String, stderr: String) {
     let scratch = makeTemporaryDirectory()
     defer { try? FileManager.default.removeItem(atPath: scratch) }
     for name in ["out", "err"] {
         guard FileManager.default.createFile(atPath: "\(scratch)/\(name)", contents: nil) else {
             throw TestFailure("cannot create \(scratch)/\(name)")
         }
+    }
+    guard FileManager.default.createFile(atPath: scratch + "/in", contents: Data((input ?? "").utf8)) else {
+        throw TestFailure("cannot create \(scratch)/in")
     }
     // posix_spawn, not Foundation's Process: Process.run() was seen to crash (a bad pointer in its
     // argument copy) while another child was being reaped on its monitor thread.
@@ -158,7 +162,7 @@ public func runCommand(_ path: String, _ arguments: [String], environment: [Stri
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 0, input == nil ? "/dev/null" : scratch + "/in", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, scratch + "/out", O_WRONLY | O_TRUNC, 0o644)
     posix_spawn_file_actions_addopen(&actions, 2, scratch + "/err", O_WRONLY | O_TRUNC, 0o644)
     let argv = ([path] + arguments).map { strdup($0) } + [nil]

@@ -147,8 +147,8 @@ public final class Bridge: CubeService {
                                              "port \(entry.port) is not in VLAN \(entry.vlan)")
             }
         }
-        if config.ports.count > Int(PCN_MAX_PORTS) {
-            throw ServiceFailure.invalid(path: "ports", "a bridge has at most \(PCN_MAX_PORTS) ports")
+        if config.ports.count > Int(BRIDGE_MAX_PORTS) {
+            throw ServiceFailure.invalid(path: "ports", "a bridge has at most \(BRIDGE_MAX_PORTS) ports (its VLANs keep their members as 32-bit masks)")
         }
     }
 
@@ -257,7 +257,7 @@ public final class Bridge: CubeService {
         var sets: [[UInt32: UInt32]] = []
         for vlan in wanted.keys.sorted() {
             var entry = wanted[vlan]!
-            let ports = (0..<Int(PCN_MAX_PORTS)).filter { entry.forwarding & entry.members & (1 << UInt32($0)) != 0 }
+            let ports = (0..<Int(BRIDGE_MAX_PORTS)).filter { entry.forwarding & entry.members & (1 << UInt32($0)) != 0 }
             let untagged = ports.filter { entry.untagged & (1 << UInt32($0)) != 0 }
             guard !ports.isEmpty, ports.allSatisfy({ ifindex[$0] != nil }), untagged.isEmpty || untagged.count == ports.count else { continue }
             let members = Dictionary(uniqueKeysWithValues: ports.map { (UInt32($0), ifindex[$0]!) })

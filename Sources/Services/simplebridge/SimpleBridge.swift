@@ -48,7 +48,8 @@ public final class SimpleBridge: CubeService {
         if let type = change.config.type, type != "TC" {
             for port in cube.ports where !port.peer.isEmpty {
                 let ifindex = port.peer.contains(":") ? 0 : if_nametoindex(port.peer)
-                guard ifindex != 0 else { members = [:]; break }
+                // The group's members are a 32-bit mask: a bridge with more ports floods in the slow path.
+                guard ifindex != 0, port.index < 32 else { members = [:]; break }
                 members[UInt32(port.index)] = ifindex
             }
         }

@@ -187,13 +187,22 @@ static __always_inline void pcn_count_rx(struct pkt_metadata *md, __u32 port) {
     }
 }
 
+_Static_assert((PCN_MAX_PORTS & (PCN_MAX_PORTS - 1)) == 0, "pcn_port_index masks with PCN_MAX_PORTS - 1");
+
+/* `port` as an index the verifier knows is below PCN_MAX_PORTS: the mask is in asm, so clang cannot
+ * drop it as redundant after a bounds check the verifier may not follow (a copy in another register). */
+static __always_inline __u32 pcn_port_index(__u32 port) {
+    asm volatile("%[port] &= %[mask]" : [port] "+r"(port) : [mask] "i"(PCN_MAX_PORTS - 1));
+    return port;
+}
+
 /* Shadow cubes (pcn_config.shadow): each port has a twin interface in the namespace pcn-<cube>.
  * What the service hands to the namespace goes up the twin's stack; what the namespace sends comes
  * back on PCN_SHADOW_PORT(i) and leaves through port i as it is. With span, every packet received
  * or sent on a port is also copied to its twin, so the namespace already has what the service would
  * hand it. Dead code (the verifier removes it) in cubes without a shadow. */
 static __always_inline int pcn_shadow_ifindex(__u32 port) {
-    return port < PCN_MAX_PORTS ? pcn_config.shadow_ifindex[port] : 0;
+    return port < PCN_MAX_PORTS ? pcn_config.shadow_ifindex[pcn_port_index(port)] : 0;
 }
 
 /* Copies the packet to port `port`'s twin (span). TC only: XDP has no in-kernel copy. */
@@ -238,7 +247,26 @@ static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_met
     return pcn_go(ctx, md, &pcn_config.peers[port], port);
 }
 
-_Static_assert(PCN_MAX_PORTS == 16, "the port switches have one case per port: keep them in step");
+_Static_assert(PCN_CONST_PORTS == 16, "the port switches have one case per constant port: keep them in step");
+
+/* Tail-call sites (pcn_tail_call_node): ports' own 0..15, egress 16..31, a transparent cube's exit
+ * 32, from the shadow 48..63; the shared paths of ports from PCN_CONST_PORTS up below. */
+#define PCN_SITE_FORWARD_ANY 64
+#define PCN_SITE_EGRESS_ANY 65
+#define PCN_SITE_SHADOW_ANY 66
+
+/* A port from PCN_CONST_PORTS up: its hop is read at a variable index, so its tail call's key is not
+ * a constant (an indirect jump, a few ns more than a constant port's). */
+static __always_inline int pcn_forward_any(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
+    if (port >= PCN_MAX_PORTS)
+        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+    const __u32 index = pcn_port_index(port);
+    if (pcn_config.peers[index].kind != PCN_PEER_NONE) {
+        pcn_count_tx(ctx, index);
+        pcn_span_copy(ctx, index);
+    }
+    return pcn_go(ctx, md, &pcn_config.peers[index], PCN_SITE_FORWARD_ANY);
+}
 
 #define PCN_PORT_CASES(CASE) \
     CASE(0) CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) \
@@ -257,7 +285,7 @@ static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata 
     switch (port) {
     PCN_PORT_CASES(PCN_FORWARD_CASE)
     default:
-        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+        return pcn_forward_any(ctx, md, port);
     }
 }
 
@@ -274,7 +302,12 @@ static __always_inline int pcn_from_shadow(struct CTXTYPE *ctx, struct pkt_metad
     switch (port) {
     PCN_PORT_CASES(PCN_FROM_SHADOW_CASE)
     default:
-        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+        if (port >= PCN_MAX_PORTS)
+            return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+        port = pcn_port_index(port);
+        if (pcn_config.peers[port].kind != PCN_PEER_NONE)
+            pcn_count_tx(ctx, port);
+        return pcn_go(ctx, md, &pcn_config.peers[port], PCN_SITE_SHADOW_ANY);
     }
 }
 
@@ -350,7 +383,9 @@ static __always_inline int pcn_egress_next(struct CTXTYPE *ctx, struct pkt_metad
     switch (port) {
     PCN_PORT_CASES(PCN_EGRESS_CASE)
     default:
-        return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+        if (port >= PCN_MAX_PORTS)
+            return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
+        return pcn_go(ctx, md, &pcn_config.egress_next[pcn_port_index(port)], PCN_SITE_EGRESS_ANY);
     }
 }
 

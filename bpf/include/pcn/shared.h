@@ -5,7 +5,10 @@
 
 #include <linux/types.h>
 
-#define PCN_MAX_PORTS 16
+/* Ports per cube: a node's lbrp has one per pod. The first PCN_CONST_PORTS have a path each whose
+ * tail call key is a constant (a direct jump once JITed); the others share one (pcn/cube.h). */
+#define PCN_MAX_PORTS 256
+#define PCN_CONST_PORTS 16
 #define PCN_MAX_NODES 1024
 /* µCubes per cube: index 0 is the MASTER (the entry), 1.. are SLAVEs. */
 #define PCN_MAX_UCUBES 64

@@ -128,7 +128,7 @@ static __always_inline int handle_rx(struct CTXTYPE *ctx, struct pkt_metadata *m
         __u32 out = destination(eth->h_dest, vid, now, config->aging_time);
         if (out == in_port)
             return pcn_pkt_drop_reason(ctx, md, BRIDGE_DROP_SAME_PORT);
-        if (out < PCN_MAX_PORTS) {
+        if (out < BRIDGE_MAX_PORTS) {
             __u32 out_bit = 1u << out;
             if (!(vlan.members & vlan.forwarding & out_bit))
                 return pcn_pkt_drop_reason(ctx, md, BRIDGE_DROP_STP);

@@ -10,6 +10,8 @@
 
 #define BRIDGE_FDB_MAX 65536
 #define BRIDGE_VLANS_MAX 4096
+/* Ports of a bridge: its VLANs hold their members as __u32 masks. */
+#define BRIDGE_MAX_PORTS 32
 
 /* Table `bridge_fdb`: (MAC, VLAN) -> where the address is. */
 struct bridge_fdb_key {
