@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "cube-host", targets: ["cube-host"]),
         .executable(name: "pcnctl", targets: ["pcnctl"]),
         .executable(name: "pcn-cni", targets: ["pcn-cni"]),
+        .executable(name: "pcn-k8s-agent", targets: ["pcn-k8s-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -33,6 +34,8 @@ let package = Package(
         .target(name: "CCurlShims", linkerSettings: [.linkedLibrary("curl")]),
         // pcn-api's HTTP(S) clients' transport (libcurl).
         .target(name: "PCNHTTP", dependencies: ["CCurlShims"]),
+        // Running host commands (ip, ethtool, CNI plugins) from pcn-cni and the node agent.
+        .target(name: "HostCommands"),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // The structs the datapath and Swift share, from bpf/include/pcn/shared.h.
         .target(name: "PCNDatapathABI"),
@@ -82,7 +85,13 @@ let package = Package(
         .executableTarget(name: "pcn-logd", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "BPFKit", "PCNDatapathABI", "CShims"]),
         .executableTarget(name: "cube-host", dependencies: ["DaemonKit", "IPC", "PCNProtocol", "ServiceKit", "Services"]),
         // The CNI plugin: pods on a node's cubes, through that node's pcn-api.
-        .executableTarget(name: "pcn-cni", dependencies: ["PCNHTTP", "JSONText", .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(name: "pcn-cni", dependencies: ["PCNHTTP", "HostCommands", "JSONText", .product(name: "Logging", package: "swift-log")]),
+        // The Kubernetes node agent: builds a node's cubes and keeps them in step with the cluster.
+        .executableTarget(name: "pcn-k8s-agent", dependencies: ["PCNHTTP", "HostCommands", "JSONText", "DaemonKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Yams", package: "Yams")]),
         .executableTarget(name: "pcnctl", dependencies: [
             "PCNHTTP", "JSONText",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -118,6 +127,8 @@ let package = Package(
         .testTarget(name: "CaptureKitTests", dependencies: ["CaptureKit", "DatapathKit", "BPFKit", "CLibbpfShims",
             .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "PcnctlTests", dependencies: ["pcnctl"]),
+        .testTarget(name: "CNIPluginTests", dependencies: ["pcn-cni"]),
+        .testTarget(name: "K8sAgentTests", dependencies: ["pcn-k8s-agent", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "ServiceKitTests", dependencies: ["ServiceKit", "IPC", "PCNProtocol"]),
         .testTarget(name: "ServicesTests", dependencies: ["Services"]),
         .testTarget(name: "DatapathKitTests", dependencies: ["DatapathKit", "PCNProtocol", "PCNDatapathABI", .product(name: "Logging", package: "swift-log")]),
@@ -126,7 +137,7 @@ let package = Package(
         .testTarget(name: "APITests", dependencies: ["IPC", "PCNProtocol", "YangKit", "TestSupport", "pcn-core", "pcn-api", "pcn-bus-peer"]),
         .testTarget(name: "YangKitTests", dependencies: ["YangKit"]),
         .testTarget(name: "JSONTextTests", dependencies: ["JSONText"]),
-        .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcn-cni"]),
+        .testTarget(name: "ServiceTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcn-cni", "pcn-k8s-agent"]),
         .testTarget(name: "SystemdTests", dependencies: ["TestSupport", "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),
         .testTarget(name: "DaemonTests", dependencies: ["IPC", "CShims", "TestSupport",
             "pcn-core", "pcn-api", "pcn-logd", "cube-host", "pcnctl"]),

@@ -1,4 +1,5 @@
 import Foundation
+import HostCommands
 
 /// A delegated plugin (the IPAM plugin), run from CNI_PATH with the same environment.
 struct Delegate {

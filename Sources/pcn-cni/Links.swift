@@ -1,4 +1,5 @@
 import Foundation
+import HostCommands
 
 /// The kernel side of an attachment, through iproute2 (`ip`), in the root namespace or, through
 /// nsenter, in the pod's (CNI_NETNS is a path, which `ip -n` does not take).

@@ -5,21 +5,27 @@ import Glibc
 
 /// Runs a program to its end: what it wrote on stdout and stderr and how it exited. posix_spawn and
 /// waitpid rather than Foundation's Process, whose wait costs ~50 ms a child on Linux (a run loop
-/// polls for the exit) — ADD runs several.
-enum Subprocess {
-    struct Outcome {
-        var status: Int32
-        var stdout: Data
-        var stderr: String
+/// polls for the exit): pcn-cni's ADD and the node agent run several `ip` commands each.
+public enum Subprocess {
+    public struct Outcome: Sendable {
+        public var status: Int32
+        public var stdout: Data
+        public var stderr: String
+        public var output: String { String(decoding: stdout, as: UTF8.self) }
     }
 
-    static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
+    /// The program could not be started.
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
                     environment: [String: String]? = nil) throws -> Outcome {
         var input: [Int32] = [-1, -1], output: [Int32] = [-1, -1], errors: [Int32] = [-1, -1]
         guard pipe(&input) == 0, pipe(&output) == 0, pipe(&errors) == 0 else {
-            throw CNIError(.ioFailure, "cannot make pipes to run \(executable): \(String(cString: strerror(errno)))")
+            throw Failure(description: "cannot make pipes to run \(executable): \(String(cString: strerror(errno)))")
         }
-        // Close-on-exec: the child gets only its dup2'd copies (pcn-cni runs one child at a time).
+        // Close-on-exec: the child gets only its dup2'd copies (callers run one child at a time).
         for fd in input + output + errors { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -36,7 +42,7 @@ enum Subprocess {
         for fd in [input[0], output[1], errors[1]] { close(fd) }
         guard spawned == 0 else {
             for fd in [input[1], output[0], errors[0]] { close(fd) }
-            throw CNIError(.ioFailure, "cannot run \(executable): \(String(cString: strerror(spawned)))")
+            throw Failure(description: "cannot run \(executable): \(String(cString: strerror(spawned)))")
         }
         var pending = [UInt8](stdin ?? Data())
         var writeFD: Int32 = input[1]

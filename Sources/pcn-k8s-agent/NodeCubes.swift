@@ -1,0 +1,219 @@
+import Foundation
+import JSONText
+import Logging
+import PCNHTTP
+
+/// pcn-api, as the agent uses it: JSON in and out, a refusal as an error quoting its message.
+struct APIClient {
+    let base: String
+    var token: String?
+    var caFile: String?
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    func call(_ method: String, _ path: String, _ body: Any? = nil) throws -> (status: Int, json: Any?) {
+        var headers = ["Accept: application/json"]
+        if body != nil { headers.append("Content-Type: application/json") }
+        if let token { headers.append("Authorization: Bearer " + token) }
+        let data = try body.map { try JSONText.data($0) }
+        do {
+            let response = try HTTPTransport.perform(method: method, url: base + "/polycube/v1" + path, body: data, headers: headers,
+                                                     caFile: caFile, timeoutSeconds: 30)
+            return (response.status, try? JSONSerialization.jsonObject(with: response.body, options: [.fragmentsAllowed]))
+        } catch let failure as HTTPTransport.Failure {
+            throw Failure(description: "cannot reach pcn-api at \(base): \(failure.reason)")
+        }
+    }
+
+    /// GET, nil for a 404.
+    func get(_ path: String) throws -> Any? {
+        let answer = try call("GET", path)
+        if answer.status == 404 { return nil }
+        guard answer.status == 200 else { throw refusal("GET", path, answer) }
+        return answer.json
+    }
+
+    @discardableResult
+    func must(_ method: String, _ path: String, _ body: Any? = nil) throws -> Any? {
+        let answer = try call(method, path, body)
+        guard (200..<300).contains(answer.status) else { throw refusal(method, path, answer) }
+        return answer.json
+    }
+
+    private func refusal(_ method: String, _ path: String, _ answer: (status: Int, json: Any?)) -> Failure {
+        let errors = ((answer.json as? [String: Any])?["ietf-restconf:errors"] as? [String: Any])?["error"] as? [[String: Any]] ?? []
+        let messages = errors.compactMap { $0["error-message"] as? String }.joined(separator: "; ")
+        return Failure(description: "pcn-api refused \(method) \(path): HTTP \(answer.status)\(messages.isEmpty ? "" : ": " + messages)")
+    }
+
+    static func segment(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? text
+    }
+}
+
+/// The node's cubes, made to match a plan through pcn-api: the router `r0`, the lbrp `ilb0` the pods
+/// attach to (their FRONTEND ports are pcn-cni's, never touched here), the nat `nat0` on the
+/// underlay, and a firewall per pod a NetworkPolicy isolates. Each step reads what is there and
+/// writes only the difference, so running it again changes nothing.
+struct NodeCubes {
+    static let router = "r0", lbrp = "ilb0", nat = "nat0"
+    let api: APIClient
+    let settings: AgentSettings
+    let logger: Logger
+
+    func reconcile(_ plan: NodePlan) throws {
+        try routerCube(plan)
+        try lbrpCube(plan)
+        try natCube(plan)
+        try firewalls(plan)
+    }
+
+    private func routerCube(_ plan: NodePlan) throws {
+        let ports: [[String: Any]] = [
+            ["name": "to_pods", "ip": plan.gateway],
+            ["name": "to_vxlan", "ip": plan.vtep, "peer": HostNetwork.vxlan, "mac": HostNetwork.vtepMAC(nodeIP: plan.nodeIP)],
+            ["name": "to_host", "ip": settings.routerHostAddress + "/30", "peer": HostNetwork.routerEnd],
+        ]
+        let path = "/router/\(Self.router)"
+        if let current = try api.get(path) as? [String: Any] {
+            let existing = Dictionary((current["ports"] as? [[String: Any]] ?? []).compactMap { port in (port["name"] as? String).map { ($0, port) } },
+                                      uniquingKeysWith: { a, _ in a })
+            for port in ports {
+                let name = port["name"] as! String
+                guard let have = existing[name] else {
+                    try api.must("POST", "\(path)/ports/\(name)", port)
+                    continue
+                }
+                var change: [String: Any] = [:]
+                for key in ["ip", "peer", "mac"] where port[key] != nil && have[key] as? String != port[key] as? String { change[key] = port[key] }
+                if !change.isEmpty { try api.must("PATCH", "\(path)/ports/\(name)", change) }
+            }
+        } else {
+            try api.must("POST", path, ["type": settings.cubeType, "ports": ports])
+            logger.info("created the router \(Self.router)")
+        }
+        // Static routes: the ones the agent makes (via another node's VTEP, or the node's stack).
+        let vteps = IPv4Prefix(settings.vtepCIDR)
+        let managed = { (route: NodePlan.Route) in route.nexthop == settings.hostAddress || (IPv4(route.nexthop).map { vteps?.contains($0) ?? false } ?? false) }
+        let present = Set(((try api.get("\(path)/route") as? [[String: Any]]) ?? []).compactMap { entry -> NodePlan.Route? in
+            guard let network = entry["network"] as? String, let nexthop = entry["nexthop"] as? String, nexthop != "local" else { return nil }
+            return NodePlan.Route(network: network, nexthop: nexthop)
+        }.filter(managed))
+        let wanted = Set(plan.routes)
+        for route in present.subtracting(wanted).sorted() {
+            try api.must("DELETE", "\(path)/route/\(APIClient.segment(route.network))/\(route.nexthop)")
+        }
+        for route in wanted.subtracting(present).sorted() {
+            try api.must("POST", "\(path)/route/\(APIClient.segment(route.network))/\(route.nexthop)", [String: Any]())
+        }
+    }
+
+    private func lbrpCube(_ plan: NodePlan) throws {
+        let path = "/lbrp/\(Self.lbrp)"
+        if try api.get(path) == nil {
+            try api.must("POST", path, ["type": settings.cubeType, "port_mode": "MULTI",
+                                        "ports": [["name": "backend", "type": "BACKEND", "peer": "\(Self.router):to_pods"]]])
+            logger.info("created the lbrp \(Self.lbrp)")
+        }
+        // ClusterIP services: one entry per Service port, its endpoints as the backends.
+        var present: [String: [String: Any]] = [:]
+        for entry in (try api.get("\(path)/service") as? [[String: Any]]) ?? [] {
+            guard let vip = entry["vip"] as? String, let vport = entry["vport"] as? Int, let proto = entry["proto"] as? String else { continue }
+            present["\(vip)/\(vport)/\(proto)"] = entry
+        }
+        var wanted: [String: NodePlan.LBService] = [:]
+        for service in plan.services { wanted[service.key] = service }
+        for key in present.keys.sorted() where wanted[key] == nil {
+            try api.must("DELETE", "\(path)/service/\(key)")
+            logger.info("removed the service \(key)")
+        }
+        for (key, service) in wanted.sorted(by: { $0.key < $1.key }) {
+            let backends = Set(((present[key]?["backend"] as? [[String: Any]]) ?? []).compactMap { entry -> NodePlan.Backend? in
+                guard let ip = entry["ip"] as? String, let port = entry["port"] as? Int else { return nil }
+                return NodePlan.Backend(ip: ip, port: port)
+            })
+            guard present[key] == nil || backends != Set(service.backends) || present[key]?["name"] as? String != service.name else { continue }
+            try api.must("PUT", "\(path)/service/\(key)", [
+                "vip": service.vip, "vport": service.vport, "proto": service.proto, "name": service.name,
+                "backend": service.backends.map { ["ip": $0.ip, "port": $0.port, "weight": 1] },
+            ])
+            logger.info("service \(key): \(service.backends.count) backend(s)")
+        }
+    }
+
+    /// Pods' traffic to anywhere outside the cluster leaves the underlay with the node's address.
+    private func natCube(_ plan: NodePlan) throws {
+        let path = "/nat/\(Self.nat)"
+        let current = try api.get(path) as? [String: Any]
+        if current == nil {
+            try api.must("POST", path, ["type": settings.cubeType])
+            logger.info("created the nat \(Self.nat)")
+        }
+        if (current?["parent"] as? String) != settings.underlay {
+            try api.must("POST", "/attach", ["cube": Self.nat, "port": settings.underlay])
+        }
+        let rule: [String: Any] = ["id": 0, "internal-net": settings.clusterCIDR, "external-ip": plan.nodeIP]
+        let have = try api.get("\(path)/rule/snat/entry/0") as? [String: Any]
+        if have?["internal-net"] as? String != settings.clusterCIDR || have?["external-ip"] as? String != plan.nodeIP {
+            try api.must("PUT", "\(path)/rule/snat/entry/0", rule)
+        }
+    }
+
+    /// `fw<pod address in hex>`: a pod's firewall, on the pod's lbrp port (its EGRESS chain is what
+    /// goes to the pod).
+    static func firewallName(podIP: String) -> String { "fw" + String(format: "%08x", IPv4(podIP)?.value ?? 0) }
+
+    private func firewalls(_ plan: NodePlan) throws {
+        let cubes = ((try api.get("/cubes")) as? [[String: Any]]) ?? []
+        let existing = Set(cubes.filter { $0["service"] as? String == "firewall" }.compactMap { $0["name"] as? String }.filter { $0.hasPrefix("fw") && $0.count == 10 })
+        let podPorts = Dictionary(((try api.get("/lbrp/\(Self.lbrp)/ports") as? [[String: Any]]) ?? []).compactMap { port -> (String, String)? in
+            guard let ip = port["ip"] as? String, let name = port["name"] as? String else { return nil }
+            return (ip, name)
+        }, uniquingKeysWith: { a, _ in a })
+        var wanted = Set<String>()
+        for (podIP, rules) in plan.policies.sorted(by: { $0.key < $1.key }) {
+            let name = Self.firewallName(podIP: podIP)
+            wanted.insert(name)
+            guard let port = podPorts[podIP] else { continue }   // not attached yet: pcn-cni makes the port
+            let chain: [String: Any] = ["name": "EGRESS", "default": "DROP", "rule": rules.enumerated().map { index, rule -> [String: Any] in
+                var object: [String: Any] = ["id": index, "action": rule.action]
+                if let src = rule.src { object["src"] = src }
+                if let proto = rule.l4proto { object["l4proto"] = proto }
+                if let port = rule.dport { object["dport"] = port }
+                return object
+            }]
+            let path = "/firewall/\(name)"
+            let current = try api.get(path) as? [String: Any]
+            if current == nil {
+                try api.must("POST", path, ["type": settings.cubeType, "accept-established": "ON", "chain": [chain]])
+                logger.info("pod \(podIP): firewall \(name) with \(rules.count) rule(s)")
+            } else {
+                let chains = current?["chain"] as? [[String: Any]] ?? []
+                let have = chains.first { $0["name"] as? String == "EGRESS" }
+                if !Self.sameChain(have, chain) { try api.must("PUT", "\(path)/chain/EGRESS", chain) }
+            }
+            let point = "\(Self.lbrp):\(port)"
+            if (current?["parent"] as? String) != point {
+                if current?["parent"] as? String != nil, !(current?["parent"] as? String ?? "").isEmpty {
+                    try api.must("POST", "/detach", ["cube": name])
+                }
+                try api.must("POST", "/attach", ["cube": name, "port": point])
+            }
+        }
+        for name in existing.subtracting(wanted).sorted() {
+            try api.must("DELETE", "/firewall/\(name)")
+            logger.info("removed the firewall \(name)")
+        }
+    }
+
+    private static func sameChain(_ have: [String: Any]?, _ want: [String: Any]) -> Bool {
+        guard let have, have["default"] as? String == want["default"] as? String else { return false }
+        let keys = ["id", "action", "src", "l4proto", "dport"]
+        func normal(_ rules: Any?) -> [String] {
+            ((rules as? [[String: Any]]) ?? []).map { rule in keys.map { "\(rule[$0].map { JSONText.text($0) } ?? "")" }.joined(separator: "|") }
+        }
+        return normal(have["rule"]) == normal(want["rule"])
+    }
+}
