@@ -46,6 +46,8 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
     private var state = ClusterState()
     private var synced = Set<String>()
     private var changes = 0
+    private var stopping = false
+    private var following = 0
 
     init(settings: Settings, logger: Logger) {
         self.settings = settings
@@ -53,9 +55,29 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
     }
 
     func start() {
+        lock.lock(); following = ResourceWatch.all.count; lock.unlock()
         for watch in ResourceWatch.all {
-            Thread.detachNewThread { self.follow(watch) }
+            Thread.detachNewThread {
+                self.follow(watch)
+                self.lock.lock(); self.following -= 1; self.lock.unlock()
+            }
         }
+    }
+
+    /// Ends the watches: each stops when its current stream ends (the server ends a watch after
+    /// `timeoutSeconds`); `isStopped` tells when all have.
+    func stop() {
+        lock.lock(); stopping = true; lock.unlock()
+    }
+
+    var isStopped: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return following == 0
+    }
+
+    private var isStopping: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return stopping
     }
 
     func generation() -> String {
@@ -72,13 +94,16 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
         return state
     }
 
+    /// How long the server keeps one watch open (client-go picks 5 to 10 minutes).
+    static let watchSeconds = 300
+
     private var headers: [String] { ["Accept: application/json", "Authorization: Bearer " + settings.token] }
 
     /// One kind, forever: list, then watch from the list's version; a stream that ends is resumed
     /// from the last version seen; "too old" lists again.
     private func follow(_ initial: ResourceWatch) {
         let box = WatchBox(initial)
-        while true {
+        while !isStopping {
             do {
                 if box.watch.resourceVersion == nil {
                     let response = try HTTPTransport.perform(method: "GET", url: settings.server + box.watch.path, body: nil, headers: headers,
@@ -91,6 +116,7 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
                 }
                 try stream(box)
             } catch {
+                guard !isStopping else { return }
                 logger.warning("\(box.watch.kind): \(error); again in 1 s")
                 Thread.sleep(forTimeInterval: 1)
             }
@@ -105,7 +131,9 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
         state = copy
     }
 
-    /// A watch's body through a pipe, one event a line, until the server ends it (or says relist).
+    /// A watch's body through a pipe, one event a line, until the server ends it (after
+    /// `timeoutSeconds`, as Kubernetes' clients ask). After a "too old" the rest is read and dropped:
+    /// the pipe stays open until the transfer ends, so curl never writes into a closed one.
     private func stream(_ box: WatchBox) throws {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { throw ResourceWatch.Failure(description: "pipe: \(String(cString: strerror(errno)))") }
@@ -115,6 +143,7 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
             defer { close(readEnd); done.signal() }
             let handle = FileHandle(fileDescriptor: readEnd, closeOnDealloc: false)
             var pending = Data()
+            var relisting = false
             while true {
                 let chunk = handle.availableData
                 if chunk.isEmpty { return }
@@ -122,18 +151,19 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
                 while let newline = pending.firstIndex(of: 0x0a) {
                     let line = pending[pending.startIndex..<newline]
                     pending = Data(pending[pending.index(after: newline)...])
-                    guard !line.isEmpty else { continue }
+                    guard !line.isEmpty, !relisting else { continue }
                     do {
                         var outcome = ResourceWatch.Outcome.applied
                         try self.update { state in outcome = try box.watch.applyEvent(Data(line), to: &state) }
-                        if outcome == .relist { return }   // closing the pipe ends the transfer
+                        if outcome == .relist { relisting = true }
                     } catch {
                         self.logger.warning("\(box.watch.kind): \(error)")
                     }
                 }
             }
         }
-        let response = try? HTTPTransport.perform(method: "GET", url: settings.server + box.watch.watchPath, body: nil, headers: headers,
+        let response = try? HTTPTransport.perform(method: "GET", url: settings.server + box.watch.watchPath + "&timeoutSeconds=\(Self.watchSeconds)",
+                                                  body: nil, headers: headers,
                                                   caFile: settings.caFile, timeoutSeconds: 30, streamTo: writeEnd)
         close(writeEnd)
         done.wait()

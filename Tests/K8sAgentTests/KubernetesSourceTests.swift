@@ -90,8 +90,8 @@ final class KubernetesSourceTests: XCTestCase {
                         return self.answer(body)
                     if "resourceVersion=1000" in self.path: return self.stream(open(fixtures + "/nodes-watch-1.jsonl", "rb").read(), 0)
                     if "resourceVersion=1007" in self.path: return self.stream(open(fixtures + "/nodes-watch-2.jsonl", "rb").read(), 0)
-                    return self.stream(b"", 30)
-                if watching: return self.stream(b"", 30)
+                    return self.stream(b"", 2)
+                if watching: return self.stream(b"", 2)
                 kind = self.path.split("?")[0].rstrip("/").split("/")[-1]
                 self.answer(json.dumps({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": []}).encode())
             def answer(self, body):
@@ -140,11 +140,16 @@ final class KubernetesSourceTests: XCTestCase {
         let requests = ((try? String(contentsOfFile: scratch + "/requests", encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.hasPrefix("/api/v1/nodes") }
         XCTAssertEqual(requests.prefix(5).map { String($0.split(separator: " ").first ?? "") }, [
             "/api/v1/nodes",
-            "/api/v1/nodes?watch=1&allowWatchBookmarks=true&resourceVersion=1000",
-            "/api/v1/nodes?watch=1&allowWatchBookmarks=true&resourceVersion=1007",
+            "/api/v1/nodes?watch=1&allowWatchBookmarks=true&resourceVersion=1000&timeoutSeconds=300",
+            "/api/v1/nodes?watch=1&allowWatchBookmarks=true&resourceVersion=1007&timeoutSeconds=300",
             "/api/v1/nodes",
-            "/api/v1/nodes?watch=1&allowWatchBookmarks=true&resourceVersion=1300",
+            "/api/v1/nodes?watch=1&allowWatchBookmarks=true&resourceVersion=1300&timeoutSeconds=300",
         ])
         XCTAssertTrue(requests.allSatisfy { $0.hasSuffix("Bearer t0k3n") }, "every request carries the token")
+        // Stopped, its watches end with their streams (2 s here): no thread outlives the test.
+        source.stop()
+        let stopDeadline = Date().addingTimeInterval(20)
+        while !source.isStopped && Date() < stopDeadline { try await Task.sleep(for: .milliseconds(100)) }
+        XCTAssertTrue(source.isStopped, "the watches did not stop")
     }
 }

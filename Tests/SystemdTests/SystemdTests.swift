@@ -239,7 +239,9 @@ final class SystemdTests: SandboxedSystemdTestCase {
             let (tcpStatus, tcpBytes, flowEnded) = try await flow.value
             XCTAssertLessThan(finished, min(pingEnded, flowEnded),
                               "\(component): the restarts (\(Int(finished.timeIntervalSince(started))) s) outlasted the traffic: raise its duration")
-            XCTAssertGreaterThan(calls, 10, "\(component): too few REST calls were made")
+            // A call waits while pcn-core is away (pcn-api rides out its restart), across back-to-back
+            // restarts too: fewer calls are made in its turn.
+            XCTAssertGreaterThan(calls, component == "pcn-core" ? 4 : 10, "\(component): too few REST calls were made")
             table.append(Row(component: component, restarts: 10, kills: 5, sent: sent + bridgedSent, received: received + bridgedReceived,
                              tcpStatus: tcpStatus, tcpBytes: tcpBytes, restFailures: failures, restCalls: calls))
             XCTAssertEqual(received, sent, "\(component): routed pings lost")
