@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "CYangShims", dependencies: ["CYang"]),
         .target(name: "CCurlShims", linkerSettings: [.linkedLibrary("curl")]),
         // pcn-api's HTTP(S) clients' transport (libcurl).
-        .target(name: "PCNHTTP", dependencies: ["CCurlShims"]),
+        .target(name: "PCNHTTP", dependencies: ["CCurlShims", "JSONText"]),
         // Running host commands (ip, ethtool, CNI plugins) from pcn-cni and the node agent.
         .target(name: "HostCommands"),
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),

@@ -2,6 +2,7 @@ import ArgumentParser
 import DaemonKit
 import Foundation
 import Logging
+import PCNHTTP
 import ServiceLifecycle
 
 @main
@@ -71,8 +72,8 @@ struct K8sAgent: AsyncParsableCommand {
         try DirectoryCheck.writable(paths.runtimeDir, purpose: "runtime directory")
         var token: String?
         if let tokenFile {
-            guard let data = FileManager.default.contents(atPath: tokenFile) else { throw DaemonError("cannot read the token file \(tokenFile)") }
-            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let read = PcnAPIClient.token(fromFile: tokenFile) else { throw DaemonError("cannot read the token file \(tokenFile)") }
+            token = read
         }
         let settings = AgentSettings(node: node, clusterCIDR: clusterCIDR, vtepCIDR: vtepCIDR, vni: vni, underlay: underlay, cubeType: cubeType)
         let source: any ClusterSource
@@ -88,7 +89,7 @@ struct K8sAgent: AsyncParsableCommand {
         }
         let gate = ReadyGate()
         let loop = ReconcileLoop(source: source, settings: settings,
-                                 api: APIClient(base: api, token: token, caFile: cacert), resync: resync, gate: gate, logger: logger)
+                                 api: PcnAPIClient(base: api, token: token, caFile: cacert), resync: resync, gate: gate, logger: logger)
         try await DaemonLifecycle(component: "pcn-k8s-agent", paths: paths, logger: logger)
             .run(services: [loop], status: "node \(node) in step with \(origin)", gate: gate)
     }
@@ -100,7 +101,7 @@ struct K8sAgent: AsyncParsableCommand {
 struct ReconcileLoop: Service {
     let source: any ClusterSource
     let settings: AgentSettings
-    let api: APIClient
+    let api: PcnAPIClient
     let resync: Double
     let gate: ReadyGate
     let logger: Logger

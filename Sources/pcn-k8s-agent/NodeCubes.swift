@@ -3,63 +3,13 @@ import JSONText
 import Logging
 import PCNHTTP
 
-/// pcn-api, as the agent uses it: JSON in and out, a refusal as an error quoting its message.
-struct APIClient {
-    let base: String
-    var token: String?
-    var caFile: String?
-
-    struct Failure: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    func call(_ method: String, _ path: String, _ body: Any? = nil) throws -> (status: Int, json: Any?) {
-        var headers = ["Accept: application/json"]
-        if body != nil { headers.append("Content-Type: application/json") }
-        if let token { headers.append("Authorization: Bearer " + token) }
-        let data = try body.map { try JSONText.data($0) }
-        do {
-            let response = try HTTPTransport.perform(method: method, url: base + "/polycube/v1" + path, body: data, headers: headers,
-                                                     caFile: caFile, timeoutSeconds: 30)
-            return (response.status, try? JSONSerialization.jsonObject(with: response.body, options: [.fragmentsAllowed]))
-        } catch let failure as HTTPTransport.Failure {
-            throw Failure(description: "cannot reach pcn-api at \(base): \(failure.reason)")
-        }
-    }
-
-    /// GET, nil for a 404.
-    func get(_ path: String) throws -> Any? {
-        let answer = try call("GET", path)
-        if answer.status == 404 { return nil }
-        guard answer.status == 200 else { throw refusal("GET", path, answer) }
-        return answer.json
-    }
-
-    @discardableResult
-    func must(_ method: String, _ path: String, _ body: Any? = nil) throws -> Any? {
-        let answer = try call(method, path, body)
-        guard (200..<300).contains(answer.status) else { throw refusal(method, path, answer) }
-        return answer.json
-    }
-
-    private func refusal(_ method: String, _ path: String, _ answer: (status: Int, json: Any?)) -> Failure {
-        let errors = ((answer.json as? [String: Any])?["ietf-restconf:errors"] as? [String: Any])?["error"] as? [[String: Any]] ?? []
-        let messages = errors.compactMap { $0["error-message"] as? String }.joined(separator: "; ")
-        return Failure(description: "pcn-api refused \(method) \(path): HTTP \(answer.status)\(messages.isEmpty ? "" : ": " + messages)")
-    }
-
-    static func segment(_ text: String) -> String {
-        text.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? text
-    }
-}
-
 /// The node's cubes, made to match a plan through pcn-api: the router `r0`, the lbrp `ilb0` the pods
 /// attach to (their FRONTEND ports are pcn-cni's, never touched here), the nat `nat0` on the
 /// underlay, and a firewall per pod a NetworkPolicy isolates. Each step reads what is there and
 /// writes only the difference, so running it again changes nothing.
 struct NodeCubes {
     static let router = "r0", lbrp = "ilb0", nat = "nat0"
-    let api: APIClient
+    let api: PcnAPIClient
     let settings: AgentSettings
     let logger: Logger
 
@@ -103,10 +53,10 @@ struct NodeCubes {
         }.filter(managed))
         let wanted = Set(plan.routes)
         for route in present.subtracting(wanted).sorted() {
-            try api.must("DELETE", "\(path)/route/\(APIClient.segment(route.network))/\(route.nexthop)")
+            try api.must("DELETE", "\(path)/route/\(PcnAPIClient.segment(route.network))/\(route.nexthop)")
         }
         for route in wanted.subtracting(present).sorted() {
-            try api.must("POST", "\(path)/route/\(APIClient.segment(route.network))/\(route.nexthop)", [String: Any]())
+            try api.must("POST", "\(path)/route/\(PcnAPIClient.segment(route.network))/\(route.nexthop)", [String: Any]())
         }
     }
 
