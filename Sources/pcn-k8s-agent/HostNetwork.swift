@@ -15,9 +15,6 @@ struct HostNetwork {
         var description: String
     }
 
-    static let ipPath = FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip"
-    static let bridgePath = FileManager.default.isExecutableFile(atPath: "/usr/sbin/bridge") ? "/usr/sbin/bridge" : "/sbin/bridge"
-
     @discardableResult
     static func run(_ executable: String, _ arguments: [String]) throws -> String {
         let outcome = try Subprocess.run(executable, arguments)
@@ -28,7 +25,7 @@ struct HostNetwork {
     }
 
     static func linkExists(_ name: String) -> Bool {
-        (try? Subprocess.run(ipPath, ["link", "show", "dev", name]).status) == 0
+        (try? Subprocess.run(HostTools.ip, ["link", "show", "dev", name]).status) == 0
     }
 
     /// The MAC of the router's `to_vxlan` port on the node with address `ip`: set by the agent (not
@@ -40,7 +37,7 @@ struct HostNetwork {
     }
 
     func ensure(_ plan: NodePlan) throws {
-        let ip = Self.ipPath
+        let ip = HostTools.ip
         if !Self.linkExists(Self.routerEnd) {
             try Self.run(ip, ["link", "add", Self.routerEnd, "type", "veth", "peer", "name", Self.hostEnd])
         }
@@ -65,7 +62,7 @@ struct HostNetwork {
             wanted.insert("00:00:00:00:00:00 \(peer)")
             wanted.insert("\(Self.vtepMAC(nodeIP: peer)) \(peer)")
         }
-        let shown = try Self.run(Self.bridgePath, ["-json", "fdb", "show", "dev", Self.vxlan])
+        let shown = try Self.run(HostTools.bridge, ["-json", "fdb", "show", "dev", Self.vxlan])
         var present = Set<String>()
         for entry in (try? JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]]) ?? [] {
             guard let mac = entry["mac"] as? String, let dst = entry["dst"] as? String else { continue }
@@ -73,11 +70,11 @@ struct HostNetwork {
         }
         for entry in present.subtracting(wanted) {
             let parts = entry.split(separator: " ").map(String.init)
-            try Self.run(Self.bridgePath, ["fdb", "del", parts[0], "dev", Self.vxlan, "dst", parts[1]])
+            try Self.run(HostTools.bridge, ["fdb", "del", parts[0], "dev", Self.vxlan, "dst", parts[1]])
         }
         for entry in wanted.subtracting(present).sorted() {
             let parts = entry.split(separator: " ").map(String.init)
-            try Self.run(Self.bridgePath, ["fdb", "append", parts[0], "dev", Self.vxlan, "dst", parts[1]])
+            try Self.run(HostTools.bridge, ["fdb", "append", parts[0], "dev", Self.vxlan, "dst", parts[1]])
         }
     }
 }
