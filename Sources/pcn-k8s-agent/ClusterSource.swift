@@ -123,12 +123,12 @@ final class KubernetesSource: ClusterSource, @unchecked Sendable {
         }
     }
 
+    /// Applies a list or an event in place (each replaces whole objects, or fails before changing
+    /// any) and counts it as a change: a reconcile it starts for nothing writes nothing.
     private func update(_ body: (inout ClusterState) throws -> Void) throws {
         lock.lock(); defer { lock.unlock() }
-        var copy = state
-        try body(&copy)
-        if copy != state { changes += 1 }
-        state = copy
+        try body(&state)
+        changes += 1
     }
 
     /// A watch's body through a pipe, one event a line, until the server ends it (after
