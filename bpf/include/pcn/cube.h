@@ -238,13 +238,18 @@ static __always_inline int pcn_to_shadow(struct CTXTYPE *ctx, __u32 port) {
     return pcn_redirect_netdev(ctx, ifindex);
 }
 
-/* Forwards through a port whose index is a constant. */
-static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
+/* Forwards through port `port` (an index the verifier can bound); `site` is its tail call's. */
+static __always_inline int pcn_forward_port(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port, const __u32 site) {
     if (pcn_config.peers[port].kind != PCN_PEER_NONE) {
         pcn_count_tx(ctx, port);
         pcn_span_copy(ctx, port);
     }
-    return pcn_go(ctx, md, &pcn_config.peers[port], port);
+    return pcn_go(ctx, md, &pcn_config.peers[port], site);
+}
+
+/* Forwards through a port whose index is a constant (its own site). */
+static __always_inline int pcn_forward_const(struct CTXTYPE *ctx, struct pkt_metadata *md, const __u32 port) {
+    return pcn_forward_port(ctx, md, port, port);
 }
 
 _Static_assert(PCN_CONST_PORTS == 16, "the port switches have one case per constant port: keep them in step");
@@ -260,12 +265,7 @@ _Static_assert(PCN_CONST_PORTS == 16, "the port switches have one case per const
 static __always_inline int pcn_forward_any(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
     if (port >= PCN_MAX_PORTS)
         return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
-    const __u32 index = pcn_port_index(port);
-    if (pcn_config.peers[index].kind != PCN_PEER_NONE) {
-        pcn_count_tx(ctx, index);
-        pcn_span_copy(ctx, index);
-    }
-    return pcn_go(ctx, md, &pcn_config.peers[index], PCN_SITE_FORWARD_ANY);
+    return pcn_forward_port(ctx, md, pcn_port_index(port), PCN_SITE_FORWARD_ANY);
 }
 
 #define PCN_PORT_CASES(CASE) \
@@ -289,11 +289,16 @@ static __always_inline int pcn_forward(struct CTXTYPE *ctx, struct pkt_metadata 
     }
 }
 
+/* What the namespace sent through port `port`'s twin, out of the port (counted, not spanned back). */
+static __always_inline int pcn_shadow_out(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port, const __u32 site) {
+    if (pcn_config.peers[port].kind != PCN_PEER_NONE)
+        pcn_count_tx(ctx, port);
+    return pcn_go(ctx, md, &pcn_config.peers[port], site);
+}
+
 #define PCN_FROM_SHADOW_CASE(i) \
     case i: \
-        if (pcn_config.peers[i].kind != PCN_PEER_NONE) \
-            pcn_count_tx(ctx, i); \
-        return pcn_go(ctx, md, &pcn_config.peers[i], 48 + i);
+        return pcn_shadow_out(ctx, md, i, 48 + i);
 
 /* A packet the namespace sent through port `port`'s twin: out of the port, untouched by the service. */
 static __always_inline int pcn_from_shadow(struct CTXTYPE *ctx, struct pkt_metadata *md, __u32 port) {
@@ -304,10 +309,7 @@ static __always_inline int pcn_from_shadow(struct CTXTYPE *ctx, struct pkt_metad
     default:
         if (port >= PCN_MAX_PORTS)
             return pcn_drop(ctx, PCN_DROP_UNKNOWN_PORT);
-        port = pcn_port_index(port);
-        if (pcn_config.peers[port].kind != PCN_PEER_NONE)
-            pcn_count_tx(ctx, port);
-        return pcn_go(ctx, md, &pcn_config.peers[port], PCN_SITE_SHADOW_ANY);
+        return pcn_shadow_out(ctx, md, pcn_port_index(port), PCN_SITE_SHADOW_ANY);
     }
 }
 
