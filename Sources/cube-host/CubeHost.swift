@@ -10,7 +10,7 @@ import Services
 
 @main
 struct Entry {
-    static func main() async { await DaemonMain.run(CubeHost.self) }
+    static func main() { DaemonMain.main(CubeHost.self) }
 }
 
 /// cube-host: one process per service, hosting its control plane and slow path for all its cubes.

@@ -9,7 +9,7 @@ import ServiceLifecycle
 
 @main
 struct Entry {
-    static func main() async { await DaemonMain.run(PcnAPI.self) }
+    static func main() { DaemonMain.main(PcnAPI.self) }
 }
 
 /// pcn-api: the REST gateway.

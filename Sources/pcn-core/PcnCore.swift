@@ -10,7 +10,7 @@ import ServiceLifecycle
 
 @main
 struct Entry {
-    static func main() async { await DaemonMain.run(PcnCore.self) }
+    static func main() { DaemonMain.main(PcnCore.self) }
 }
 
 /// pcn-core: the bus hub and the owner of every eBPF object.

@@ -7,7 +7,7 @@ import ServiceLifecycle
 
 @main
 struct Entry {
-    static func main() async { await DaemonMain.run(K8sAgent.self) }
+    static func main() { DaemonMain.main(K8sAgent.self) }
 }
 
 /// pcn-k8s-agent: one per node. Reads the cluster (Nodes, Pods, Services, EndpointSlices,

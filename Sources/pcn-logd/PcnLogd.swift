@@ -11,7 +11,7 @@ import Glibc
 
 @main
 struct Entry {
-    static func main() async { await DaemonMain.run(PcnLogd.self) }
+    static func main() { DaemonMain.main(PcnLogd.self) }
 }
 
 /// pcn-logd: drains the datapath's log ring and receives the daemons' log lines; writes both, as

@@ -94,6 +94,23 @@ final class DaemonTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: marker), "ready marker left behind")
     }
 
+    /// SIGTERM at a daemon's first moment is a clean exit 0, not death by the signal with half-made
+    /// sockets and pins, nor a signal lost. Deterministic: the daemon starts with SIGTERM blocked and
+    /// already pending (as a parent's thread may pass on), so it arrives the instant the daemon takes it.
+    func testSigtermWhileStartingIsACleanExit() throws {
+        for (daemon, arguments) in [("pcn-core", []), ("pcn-api", []), ("pcn-logd", []), ("cube-host", ["--service", "router"])] {
+            let child = try BackgroundCommand(binary(daemon), arguments, environment: isolatedEnvironment, blocked: [SIGTERM])
+            defer { child.stop() }
+            kill(child.pid, SIGTERM)
+            guard let status = child.waitForExit(timeout: 30) else {
+                XCTFail("\(daemon) ignored a SIGTERM that came while it started")
+                continue
+            }
+            XCTAssertTrue(status & 0x7f == 0 && (status >> 8) & 0xff == 0, "\(daemon): wait status \(status), not a clean exit")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: directory + "/run/ready/" + daemon), "\(daemon): ready marker left behind")
+        }
+    }
+
     func testNoDaemonNeedsAnotherToStart() throws {
         let environment = isolatedEnvironment
         let api = try Child("pcn-api", [], environment: environment)

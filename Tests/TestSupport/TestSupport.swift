@@ -216,28 +216,44 @@ public func freePort() -> Int {
 public final class BackgroundCommand: @unchecked Sendable {
     public let pid: pid_t
 
-    public init(_ path: String, _ arguments: [String]) throws {
+    /// `blocked`: signals the child starts with blocked (default none), as a parent's thread might pass on.
+    public init(_ path: String, _ arguments: [String], environment: [String: String] = [:], blocked: [Int32] = []) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         for fd: Int32 in [0, 1, 2] { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let envp = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for pointer in envp { free(pointer) } }
         // The test process's threads may block SIGTERM (the children would inherit that mask, and a
-        // listener would outlive stop()): the child starts with no signal blocked, defaults restored.
+        // listener would outlive stop()): the child starts with only `blocked` blocked, defaults restored.
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        var none = sigset_t(), all = sigset_t()
-        sigemptyset(&none)
+        var mask = sigset_t(), all = sigset_t()
+        sigemptyset(&mask)
+        for signal in blocked { sigaddset(&mask, signal) }
         sigfillset(&all)
-        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigmask(&attributes, &mask)
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        let spawned = posix_spawn(&pid, path, &actions, &attributes, argv, envp)
         guard spawned == 0 else { throw TestFailure("cannot run \(path): \(String(cString: strerror(spawned)))") }
         self.pid = pid
+    }
+
+    /// Its wait status once it exits within `timeout`, else nil (it is left running).
+    public func waitForExit(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        repeat {
+            if waitpid(pid, &status, WNOHANG) == pid { return status }
+            usleep(10_000)
+        } while Date() < deadline
+        return nil
     }
 
     /// Ends it (SIGTERM, then SIGKILL after a second) and reaps it.
