@@ -44,6 +44,9 @@ struct K8sAgent: AsyncParsableCommand {
     @Option(name: .customLong("vtep-cidr"), help: "The routers' addresses on the VXLAN (each node's: this prefix with its address's low bits).")
     var vtepCIDR = "10.18.0.0/16"
 
+    @Option(name: .customLong("nodeport-source-cidr"), help: "NodePort clients reach the pods with the entry node's address in it (this prefix with the node address's low bits).")
+    var nodePortSourceCIDR = "10.19.0.0/16"
+
     @Option(help: "The VXLAN's network identifier.")
     var vni = 42
 
@@ -61,6 +64,7 @@ struct K8sAgent: AsyncParsableCommand {
         guard ["TC", "XDP_SKB", "XDP_DRV"].contains(cubeType) else { throw ValidationError("--cube-type must be TC, XDP_SKB or XDP_DRV (it is '\(cubeType)')") }
         guard IPv4Prefix(clusterCIDR) != nil else { throw ValidationError("--cluster-cidr '\(clusterCIDR)' is not an IPv4 prefix") }
         guard IPv4Prefix(vtepCIDR) != nil else { throw ValidationError("--vtep-cidr '\(vtepCIDR)' is not an IPv4 prefix") }
+        guard IPv4Prefix(nodePortSourceCIDR) != nil else { throw ValidationError("--nodeport-source-cidr '\(nodePortSourceCIDR)' is not an IPv4 prefix") }
         guard (1...16_777_215).contains(vni) else { throw ValidationError("--vni must be 1 to 16777215") }
         guard resync >= 0.5 else { throw ValidationError("--resync must be at least 0.5 seconds") }
         guard URL(string: api)?.host != nil, api.hasPrefix("http") else { throw ValidationError("--api '\(api)' is not pcn-api's URL") }
@@ -75,7 +79,8 @@ struct K8sAgent: AsyncParsableCommand {
             guard let read = PcnAPIClient.token(fromFile: tokenFile) else { throw DaemonError("cannot read the token file \(tokenFile)") }
             token = read
         }
-        let settings = AgentSettings(node: node, clusterCIDR: clusterCIDR, vtepCIDR: vtepCIDR, vni: vni, underlay: underlay, cubeType: cubeType)
+        let settings = AgentSettings(node: node, clusterCIDR: clusterCIDR, vtepCIDR: vtepCIDR, vni: vni, underlay: underlay, cubeType: cubeType,
+                                     nodePortSourceCIDR: nodePortSourceCIDR)
         let source: any ClusterSource
         let origin: String
         if let clusterDirectory {
@@ -131,7 +136,7 @@ struct ReconcileLoop: Service {
                         try host.ensure(plan)
                         try cubes.reconcile(plan)
                         if plan != lastPlan {
-                            logger.info("in step: \(plan.peers.count) other node(s), \(plan.services.count) service port(s), \(plan.policies.count) isolated pod(s)")
+                            logger.info("in step: \(plan.peers.count) other node(s), \(plan.services.count) service port(s), \(plan.nodePorts.count) node port(s), \(plan.policies.count) isolated pod(s)")
                             lastPlan = plan
                         }
                         due = Date().addingTimeInterval(resync)

@@ -45,6 +45,8 @@ struct HostNetwork {
         try Self.run(ip, ["link", "set", Self.hostEnd, "up"])
         try Self.run(ip, ["addr", "replace", settings.hostAddress + "/30", "dev", Self.hostEnd])
         try Self.run(ip, ["route", "replace", settings.clusterCIDR, "via", settings.routerHostAddress, "dev", Self.hostEnd])
+        // NodePort: what nat0 forwarded goes to nlb0, in front of the router.
+        try Self.run(ip, ["route", "replace", settings.nodePortAddress + "/32", "via", settings.routerHostAddress, "dev", Self.hostEnd])
         // Pods' egress goes through this stack, out of the underlay.
         try "1\n".write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
 

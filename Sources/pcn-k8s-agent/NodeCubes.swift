@@ -4,11 +4,15 @@ import Logging
 import PCNHTTP
 
 /// The node's cubes, made to match a plan through pcn-api: the router `r0`, the lbrp `ilb0` the pods
-/// attach to (their FRONTEND ports are pcn-cni's, never touched here), the nat `nat0` on the
+/// attach to (their FRONTEND ports are pcn-cni's, never touched here), the NodePort lbrp `nlb0`
+/// between the node's stack and `r0` with the nat `nnat0` on its router side, the nat `nat0` on the
 /// underlay, and a firewall per pod a NetworkPolicy isolates. Each step reads what is there and
 /// writes only the difference, so running it again changes nothing.
+///
+///     pods ── ilb0 (MULTI) ── r0 ── to_vxlan ── pcnvxlan0 (other nodes)
+///                             └─ to_host ── nnat0 ▸ nlb0 (SINGLE) ── pcnk8s0 ═ pcnk8s1 (node stack) ── eth0 ◂ nat0
 struct NodeCubes {
-    static let router = "r0", lbrp = "ilb0", nat = "nat0"
+    static let router = "r0", lbrp = "ilb0", nat = "nat0", nodePortLbrp = "nlb0", nodePortNat = "nnat0"
     let api: PcnAPIClient
     let settings: AgentSettings
     let logger: Logger
@@ -16,16 +20,19 @@ struct NodeCubes {
     func reconcile(_ plan: NodePlan) throws {
         try routerCube(plan)
         try lbrpCube(plan)
+        try nodePortCubes(plan)
         try natCube(plan)
         try firewalls(plan)
     }
 
     private func routerCube(_ plan: NodePlan) throws {
+        // `to_host` is peered by nlb0 (an older agent peered it with the host veth: cleared here).
         let ports: [[String: Any]] = [
             ["name": "to_pods", "ip": plan.gateway],
             ["name": "to_vxlan", "ip": plan.vtep, "peer": HostNetwork.vxlan, "mac": HostNetwork.vtepMAC(nodeIP: plan.nodeIP)],
-            ["name": "to_host", "ip": settings.routerHostAddress + "/30", "peer": HostNetwork.routerEnd],
+            ["name": "to_host", "ip": settings.routerHostAddress + "/30"],
         ]
+        let hostPeers = ["", "\(Self.nodePortLbrp):router"]
         let path = "/router/\(Self.router)"
         if let current = try api.get(path) as? [String: Any] {
             let existing = Dictionary((current["ports"] as? [[String: Any]] ?? []).compactMap { port in (port["name"] as? String).map { ($0, port) } },
@@ -37,7 +44,8 @@ struct NodeCubes {
                     continue
                 }
                 var change: [String: Any] = [:]
-                for key in ["ip", "peer", "mac"] where port[key] != nil && have[key] as? String != port[key] as? String { change[key] = port[key] }
+                for key in ["ip", "peer", "mac"] where port[key] != nil && have[key] as? String ?? "" != port[key] as? String { change[key] = port[key] }
+                if name == "to_host", !hostPeers.contains(have["peer"] as? String ?? "") { change["peer"] = "" }
                 if !change.isEmpty { try api.must("PATCH", "\(path)/ports/\(name)", change) }
             }
         } else {
@@ -67,17 +75,56 @@ struct NodeCubes {
                                         "ports": [["name": "backend", "type": "BACKEND", "peer": "\(Self.router):to_pods"]]])
             logger.info("created the lbrp \(Self.lbrp)")
         }
-        // ClusterIP services: one entry per Service port, its endpoints as the backends.
+        try syncServices(of: path, plan.services)
+    }
+
+    /// NodePort: nat0 forwards `node IP:nodePort` to `nodePortAddress:nodePort`, which the node's
+    /// stack routes into nlb0; nlb0 picks an endpoint; nnat0 gives the client this node's NodePort
+    /// source address on the way to r0, so that the pod's answer, from whichever node, comes back here.
+    private func nodePortCubes(_ plan: NodePlan) throws {
+        let path = "/lbrp/\(Self.nodePortLbrp)"
+        let peers = ["host": HostNetwork.routerEnd, "router": "\(Self.router):to_host"]
+        if let current = try api.get(path) as? [String: Any] {
+            for port in current["ports"] as? [[String: Any]] ?? [] {
+                guard let name = port["name"] as? String, let peer = peers[name], port["peer"] as? String != peer else { continue }
+                try api.must("PATCH", "\(path)/ports/\(name)", ["peer": peer])
+            }
+        } else {
+            try api.must("POST", path, ["type": settings.cubeType, "port_mode": "SINGLE", "ports": [
+                ["name": "host", "type": "FRONTEND", "peer": peers["host"]!],
+                ["name": "router", "type": "BACKEND", "peer": peers["router"]!],
+            ]])
+            logger.info("created the NodePort lbrp \(Self.nodePortLbrp)")
+        }
+        try syncServices(of: path, plan.nodePorts)
+
+        let natPath = "/nat/\(Self.nodePortNat)"
+        let current = try api.get(natPath) as? [String: Any]
+        if current == nil {
+            try api.must("POST", natPath, ["type": settings.cubeType])
+            logger.info("created the NodePort nat \(Self.nodePortNat)")
+        }
+        let point = "\(Self.nodePortLbrp):router"
+        if (current?["parent"] as? String) != point {
+            try api.must("POST", "/attach", ["cube": Self.nodePortNat, "port": point])
+        }
+        let have = try api.get("\(natPath)/rule/snat/entry/0") as? [String: Any]
+        if have?["internal-net"] as? String != "0.0.0.0/0" || have?["external-ip"] as? String != plan.nodePortSource {
+            try api.must("PUT", "\(natPath)/rule/snat/entry/0", ["id": 0, "internal-net": "0.0.0.0/0", "external-ip": plan.nodePortSource])
+        }
+    }
+
+    /// An lbrp's services made `wanted`: one entry per Service port, its endpoints as the backends.
+    private func syncServices(of path: String, _ wanted: [NodePlan.LBService]) throws {
         var present: [String: [String: Any]] = [:]
         for entry in (try api.get("\(path)/service") as? [[String: Any]]) ?? [] {
             guard let vip = entry["vip"] as? String, let vport = entry["vport"] as? Int, let proto = entry["proto"] as? String else { continue }
             present["\(vip)/\(vport)/\(proto)"] = entry
         }
-        var wanted: [String: NodePlan.LBService] = [:]
-        for service in plan.services { wanted[service.key] = service }
+        let wanted = Dictionary(wanted.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
         for key in present.keys.sorted() where wanted[key] == nil {
             try api.must("DELETE", "\(path)/service/\(key)")
-            logger.info("removed the service \(key)")
+            logger.info("\(path): removed the service \(key)")
         }
         for (key, service) in wanted.sorted(by: { $0.key < $1.key }) {
             let backends = Set(((present[key]?["backend"] as? [[String: Any]]) ?? []).compactMap { entry -> NodePlan.Backend? in
@@ -89,7 +136,7 @@ struct NodeCubes {
                 "vip": service.vip, "vport": service.vport, "proto": service.proto, "name": service.name,
                 "backend": service.backends.map { ["ip": $0.ip, "port": $0.port, "weight": 1] },
             ])
-            logger.info("service \(key): \(service.backends.count) backend(s)")
+            logger.info("\(path): service \(key), \(service.backends.count) backend(s)")
         }
     }
 
@@ -108,6 +155,27 @@ struct NodeCubes {
         let have = try api.get("\(path)/rule/snat/entry/0") as? [String: Any]
         if have?["internal-net"] as? String != settings.clusterCIDR || have?["external-ip"] as? String != plan.nodeIP {
             try api.must("PUT", "\(path)/rule/snat/entry/0", rule)
+        }
+
+        // NodePorts: `node IP:nodePort` forwarded to nlb0's address, one rule per port and protocol
+        // (its id: the port, doubled, plus one for UDP).
+        var wanted: [Int: [String: Any]] = [:]
+        for service in plan.nodePorts {
+            wanted[service.vport * 2 + (service.proto == "UDP" ? 1 : 0)] = [
+                "external-ip": plan.nodeIP, "external-port": service.vport, "proto": service.proto,
+                "internal-ip": settings.nodePortAddress, "internal-port": service.vport,
+            ]
+        }
+        var present: [Int: [String: Any]] = [:]
+        for entry in (try api.get("\(path)/rule/port-forwarding/entry") as? [[String: Any]]) ?? [] {
+            if let id = entry["id"] as? Int { present[id] = entry }
+        }
+        for id in present.keys.sorted() where wanted[id] == nil {
+            try api.must("DELETE", "\(path)/rule/port-forwarding/entry/\(id)")
+        }
+        for (id, fields) in wanted.sorted(by: { $0.key < $1.key }) {
+            let same = present[id].map { have in fields.allSatisfy { key, value in JSONText.text(have[key] ?? "") == JSONText.text(value) } } ?? false
+            if !same { try api.must("PUT", "\(path)/rule/port-forwarding/entry/\(id)", fields.merging(["id": id]) { a, _ in a }) }
         }
     }
 

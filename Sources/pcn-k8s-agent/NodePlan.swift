@@ -53,6 +53,12 @@ struct AgentSettings: Equatable {
     /// The /30 between the router's `to_host` port and the node's own stack.
     var routerHostAddress = "169.254.100.1"
     var hostAddress = "169.254.100.2"
+    /// NodePort: what the underlay's nat forwards `node IP:nodePort` to, on the node's own stack's
+    /// side of the NodePort lbrp (never leaves the node).
+    var nodePortAddress = "169.254.101.1"
+    /// NodePort clients are seen by the pods with the entry node's address here (this prefix with the
+    /// node address's low bits), so that replies from a pod on any node come back through that node.
+    var nodePortSourceCIDR = "10.19.0.0/16"
 }
 
 /// What a node should have, computed from the cluster alone (no kernel, no pcn-api).
@@ -93,6 +99,10 @@ struct NodePlan: Equatable {
     /// The other nodes' addresses: the VXLAN sends to each.
     var peers: [String]
     var services: [LBService]
+    /// NodePort services: `nodePortAddress:nodePort` to the endpoints, in the NodePort lbrp.
+    var nodePorts: [LBService]
+    /// This node's address for NodePort clients (see `AgentSettings.nodePortSourceCIDR`).
+    var nodePortSource: String
     /// The pods of this node that a NetworkPolicy isolates, by address, with the rules letting traffic in.
     var policies: [String: [PolicyRule]]
 
@@ -103,6 +113,9 @@ struct NodePlan: Equatable {
     static func make(_ state: ClusterState, _ settings: AgentSettings) throws -> NodePlan {
         guard let cluster = IPv4Prefix(settings.clusterCIDR) else { throw Failure(description: "--cluster-cidr '\(settings.clusterCIDR)' is not an IPv4 prefix") }
         guard let vteps = IPv4Prefix(settings.vtepCIDR) else { throw Failure(description: "--vtep-cidr '\(settings.vtepCIDR)' is not an IPv4 prefix") }
+        guard let sources = IPv4Prefix(settings.nodePortSourceCIDR) else {
+            throw Failure(description: "--nodeport-source-cidr '\(settings.nodePortSourceCIDR)' is not an IPv4 prefix")
+        }
         guard let node = state.nodes[settings.node] else {
             throw Failure(description: "node '\(settings.node)' is not in the cluster (nodes: \(state.nodes.keys.sorted().joined(separator: ", ")))")
         }
@@ -120,25 +133,33 @@ struct NodePlan: Equatable {
         }
         let own = try addresses(node)
         func vtep(_ ip: IPv4) -> IPv4 { IPv4(vteps.network.value | (ip.value & ~vteps.mask)) }
+        func nodePortSource(_ ip: IPv4) -> IPv4 { IPv4(sources.network.value | (ip.value & ~sources.mask)) }
 
-        var routes = [Route(network: "0.0.0.0/0", nexthop: settings.hostAddress)]
+        // NodePort clients of this node are answered through its stack; those of another node, through it.
+        var routes = [Route(network: "0.0.0.0/0", nexthop: settings.hostAddress),
+                      Route(network: "\(nodePortSource(own.ip))/32", nexthop: settings.hostAddress)]
         var peers: [String] = []
         for other in state.nodes.values where other.metadata.name != settings.node && other.metadata.deletionTimestamp == nil {
             // A node not yet given its addresses is left out until it has them.
             guard let remote = try? addresses(other) else { continue }
             routes.append(Route(network: remote.pods.description, nexthop: vtep(remote.ip).description))
+            routes.append(Route(network: "\(nodePortSource(remote.ip))/32", nexthop: vtep(remote.ip).description))
             peers.append(remote.ip.description)
         }
+        let (clusterIPs, nodePorts) = services(state, nodePortAddress: settings.nodePortAddress)
 
         return NodePlan(nodeIP: own.ip.description, podCIDR: own.pods.description,
                         gateway: "\(own.pods.host(1))/\(own.pods.length)", vtep: "\(vtep(own.ip))/\(vteps.length)",
                         routes: routes.sorted(), peers: peers.sorted { (IPv4($0) ?? IPv4(0)) < (IPv4($1) ?? IPv4(0)) },
-                        services: services(state), policies: policies(state, node: settings.node, pods: own.pods))
+                        services: clusterIPs, nodePorts: nodePorts, nodePortSource: nodePortSource(own.ip).description,
+                        policies: policies(state, node: settings.node, pods: own.pods))
     }
 
-    /// Every ClusterIP port with its ready endpoints (EndpointSlices of the Service, port matched by name).
-    static func services(_ state: ClusterState) -> [LBService] {
-        var result: [LBService] = []
+    /// Every ClusterIP port with its ready endpoints (EndpointSlices of the Service, port matched by
+    /// name); and every nodePort of a NodePort or LoadBalancer Service, as `nodePortAddress:nodePort`
+    /// to the same endpoints.
+    static func services(_ state: ClusterState, nodePortAddress: String) -> (clusterIP: [LBService], nodePort: [LBService]) {
+        var result: [LBService] = [], nodePorts: [LBService] = []
         for (key, service) in state.services {
             guard let vip = service.clusterIPv4, IPv4(vip) != nil else { continue }   // headless ("None") or IPv6
             let namespace = service.metadata.namespace ?? "default"
@@ -155,11 +176,14 @@ struct NodePlan: Equatable {
                         for address in endpoint.addresses where IPv4(address) != nil { backends.insert(Backend(ip: address, port: target)) }
                     }
                 }
-                result.append(LBService(vip: vip, vport: port.port, proto: proto, name: key + (port.name.map { ":" + $0 } ?? ""),
-                                        backends: backends.sorted()))
+                let name = key + (port.name.map { ":" + $0 } ?? "")
+                result.append(LBService(vip: vip, vport: port.port, proto: proto, name: name, backends: backends.sorted()))
+                if ["NodePort", "LoadBalancer"].contains(service.spec?.type ?? "ClusterIP"), let nodePort = port.nodePort, (1...65535).contains(nodePort) {
+                    nodePorts.append(LBService(vip: nodePortAddress, vport: nodePort, proto: proto, name: name, backends: backends.sorted()))
+                }
             }
         }
-        return result.sorted { $0.key < $1.key }
+        return (result.sorted { $0.key < $1.key }, nodePorts.sorted { $0.key < $1.key })
     }
 
     /// Ingress NetworkPolicies of the pods on this node: a pod selected by one is isolated; what any

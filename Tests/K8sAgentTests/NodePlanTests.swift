@@ -32,9 +32,14 @@ final class NodePlanTests: XCTestCase {
         kind: Service
         metadata: {name: web, namespace: default}
         spec:
-          type: ClusterIP
+          type: NodePort
           clusterIP: 10.96.0.10
-          ports: [{name: http, port: 80, targetPort: 8080}, {name: dns, port: 53, protocol: UDP, targetPort: dns}]
+          ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}, {name: dns, port: 53, protocol: UDP, targetPort: dns, nodePort: 30053}]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: inside, namespace: default}
+        spec: {type: ClusterIP, clusterIP: 10.96.0.11, ports: [{port: 81, nodePort: 30081}]}
         ---
         apiVersion: v1
         kind: Service
@@ -68,8 +73,14 @@ final class NodePlanTests: XCTestCase {
         XCTAssertEqual(plan.gateway, "10.10.1.1/24")
         XCTAssertEqual(plan.vtep, "10.18.200.1/16")
         XCTAssertEqual(plan.peers, ["10.214.200.2"])
-        XCTAssertEqual(plan.routes, [.init(network: "0.0.0.0/0", nexthop: "169.254.100.2"), .init(network: "10.10.2.0/24", nexthop: "10.18.200.2")])
-        XCTAssertEqual(plan.services.map(\.key), ["10.96.0.10/53/UDP", "10.96.0.10/80/TCP"], "the headless service has no VIP")
+        XCTAssertEqual(plan.routes, [.init(network: "0.0.0.0/0", nexthop: "169.254.100.2"), .init(network: "10.10.2.0/24", nexthop: "10.18.200.2"),
+                                     .init(network: "10.19.200.1/32", nexthop: "169.254.100.2"), .init(network: "10.19.200.2/32", nexthop: "10.18.200.2")],
+                       "NodePort clients of n1 answered through its stack, those of n2 through n2")
+        XCTAssertEqual(plan.services.map(\.key), ["10.96.0.10/53/UDP", "10.96.0.10/80/TCP", "10.96.0.11/81/TCP"], "the headless service has no VIP")
+        XCTAssertEqual(plan.nodePortSource, "10.19.200.1")
+        XCTAssertEqual(plan.nodePorts.map(\.key), ["169.254.101.1/30053/UDP", "169.254.101.1/30080/TCP"],
+                       "the NodePort Service's ports; a ClusterIP Service's nodePort field is not one")
+        XCTAssertEqual(plan.nodePorts.first { $0.vport == 30080 }?.backends, [.init(ip: "10.10.1.5", port: 8080), .init(ip: "10.10.2.5", port: 8080)])
         let http = plan.services.first { $0.vport == 80 }
         XCTAssertEqual(http?.backends, [.init(ip: "10.10.1.5", port: 8080), .init(ip: "10.10.2.5", port: 8080)], "ready endpoints, the port by name")
         XCTAssertEqual(plan.services.first { $0.vport == 53 }?.backends.map(\.port), [5353, 5353])

@@ -229,6 +229,72 @@ final class CNITests: ServiceStackTestCase {
         XCTAssertTrue(missing.message.contains("CNI_CONTAINERID"), missing.message)
     }
 
+    /// pcn-cni killed (SIGKILL) at points all through an ADD, as a crashed runtime would leave it:
+    /// the DEL the runtime then sends undoes whatever was made (lease, veth, lbrp port, record), a new
+    /// ADD of the same container works, and pods already attached lose no packet meanwhile.
+    func testKilledMidAddIsUndoneByDelAndOtherPodsLoseNothing() async throws {
+        let p = try addPod("p"), q = try addPod("q")
+        XCTAssertTrue(try network.ping(from: p.namespace, to: q.ip))
+        let before = Set(try hostLinks())
+        let pinging = p.namespace, target = q.ip
+        async let traffic = onThread {
+            try runCommand("/usr/bin/ip", ["netns", "exec", pinging, "ping", "-c", "1500", "-i", "0.01", "-W", "2", target], timeout: 120)
+        }
+        var killedHalfway = 0
+        let configPath = scratch + "/add.json"
+        try JSONSerialization.data(withJSONObject: conf()).write(to: URL(fileURLWithPath: configPath))
+        for (index, delay) in [0.0, 0.005, 0.01, 0.02, 0.04, 0.08, 0.15].enumerated() {
+            let id = "ctr-k\(index)", netns = try network.emptyNamespace("k\(index)")
+            let environment = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+                               "CNI_PATH": productsDirectory.path + ":/usr/lib/cni", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+            let plugin = productsDirectory.appendingPathComponent("pcn-cni").path
+            let add = try BackgroundCommand("/bin/sh", ["-c", "exec \"$0\" < \"$1\"", plugin, configPath], environment: environment)
+            try await Task.sleep(for: .milliseconds(Int(delay * 1000)))
+            kill(add.pid, SIGKILL)
+            _ = add.waitForExit(timeout: 10)
+            let made = try await ports().count > 3 || !leases(of: id).isEmpty || Set(try hostLinks()) != before
+            if made { killedHalfway += 1 }
+            for round in 1...2 {
+                let del = try CNIRunner.run("DEL", conf(), containerID: id, netns: netns)
+                XCTAssertEqual(del.status, 0, "DEL \(round) after ADD killed at \(delay) s: \(del)")
+            }
+            XCTAssertEqual(Set(try hostLinks()), before, "veths left after ADD killed at \(delay) s")
+            XCTAssertFalse(try linkExists("eth0", namespace: network.prefix + "k\(index)"), "the pod's interface is left (killed at \(delay) s)")
+            let peers = Set(try await ports().compactMap { $0["peer"] as? String })
+            XCTAssertEqual(peers, ["\(router):to_pods", p.host, q.host], "ports after ADD killed at \(delay) s")
+            XCTAssertEqual(records().count, 2, "records after ADD killed at \(delay) s: \(records())")
+            XCTAssertEqual(leases(of: id), [], "host-local still leases to \(id) (killed at \(delay) s)")
+            // The runtime tries again: the same container gets attached and reaches the others.
+            if index % 3 == 0 {
+                let again = try addPod("k\(index)r")
+                XCTAssertTrue(try network.ping(from: again.namespace, to: q.ip))
+                let del = try CNIRunner.run("DEL", with(conf(), "prevResult", again.result), containerID: again.id, netns: again.netns)
+                XCTAssertEqual(del.status, 0, "\(del)")
+            }
+        }
+        XCTAssertEqual(records().count, 2, "only p's and q's records: \(records())")
+        XCTAssertGreaterThanOrEqual(killedHalfway, 2, "the kills should land inside ADDs, leaving something for DEL to undo")
+        let result = try await traffic
+        let summary = result.stdout.split(separator: "\n").first { $0.contains("packets transmitted") } ?? ""
+        let numbers = summary.split(separator: " ").compactMap { Int($0) }
+        XCTAssertEqual(numbers.count >= 2 ? numbers[0] - numbers[1] : -1, 0, "p → q lost packets while ADDs were killed: \(summary)")
+    }
+
+    /// The root namespace's links named like pcn-cni's host ends.
+    private func hostLinks() throws -> [String] {
+        let shown = try runCommand("/usr/bin/ip", ["-json", "link", "show"]).stdout
+        let links = (try? JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]]) ?? []
+        return links.compactMap { $0["ifname"] as? String }.filter { $0.hasPrefix("pcn") && $0.count == 15 }
+    }
+
+    /// The addresses host-local has leased to container `id`.
+    private func leases(of id: String) -> [String] {
+        let directory = scratch + "/ipam/pcntest"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
+            ((try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)) ?? "").hasPrefix(id)
+        }
+    }
+
     /// 20 ADDs at once: all succeed with their own address and port; 20 DELs at once leave nothing.
     func testTwentyConcurrentAdds() async throws {
         let names = (0..<20).map { "c\($0)" }

@@ -85,7 +85,7 @@ final class KubernetesTests: XCTestCase {
         }
     }
 
-    /// The Service `web` (ClusterIP 10.96.0.10:80 → 8080) and its EndpointSlice with `backends`.
+    /// The Service `web` (ClusterIP 10.96.0.10:80 and NodePort 30080 → 8080) and its EndpointSlice with `backends`.
     private static func service(backends: [String]) throws {
         let endpoints = backends.map { "- addresses: [\(addresses[$0]!)]\n  conditions: {ready: true}" }.joined(separator: "\n")
         try """
@@ -93,10 +93,10 @@ final class KubernetesTests: XCTestCase {
             kind: Service
             metadata: {name: web, namespace: default}
             spec:
-              type: ClusterIP
+              type: NodePort
               clusterIP: 10.96.0.10
               selector: {app: web}
-              ports: [{name: http, port: 80, targetPort: 8080, protocol: TCP}]
+              ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080, protocol: TCP}]
             ---
             apiVersion: discovery.k8s.io/v1
             kind: EndpointSlice
@@ -171,6 +171,25 @@ final class KubernetesTests: XCTestCase {
         XCTAssertEqual(looped.last, "b1")
         try Self.service(backends: ["a1", "b1"])
         try await eventually(timeout: 30) { Set(try self.connect("a2", "10.96.0.10", count: 20)) == ["a1", "b1"] }
+    }
+
+    /// NodePort from outside the cluster, through either node: both nodes' backends answer, and see
+    /// the client as the entry node's NodePort source address (their answers go back through it).
+    func testNodePortFromTheUnderlayReachesTheBackendsOfBothNodes() async throws {
+        let outside = Self.prefix + "ext", tool = Self.directory + "/../tool.py"
+        func answers(_ node: String, count: Int) throws -> [String] {
+            let result = try runCommand("/usr/bin/ip", ["netns", "exec", outside, "python3", tool, "client", node, "30080", "\(count)"], timeout: Double(count) * 3 + 30)
+            return result.stdout.split(separator: "\n").map(String.init)
+        }
+        for (node, source) in [("10.214.200.1", "10.19.200.1"), ("10.214.200.2", "10.19.200.2")] {
+            try await eventually(timeout: 30) { try answers(node, count: 1).first?.hasPrefix("failed") == false }
+            let seen = try answers(node, count: 30)
+            XCTAssertEqual(seen.filter { $0.hasPrefix("failed") }, [], "through \(node)")
+            XCTAssertEqual(Set(seen.map { $0.split(separator: " ").first.map(String.init) ?? "" }), ["a1", "b1"], "through \(node): \(seen)")
+            XCTAssertEqual(Set(seen.map { $0.split(separator: " ").last.map(String.init) ?? "" }), [source], "the client as seen through \(node): \(seen)")
+        }
+        // The pods' own ClusterIP is the same Service, still there.
+        XCTAssertEqual(Set(try connect("a2", "10.96.0.10", count: 20)), ["a1", "b1"])
     }
 
     func testEgressLeavesWithTheNodeAddress() async throws {
