@@ -8,6 +8,7 @@
 #include <linux/if_packet.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/if_link.h>
 #include <net/ethernet.h>
 #include <arpa/inet.h>
 #include <sys/un.h>
@@ -166,19 +167,63 @@ int pcn_link_monitor_open(void) {
     return bound_socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, (struct sockaddr *)&addr, sizeof(addr));
 }
 
-int pcn_link_monitor_read(int fd, int *deleted, int max) {
+int pcn_link_monitor_read(int fd, int *links, int *deleted, int max) {
     char buffer[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
     ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
     if (n < 0)
         return -1;
     int count = 0;
     for (struct nlmsghdr *h = (struct nlmsghdr *)buffer; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
-        if (h->nlmsg_type != RTM_DELLINK || count >= max)
+        if ((h->nlmsg_type != RTM_DELLINK && h->nlmsg_type != RTM_NEWLINK) || count >= max)
             continue;
         struct ifinfomsg *info = NLMSG_DATA(h);
-        deleted[count++] = info->ifi_index;
+        links[count] = info->ifi_index;
+        deleted[count++] = h->nlmsg_type == RTM_DELLINK;
     }
     return count;
+}
+
+int pcn_link_twin_elsewhere(int ifindex) {
+    struct sockaddr_nl local;
+    memset(&local, 0, sizeof(local));
+    local.nl_family = AF_NETLINK;
+    int fd = bound_socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, (struct sockaddr *)&local, sizeof(local));
+    if (fd < 0)
+        return -1;
+    struct {
+        struct nlmsghdr header;
+        struct ifinfomsg info;
+    } request;
+    memset(&request, 0, sizeof(request));
+    request.header.nlmsg_len = sizeof(request);
+    request.header.nlmsg_type = RTM_GETLINK;
+    request.header.nlmsg_flags = NLM_F_REQUEST;
+    request.info.ifi_family = AF_UNSPEC;
+    request.info.ifi_index = ifindex;
+    if (send(fd, &request, sizeof(request), 0) < 0)
+        return close_keeping_errno(fd);
+    char buffer[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    close(fd);
+    if (n < 0)
+        return -1;
+    struct nlmsghdr *h = (struct nlmsghdr *)buffer;
+    if (!NLMSG_OK(h, (size_t)n) || h->nlmsg_type != RTM_NEWLINK)
+        return 0;   /* NLMSG_ERROR: no such link */
+    struct ifinfomsg *info = NLMSG_DATA(h);
+    int is_veth = 0, elsewhere = 0;
+    int left = IFLA_PAYLOAD(h);
+    for (struct rtattr *a = IFLA_RTA(info); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+        if (a->rta_type == IFLA_LINK_NETNSID)
+            elsewhere = 1;
+        if (a->rta_type != IFLA_LINKINFO)
+            continue;
+        int inner = RTA_PAYLOAD(a);
+        for (struct rtattr *b = RTA_DATA(a); RTA_OK(b, inner); b = RTA_NEXT(b, inner))
+            if (b->rta_type == IFLA_INFO_KIND && strncmp(RTA_DATA(b), "veth", RTA_PAYLOAD(b)) == 0 && RTA_PAYLOAD(b) >= 4)
+                is_veth = 1;
+    }
+    return is_veth && elsewhere;
 }
 
 #include <systemd/sd-journal.h>

@@ -1,4 +1,5 @@
 import BPFKit
+import CShims
 import Foundation
 import Logging
 import PCNDatapathABI
@@ -40,6 +41,9 @@ public actor Datapath {
     var injector: PacketInjector?
     /// The twins (host ends) made for each shadow cube.
     var shadows: [String: Set<String>] = [:]
+    /// Per peer netdev ifindex: whether the programs send into its twin directly (a veth whose twin
+    /// is in another namespace), as last built.
+    var directTwins: [Int32: Bool] = [:]
 
     /// `extraServiceDirectories` are searched after `<bpfDirectory>/services` for `<service>/<service>.c`.
     public init(compiler: BPFCompiler, bpfDirectory: String, bpffsRoot: String, stateDirectory: String,
@@ -354,6 +358,25 @@ public actor Datapath {
                 logger.error("cannot release netdev '\(device)': \(error)")
             }
         }
+    }
+
+    /// A netdev changed (a veth's twin moved to or from another namespace, among others): the
+    /// programs that send to it are rebuilt if the way to reach it changed.
+    public func netdevChanged(ifindex: Int32) {
+        guard let direct = directTwins[ifindex], direct != (pcn_link_twin_elsewhere(ifindex) == 1) else { return }
+        logger.info("netdev \(ifindex): its twin is \(direct ? "no longer" : "now") in another namespace; rebuilding what sends to it")
+        do {
+            try change { _ in }
+        } catch {
+            logger.error("cannot rebuild the programs sending to netdev \(ifindex): \(error)")
+        }
+    }
+
+    /// True if programs at TC ingress can hand packets for veth `ifindex` straight to its twin.
+    func twinElsewhere(_ ifindex: Int32) -> Bool {
+        let direct = pcn_link_twin_elsewhere(ifindex) == 1
+        directTwins[ifindex] = direct
+        return direct
     }
 
     private func forget(netdev device: String, in topology: inout Topology) {

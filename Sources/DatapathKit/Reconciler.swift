@@ -94,7 +94,8 @@ final class LoadedNetdev {
 extension Datapath {
     // MARK: - Desired programs
 
-    private func hopEntry(_ hop: Topology.Hop) -> pcn_port_peer {
+    /// `atIngress`: the program runs at TC ingress, where a veth's twin can be reached directly.
+    private func hopEntry(_ hop: Topology.Hop, atIngress: Bool = false) -> pcn_port_peer {
         var entry = pcn_port_peer()
         switch hop {
         case .none:
@@ -103,6 +104,10 @@ extension Datapath {
             let ifindex = if_nametoindex(device)
             entry.kind = UInt32(ifindex == 0 ? PCN_PEER_NONE.rawValue : PCN_PEER_NETDEV.rawValue)
             entry.target = ifindex
+            // Straight into the twin's namespace when nothing of ours runs at the veth's egress.
+            if ifindex != 0, atIngress, topology.entries(ofNetdev: device).egress == .none, twinElsewhere(Int32(ifindex)) {
+                entry.kind = UInt32(PCN_PEER_VETH.rawValue)
+            }
         case .node(let node, let port):
             entry.kind = UInt32(PCN_PEER_CUBE.rawValue)
             entry.target = node
@@ -118,9 +123,10 @@ extension Datapath {
         config.cube_id = cube.node
         config.log_level = (cube.logLevel ?? .info).value
         let hook = topology.hook(of: cube, role)
+        let atIngress = hook == .tc && topology.runsAtIngress(cube, role)
         if cube.transparent {
             config.port_count = 1
-            config.peers.0 = hopEntry(topology.next(ofTransparent: cube, role))
+            config.peers.0 = hopEntry(topology.next(ofTransparent: cube, role), atIngress: atIngress)
             return config
         }
         // Only ports up to the highest index in use get forwarding code (the verifier drops the rest).
@@ -128,7 +134,7 @@ extension Datapath {
         withUnsafeMutableBytes(of: &config.peers) { raw in
             guard role == .ingress else { return }
             let peers = raw.bindMemory(to: pcn_port_peer.self)
-            for port in cube.ports { peers[port.index] = hopEntry(topology.exit(cube, port)) }
+            for port in cube.ports { peers[port.index] = hopEntry(topology.exit(cube, port), atIngress: atIngress) }
         }
         withUnsafeMutableBytes(of: &config.egress_next) { raw in
             guard role.isEgress else { return }

@@ -159,6 +159,16 @@ struct Topology: Codable {
         var isTCTwin: Bool { self == .egressTC || self == .transparentEgressTC }
     }
 
+    /// Whether `role` of `cube` runs at a netdev's ingress hook (what came in), not at its egress
+    /// (what the stack sends out): a transparent cube's egress role on a cube port runs from its parent.
+    func runsAtIngress(_ cube: Cube, _ role: Role) -> Bool {
+        switch role {
+        case .ingress, .transparentIngress: return true
+        case .transparentEgress: if case .some(.cube) = cube.parent { return true } else { return false }
+        case .egress, .egressTC, .transparentEgressTC: return false
+        }
+    }
+
     func roles(of cube: Cube) -> [Role] {
         let xdp = cube.type.hook == .xdp
         if cube.transparent {

@@ -65,7 +65,8 @@ struct PcnCore: AsyncParsableCommand {
         defer { hub.stop() }
         // A netdev deleted while we run loses its peer at once (one deleted while we were down is
         // caught by adopt()).
-        let links = try LinkMonitor { ifindex in Task { await datapath.netdevRemoved(ifindex: ifindex) } }
+        let links = try LinkMonitor(onDelete: { ifindex in Task { await datapath.netdevRemoved(ifindex: ifindex) } },
+                                    onChange: { ifindex in Task { await datapath.netdevChanged(ifindex: ifindex) } })
         links.start()
         defer { links.stop() }
         let endpoint = hub.localEndpoint(name: BusName.core)

@@ -54,6 +54,40 @@ final class DatapathTests: CoreTestCase {
         XCTAssertGreaterThan((after["drops"] as? [String: Int])?["no-peer"] ?? 0, 0)
     }
 
+    /// A port whose peer is a veth with its twin in another namespace hands packets straight to
+    /// the twin (bpf_redirect_peer: the host end never transmits them, so a capture there sees only
+    /// what comes in). Once the twin moves into the host end's namespace, where that cannot work,
+    /// the cube goes back to an ordinary redirect by itself.
+    func testVethTwinElsewhereIsReachedDirectlyAndFollowsAMove() async throws {
+        let (a, veth1) = try network.host("a", address: "10.200.7.1/24")
+        let (b, veth2) = try network.host("b", address: "10.200.7.2/24")
+        try await core("cube.create", ["name": "w7", "service": "testfwd"])
+        try await core("port.add", ["cube": "w7", "port": "p0"])
+        try await core("port.add", ["cube": "w7", "port": "p1"])
+        try await core("port.set-peer", ["cube": "w7", "port": "p0", "peer": veth1])
+        try await core("port.set-peer", ["cube": "w7", "port": "p1", "peer": veth2])
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.7.2"))
+
+        let capture = directory + "/veth2.txt"
+        let dump = try BackgroundCommand("/bin/sh", ["-c", "exec /usr/bin/tcpdump -n -l -i \"$0\" icmp > \"$1\" 2>/dev/null", veth2, capture])
+        try await Task.sleep(for: .milliseconds(800))
+        XCTAssertTrue(try network.ping(from: a, to: "10.200.7.2", count: 5))
+        try await Task.sleep(for: .milliseconds(300))
+        dump.stop()
+        let seen = (try? String(contentsOfFile: capture, encoding: .utf8)) ?? ""
+        XCTAssertEqual(seen.components(separatedBy: "echo request").count - 1, 0, "the requests went out of \(veth2) instead of straight to its twin:\n\(seen)")
+        XCTAssertGreaterThanOrEqual(seen.components(separatedBy: "echo reply").count - 1, 5, "b's replies come in through \(veth2):\n\(seen)")
+
+        // The twin joins the host end's namespace (this one): still reachable, now by a plain redirect.
+        let twin = veth2 + "n"
+        _ = try runCommand("/usr/bin/ip", ["-n", b, "link", "set", twin, "netns", "1"])
+        network.adopt(link: twin)
+        _ = try runCommand("/usr/bin/ip", ["addr", "add", "10.200.7.2/32", "dev", twin])
+        _ = try runCommand("/usr/bin/ip", ["link", "set", twin, "up"])
+        _ = try runCommand("/usr/bin/ip", ["route", "add", "10.200.7.1/32", "dev", twin])
+        try await eventually(timeout: 20) { try self.network.ping(from: a, to: "10.200.7.2", count: 1) }
+    }
+
     func testCubeToCubeChain() async throws {
         let (a, veth1) = try network.host("a", address: "10.200.1.1/24")
         let (_, veth2) = try network.host("b", address: "10.200.1.2/24")

@@ -46,9 +46,13 @@ int pcn_packet_socket(int ifindex);
 // A NETLINK_ROUTE socket subscribed to link changes. -1 with errno.
 int pcn_link_monitor_open(void);
 
-// Blocks for the next batch of link messages; writes the ifindex of each deleted link into
-// deleted[0..max) and returns how many, or -1 with errno.
-int pcn_link_monitor_read(int fd, int *deleted, int max);
+// Blocks for the next batch of link messages; writes the ifindex of each link deleted or changed
+// into links[0..max), with deleted[i] 1 for a deletion, and returns how many, or -1 with errno.
+int pcn_link_monitor_read(int fd, int *links, int *deleted, int max);
+
+// 1 if ifindex is a veth whose twin is in another network namespace (bpf_redirect_peer can reach
+// it), 0 if not (or no such link), -1 with errno if netlink cannot be asked.
+int pcn_link_twin_elsewhere(int ifindex);
 
 // An anonymous in-memory file (memfd_create with MFD_CLOEXEC). -1 with errno.
 int pcn_memfd(const char *name);

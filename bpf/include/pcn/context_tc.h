@@ -50,4 +50,9 @@ static __always_inline int pcn_redirect_netdev(struct __sk_buff *ctx, __u32 ifin
     return bpf_redirect(ifindex, 0);
 }
 
+/* Out of veth `ifindex` is into its twin: delivered there at once (cubes run at TC ingress). */
+static __always_inline int pcn_redirect_veth(struct __sk_buff *ctx, __u32 ifindex) {
+    return bpf_redirect_peer(ifindex, 0);
+}
+
 #endif

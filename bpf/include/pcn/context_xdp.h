@@ -58,4 +58,8 @@ static __always_inline int pcn_redirect_netdev(struct xdp_md *ctx, __u32 ifindex
     return bpf_redirect(ifindex, 0);
 }
 
+static __always_inline int pcn_redirect_veth(struct xdp_md *ctx, __u32 ifindex) {
+    return bpf_redirect(ifindex, 0);
+}
+
 #endif

@@ -161,6 +161,8 @@ static __always_inline int pcn_go(struct CTXTYPE *ctx, struct pkt_metadata *md, 
     const __u32 kind = hop->kind;
     if (kind == PCN_PEER_NETDEV)
         return pcn_redirect_netdev(ctx, hop->target);
+    if (kind == PCN_PEER_VETH)
+        return pcn_redirect_veth(ctx, hop->target);
     if (kind == PCN_PEER_CUBE) {
         pcn_md_store(ctx, md, hop->peer_port);
         pcn_tail_call_node(ctx, hop->target, site);

@@ -20,7 +20,7 @@ PCN_TABLE(BPF_MAP_TYPE_DEVMAP_HASH, __u32, __u32, pcn_flood_group_4, PCN_MAX_POR
 
 /* Whether port `port` (a constant) leads to a netdev, or to another cube. */
 static __always_inline int pcn_port_to_netdev(const __u32 port) {
-    return port < pcn_config.port_count && pcn_config.peers[port].kind == PCN_PEER_NETDEV;
+    return port < pcn_config.port_count && (pcn_config.peers[port].kind == PCN_PEER_NETDEV || pcn_config.peers[port].kind == PCN_PEER_VETH);
 }
 
 static __always_inline int pcn_port_to_cube(const __u32 port) {

@@ -104,6 +104,8 @@ enum pcn_peer_kind {
     PCN_PEER_NETDEV = 1,  /* bpf_redirect to netdev `target` */
     PCN_PEER_CUBE = 2,    /* tail call into program `target` of the patch panel, arriving on `peer_port` */
     PCN_PEER_STACK = 3,   /* let the packet go on: up the stack (ingress) or to the wire (egress) */
+    PCN_PEER_VETH = 4,    /* TC: bpf_redirect_peer into the twin of veth `target` (in another namespace),
+                           * skipping the veth's egress and the backlog queue; XDP: as PCN_PEER_NETDEV */
 };
 
 struct pcn_port_peer {
