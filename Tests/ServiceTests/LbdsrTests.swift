@@ -31,7 +31,10 @@ final class LbdsrTests: ServiceStackTestCase {
         try ip(["-n", side.namespace, "link", "set", p + "sn", "netns", client.namespace])
         _ = try network.exec(client.namespace, ["ip", "addr", "add", "10.\(subnet).1.1/24", "dev", p + "sn"])
         _ = try network.exec(client.namespace, ["ip", "link", "set", p + "sn", "up"])
-        for setting in ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.\(p)cn.rp_filter=0", "net.ipv4.conf.\(p)sn.rp_filter=0"] {
+        // arp_ignore: the client answers ARP for its LAN address only on the LAN (else a backend may
+        // learn its FRONTEND side's MAC, whichever answer comes first, and answer through the balancer).
+        for setting in ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.\(p)cn.rp_filter=0", "net.ipv4.conf.\(p)sn.rp_filter=0",
+                        "net.ipv4.conf.all.arp_ignore=1"] {
             _ = try network.exec(client.namespace, ["sysctl", "-qw", setting])
         }
         try plug(side.interface)
@@ -71,8 +74,9 @@ final class LbdsrTests: ServiceStackTestCase {
         try await Task.sleep(for: .seconds(0.5))
 
         // Requests through the balancer, answers around it: its BACKEND side sees no TCP from the VIP.
+        // Captured on the LAN's end of the BACKEND link: what the balancer sends goes straight there.
         let capture = tools + "/be.pcap"
-        let dump = try BackgroundCommand("/usr/bin/tcpdump", ["-n", "-U", "--immediate-mode", "-i", p + "be", "-w", capture, "tcp"])
+        let dump = try BackgroundCommand("/usr/bin/ip", ["netns", "exec", lan, "tcpdump", "-n", "-U", "--immediate-mode", "-i", p + "bel", "-w", capture, "tcp"])
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: capture) { usleep(20_000) }
         usleep(200_000)
         XCTAssertEqual(try burst(200), "200")
