@@ -54,6 +54,8 @@ enum EarlyTermination {
     static let requested = Atomic<Bool>(false)
 
     static func install() {
+        // Initialized here, not lazily inside the handler (swift_once is not async-signal-safe).
+        _ = requested.load(ordering: .relaxed)
         var signals = sigset_t()
         sigemptyset(&signals)
         for signal in [SIGTERM, SIGINT] {
