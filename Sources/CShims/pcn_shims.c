@@ -220,7 +220,7 @@ int pcn_link_twin_elsewhere(int ifindex) {
             continue;
         int inner = RTA_PAYLOAD(a);
         for (struct rtattr *b = RTA_DATA(a); RTA_OK(b, inner); b = RTA_NEXT(b, inner))
-            if (b->rta_type == IFLA_INFO_KIND && strncmp(RTA_DATA(b), "veth", RTA_PAYLOAD(b)) == 0 && RTA_PAYLOAD(b) >= 4)
+            if (b->rta_type == IFLA_INFO_KIND && RTA_PAYLOAD(b) == sizeof("veth") && memcmp(RTA_DATA(b), "veth", sizeof("veth")) == 0)
                 is_veth = 1;
     }
     return is_veth && elsewhere;

@@ -142,8 +142,9 @@ struct NodePlan: Equatable {
         for other in state.nodes.values where other.metadata.name != settings.node && other.metadata.deletionTimestamp == nil {
             // A node not yet given its addresses is left out until it has them.
             guard let remote = try? addresses(other) else { continue }
-            routes.append(Route(network: remote.pods.description, nexthop: vtep(remote.ip).description))
-            routes.append(Route(network: "\(nodePortSource(remote.ip))/32", nexthop: vtep(remote.ip).description))
+            let via = vtep(remote.ip).description
+            routes.append(Route(network: remote.pods.description, nexthop: via))
+            routes.append(Route(network: "\(nodePortSource(remote.ip))/32", nexthop: via))
             peers.append(remote.ip.description)
         }
         let (clusterIPs, nodePorts) = services(state, nodePortAddress: settings.nodePortAddress)
@@ -176,10 +177,10 @@ struct NodePlan: Equatable {
                         for address in endpoint.addresses where IPv4(address) != nil { backends.insert(Backend(ip: address, port: target)) }
                     }
                 }
-                let name = key + (port.name.map { ":" + $0 } ?? "")
-                result.append(LBService(vip: vip, vport: port.port, proto: proto, name: name, backends: backends.sorted()))
+                let name = key + (port.name.map { ":" + $0 } ?? ""), ordered = backends.sorted()
+                result.append(LBService(vip: vip, vport: port.port, proto: proto, name: name, backends: ordered))
                 if ["NodePort", "LoadBalancer"].contains(service.spec?.type ?? "ClusterIP"), let nodePort = port.nodePort, (1...65535).contains(nodePort) {
-                    nodePorts.append(LBService(vip: nodePortAddress, vport: nodePort, proto: proto, name: name, backends: backends.sorted()))
+                    nodePorts.append(LBService(vip: nodePortAddress, vport: nodePort, proto: proto, name: name, backends: ordered))
                 }
             }
         }
